@@ -1,0 +1,4 @@
+"""`python -m hat <command>` == `hat <command>`."""
+from hat.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Data: the toy task, sentencepiece, binarized datasets and token batching."""

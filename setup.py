@@ -1,0 +1,4 @@
+"""Shim for `pip install --editable .` habits; all metadata lives in pyproject.toml."""
+from setuptools import setup
+
+setup()

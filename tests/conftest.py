@@ -1,0 +1,69 @@
+"""Shared fixtures: the reference data folder, small raw corpora, CLI runners."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data beside the checkout; tests using it skip on a user's machine."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA
+
+
+def write_parallel(prefix: Path, pairs: list[tuple[str, str]], src: str = "en", tgt: str = "de") -> Path:
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{prefix}.{src}").write_text("".join(s + "\n" for s, _ in pairs), encoding="utf-8")
+    Path(f"{prefix}.{tgt}").write_text("".join(t + "\n" for _, t in pairs), encoding="utf-8")
+    return prefix
+
+
+@pytest.fixture(scope="session")
+def toy_raw(tmp_path_factory) -> Path:
+    """A small toy corpus: raw/{train,valid,test}.{en,de}."""
+    from hat.data.toy import write_toy_task
+
+    out = tmp_path_factory.mktemp("toy") / "raw"
+    write_toy_task(out, train=3000, valid=200, test=200, seed=7)
+    return out
+
+
+@pytest.fixture(scope="session")
+def toy_bin(toy_raw: Path, tmp_path_factory) -> Path:
+    """The small toy corpus, binarized with a 600-piece vocabulary."""
+    from hat.data.preprocess import preprocess
+
+    dest = tmp_path_factory.mktemp("toybin") / "bin"
+    preprocess("en", "de", str(toy_raw / "train"), dest, validpref=str(toy_raw / "valid"),
+               testpref=str(toy_raw / "test"), vocab_size=600)
+    return dest
+
+
+def run_cli(*args: str, cwd: Path | None = None, script: str | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m hat ARGS` (or a top-level HAT-style script) in a subprocess."""
+    cmd = [sys.executable, str(REPO / script)] if script else [sys.executable, "-m", "hat"]
+    return subprocess.run(cmd + list(args), cwd=cwd or REPO, capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str,
+                          after_log: bool = False) -> None:
+    """Exit code 2 and one 'error: ...' line naming `needles`, no traceback.
+
+    The error is all of stderr, unless `after_log` allows progress log lines before it.
+    """
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 or after_log, result.stderr
+    assert lines[-1].startswith("error:"), lines[-1]
+    assert sum(line.startswith("error:") for line in lines) == 1
+    for needle in needles:
+        assert needle in lines[-1], (needle, lines[-1])
