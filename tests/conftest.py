@@ -67,3 +67,17 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str,
     assert sum(line.startswith("error:") for line in lines) == 1
     for needle in needles:
         assert needle in lines[-1], (needle, lines[-1])
+
+
+def tiny_space(**changes):
+    """A small search space with every HAT dimension elastic (fast on a CPU)."""
+    from hat.space import SearchSpace
+
+    base = dict(encoder_embed_dim=64, decoder_embed_dim=48, encoder_ffn_embed_dim=96, decoder_ffn_embed_dim=80,
+                encoder_layers=4, decoder_layers=3, encoder_attention_heads=4, decoder_attention_heads=4,
+                qkv_dim=32, encoder_embed_choice=[64, 48, 32], decoder_embed_choice=[48, 32],
+                encoder_ffn_embed_dim_choice=[96, 64], decoder_ffn_embed_dim_choice=[80, 40],
+                encoder_layer_num_choice=[4, 3], decoder_layer_num_choice=[3, 2, 1],
+                encoder_self_attention_heads_choice=[4, 2], decoder_self_attention_heads_choice=[4, 2],
+                decoder_ende_attention_heads_choice=[4, 2, 1], decoder_arbitrary_ende_attn_choice=[-1, 1, 2])
+    return SearchSpace(**{**base, **changes})

@@ -11,6 +11,10 @@ from hat.errors import HatError
 COMMANDS: dict[str, tuple[str, str]] = {
     "toy": ("hat.cli.toy", "write the embedded toy translation task as raw parallel text"),
     "preprocess": ("hat.cli.preprocess", "train a joint sentencepiece model and binarize parallel text"),
+    "train": ("hat.cli.train", "train a SuperTransformer, or a SubTransformer from scratch"),
+    "generate": ("hat.cli.generate", "translate a split with beam search and score BLEU"),
+    "average": ("hat.cli.average", "average the weights of the last N checkpoints"),
+    "profile": ("hat.cli.profile", "#params, FLOPs and latency of a SubTransformer"),
 }
 
 

@@ -91,5 +91,6 @@ class TokenBatcher:
         """This shard's batches of `epoch` (1-based), as arrays of pair indices."""
         return self._all_batches(epoch)[self.shard_id::self.num_shards]
 
-    def num_batches(self, epoch: int) -> int:
-        return len(self.batches(epoch))
+    def steps_per_shard(self, epoch: int) -> int:
+        """Batches of the largest shard: every rank runs this many steps (short shards pad)."""
+        return -(-len(self._all_batches(epoch)) // self.num_shards)

@@ -1,0 +1,1 @@
+"""On-device latency: measurement protocol, datasets, predictors."""

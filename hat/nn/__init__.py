@@ -1,0 +1,1 @@
+"""Building blocks shared by the SuperTransformer and the compact Transformer."""

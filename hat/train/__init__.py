@@ -1,0 +1,1 @@
+"""Training: SuperTransformer (weight-shared, sampled SubTransformers) and compact models."""

@@ -1,0 +1,343 @@
+"""The training loop for SuperTransformers and compact SubTransformers.
+
+One update = `update_freq` batches per rank. A SuperTransformer update trains the
+SubTransformer(s) the sampler picks for that update (the same on every rank); gradients
+are summed over ranks and divided by the update's target tokens (fairseq's
+normalisation). Checkpoints hold model, optimizer, LR schedule, AMP scaler, RNG and the
+position in the epoch, so a killed run resumes where its last checkpoint was written.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from hat.data.batching import TokenBatcher
+from hat.data.dataset import Batch, DataDir, ParallelDataset
+from hat.errors import HatError
+from hat.space import ArchConfig
+from hat.train.checkpoints import TRAIN_FORMAT, CheckpointManager, move_optimizer_state
+from hat.train.criterion import distillation_loss, label_smoothed_nll
+from hat.train.distributed import DistInfo, all_reduce_gradients, all_reduce_sum, barrier
+from hat.train.sampling import ConfigSampler
+from hat.train.schedule import ScheduleConfig, build_scheduler
+from hat.transformer import EncoderDecoder
+
+log = logging.getLogger(__name__)
+LN2 = math.log(2)
+
+
+@dataclass
+class TrainConfig:
+    save_dir: str = "checkpoints"
+    max_tokens: int = 4096
+    max_sentences: int | None = None
+    update_freq: int = 1
+    max_update: int = 0  # 0: no limit
+    max_epoch: int = 0  # 0: no limit
+    stop_time_hours: float = 0.0  # 0: no limit
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    adam_betas: tuple[float, float] = (0.9, 0.98)
+    adam_eps: float = 1e-8
+    weight_decay: float = 0.0
+    clip_norm: float = 0.0
+    label_smoothing: float = 0.1
+    precision: str = "fp32"  # fp32 | fp16 | bf16
+    seed: int = 1
+    save_interval: int = 1  # epochs
+    save_interval_updates: int = 0
+    keep_last_epochs: int = -1
+    keep_interval_updates: int = -1
+    validate_interval: int = 1  # epochs
+    validate_interval_updates: int = 0
+    valid_subset: str = "valid"
+    eval_bleu: bool = False
+    eval_bleu_beam: int = 4
+    distill_weight: float = 1.0  # sandwich: share of the distillation loss for the non-largest nets
+    log_interval: int = 50
+    progress_bar: bool = True
+    restore_file: str = "checkpoint_last.pt"
+
+
+@dataclass
+class TrainState:
+    epoch: int = 1
+    batch_offset: int = 0  # batches of this epoch already consumed (this rank)
+    updates: int = 0
+    best_loss: float = math.inf
+    wall_seconds: float = 0.0
+
+
+class JsonlLog:
+    """Append-and-flush JSON lines (only the main rank writes)."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+
+
+class Trainer:
+    def __init__(self, model: EncoderDecoder, cfg: TrainConfig, data: DataDir, sampler: ConfigSampler | None,
+                 world: DistInfo, checkpoint_meta: dict[str, Any]):
+        """`sampler`: which SubTransformers a SuperTransformer trains (None: train `model` as is).
+        `checkpoint_meta`: what a checkpoint needs to rebuild the model (kind, space/arch, settings)."""
+        self.model, self.cfg, self.data, self.sampler, self.world = model, cfg, data, sampler, world
+        self.device = world.device
+        self.meta = {**checkpoint_meta, "spm_model": (data.path / "spm.model").read_bytes()}
+        self.model.to(self.device)
+        self.params = list(model.parameters())
+        self.optimizer = torch.optim.AdamW(self.params, lr=1.0, betas=cfg.adam_betas, eps=cfg.adam_eps,
+                                           weight_decay=cfg.weight_decay)
+        self.scheduler = build_scheduler(self.optimizer, cfg.schedule)
+        self.autocast, self.scaler = self._precision()
+        self.state = TrainState()
+        self.checkpoints = CheckpointManager(cfg.save_dir, cfg.keep_last_epochs, cfg.keep_interval_updates)
+        self.log = JsonlLog(Path(cfg.save_dir) / "train_log.jsonl", world.is_main)
+        positions = (model.settings.max_source_positions, model.settings.max_target_positions)
+        self.train_set = data.split("train")
+        self.batcher = TokenBatcher(self.train_set.src_sizes, self.train_set.tgt_sizes, cfg.max_tokens,
+                                    cfg.max_sentences, positions, seed=cfg.seed, shuffle=True,
+                                    num_shards=world.world_size, shard_id=world.rank)
+        self.valid_set: ParallelDataset | None = None
+        if cfg.valid_subset in data.splits:
+            self.valid_set = data.split(cfg.valid_subset)
+            self.valid_batches = TokenBatcher(self.valid_set.src_sizes, self.valid_set.tgt_sizes, cfg.max_tokens,
+                                              cfg.max_sentences, positions, shuffle=False).batches(1)
+        self._start_time = time.time()
+
+    # --- setup --------------------------------------------------------------------------
+    def _precision(self):
+        p = self.cfg.precision
+        if p == "fp32":
+            return nullcontext, None
+        if p == "fp16":
+            if self.device.type != "cuda":
+                raise HatError("--fp16 needs a CUDA device; train in fp32 on the CPU (or --bf16)")
+            return (lambda: torch.autocast("cuda", dtype=torch.float16)), torch.amp.GradScaler("cuda")
+        if p == "bf16":
+            return (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)), None
+        raise HatError(f"unknown precision {p}")
+
+    def resume(self) -> bool:
+        """Load `restore_file` (relative to save_dir) if it exists; True if resumed."""
+        path = Path(self.cfg.restore_file)
+        if not path.is_absolute() and not path.exists():
+            path = Path(self.cfg.save_dir) / path
+        if not path.exists():
+            return False
+        from hat.checkpoint import load_checkpoint
+
+        payload = load_checkpoint(path, kind=TRAIN_FORMAT)
+        try:
+            self.model.load_state_dict(payload["model"])
+        except RuntimeError as e:
+            raise HatError(f"{path} does not match this model (different space or architecture?): "
+                           f"{str(e).splitlines()[0]}") from None
+        if payload.get("optimizer") is not None:
+            self.optimizer.load_state_dict(payload["optimizer"])
+            move_optimizer_state(self.optimizer, self.device)
+            self.scheduler.load_state_dict(payload["scheduler"])
+            if self.scaler is not None and payload.get("scaler"):
+                self.scaler.load_state_dict(payload["scaler"])
+            self.state = TrainState(**payload["train_state"])
+            torch.set_rng_state(payload["rng"]["torch"])
+            if torch.cuda.is_available() and payload["rng"].get("cuda") is not None:
+                torch.cuda.set_rng_state(payload["rng"]["cuda"], self.device)
+        log.info("resumed from %s: epoch %d, update %d", path, self.state.epoch, self.state.updates)
+        self.log.write({"type": "resume", "from": str(path), "update": self.state.updates, "epoch": self.state.epoch})
+        return True
+
+    # --- the loop -----------------------------------------------------------------------
+    def _epoch_batches(self, epoch: int) -> list[tuple[torch.Tensor, float]]:
+        """This rank's batches, padded (with zero-weight repeats) to the same count on every rank."""
+        mine = self.batcher.batches(epoch)
+        steps = self.batcher.steps_per_shard(epoch)
+        return [(b, 1.0) for b in mine] + [(mine[0], 0.0)] * (steps - len(mine))
+
+    def _finished(self) -> bool:
+        c, s = self.cfg, self.state
+        if c.max_update and s.updates >= c.max_update:
+            return True
+        if c.max_epoch and s.epoch > c.max_epoch:
+            return True
+        if not c.stop_time_hours:
+            return False
+        time_up = float(self._elapsed() >= c.stop_time_hours * 3600)
+        return all_reduce_sum([time_up], self.world)[0] > 0  # every rank stops at the same update
+
+    def _elapsed(self) -> float:
+        return self.state.wall_seconds + time.time() - self._start_time
+
+    def train(self) -> dict[str, Any]:
+        """Train until max-update, max-epoch or stop-time-hours; return the last validation."""
+        if self.world.is_main:
+            log.info("batching: %s", self.batcher.report)
+        last_valid: dict[str, Any] = {}
+        while not self._finished():
+            epoch = self.state.epoch
+            batches = self._epoch_batches(epoch)
+            uf = self.cfg.update_freq
+            bar = tqdm(total=math.ceil(len(batches) / uf), initial=self.state.batch_offset // uf,
+                       desc=f"epoch {epoch:03d}", unit="upd", leave=False,
+                       disable=not (self.world.is_main and self.cfg.progress_bar) or None)
+            while self.state.batch_offset < len(batches) and not self._finished():
+                start = self.state.batch_offset
+                group = batches[start:start + uf]
+                stats = self._update(group)
+                self.state.batch_offset = start + len(group)
+                bar.update(1)
+                bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.2e}",
+                                tok_s=f"{stats['tokens_per_s']:.0f}")
+                if self.state.updates % self.cfg.log_interval == 0 or self.state.updates == 1:
+                    self.log.write({"type": "train", **stats})
+                    if self.world.is_main and bar.disable:  # no progress bar: log lines instead
+                        log.info("update %d | loss %.3f | nll %.3f | lr %.3e | %.0f tok/s", stats["update"],
+                                 stats["loss"], stats["nll_loss"], stats["lr"], stats["tokens_per_s"])
+                mid_valid = self.cfg.validate_interval_updates and self.state.updates % self.cfg.validate_interval_updates == 0
+                mid_save = self.cfg.save_interval_updates and self.state.updates % self.cfg.save_interval_updates == 0
+                if mid_valid:
+                    last_valid = self.validate()
+                if mid_save or mid_valid:
+                    self._save(last_valid, end_of_epoch=False, keep_update=bool(mid_save))
+            bar.close()
+            if self.state.batch_offset >= len(batches):  # the epoch is complete
+                if epoch % self.cfg.validate_interval == 0 or self._finished():
+                    last_valid = self.validate()
+                self.state.epoch, self.state.batch_offset = epoch + 1, 0
+                self._save(last_valid, end_of_epoch=True, keep_update=False, epoch=epoch)
+            else:  # stopped mid-epoch (max-update / time budget)
+                last_valid = self.validate()
+                self._save(last_valid, end_of_epoch=False, keep_update=False)
+        return last_valid
+
+    def _update(self, group: list[tuple[torch.Tensor, float]]) -> dict[str, float]:
+        t0 = time.time()
+        self.model.train()
+        configs = self.sampler.configs(self.state.updates) if self.sampler else [None]
+        loss_sum = nll_sum = ntokens = 0.0
+        self.optimizer.zero_grad(set_to_none=True)
+        for indices, weight in group:
+            batch = self.train_set.collate(indices.tolist()).to(self.device)
+            teacher = None
+            for j, arch in enumerate(configs):
+                logits, loss, nll = self._forward(batch, arch)
+                if j == 0:
+                    loss_sum, nll_sum = loss_sum + weight * loss.item(), nll_sum + weight * nll.item()
+                    if len(configs) > 1:
+                        teacher = logits.detach()
+                elif self.cfg.distill_weight > 0:
+                    kd = distillation_loss(logits, teacher, batch.target)
+                    loss = self.cfg.distill_weight * kd + (1 - self.cfg.distill_weight) * loss
+                self._backward(loss * weight)
+            ntokens += weight * batch.ntokens
+        loss_sum, nll_sum, ntokens = all_reduce_sum([loss_sum, nll_sum, ntokens], self.world)
+        lr = self.scheduler.get_last_lr()[0]
+        gnorm = self._step(ntokens)
+        self.state.updates += 1
+        elapsed = time.time() - t0
+        return {"update": self.state.updates, "epoch": self.state.epoch, "loss": loss_sum / ntokens / LN2,
+                "nll_loss": nll_sum / ntokens / LN2, "lr": lr, "gnorm": gnorm, "ntokens": ntokens,
+                "tokens_per_s": ntokens / max(elapsed, 1e-9), "wall": round(self._elapsed(), 2)}
+
+    def _forward(self, batch: Batch, arch: ArchConfig | None):
+        if arch is not None:
+            self.model.set_config(arch)
+        with self.autocast():
+            logits = self.model(batch.src_tokens, batch.prev_output_tokens)
+        loss, nll = label_smoothed_nll(logits, batch.target, self.cfg.label_smoothing)
+        return logits, loss, nll
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def _step(self, ntokens: float) -> float:
+        """Sum gradients over ranks, normalise by the update's tokens, clip, step; return the norm."""
+        all_reduce_gradients(self.params, self.world)
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        for p in self.params:
+            if p.grad is not None:
+                p.grad.div_(max(ntokens, 1.0))
+        gnorm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.clip_norm if self.cfg.clip_norm > 0 else math.inf)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        return float(gnorm)
+
+    # --- validation -----------------------------------------------------------------------
+    def represent_configs(self) -> dict[str, ArchConfig | None]:
+        """HAT validates the largest and smallest SubTransformers of a SuperTransformer."""
+        if self.sampler is None:
+            return {"model": None}
+        return {"largest": self.sampler.space.largest(), "smallest": self.sampler.space.smallest()}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, Any]:
+        """Validation loss (base 2, per target token) of each represent config (main rank)."""
+        if self.valid_set is None:
+            return {}
+        result: dict[str, Any] = {"type": "valid", "update": self.state.updates, "epoch": self.state.epoch}
+        if self.world.is_main:
+            self.model.eval()
+            losses = []
+            for name, arch in self.represent_configs().items():
+                loss = nll = tokens = 0.0
+                for indices in self.valid_batches:
+                    batch = self.valid_set.collate(indices.tolist()).to(self.device)
+                    _, l, n = self._forward(batch, arch)
+                    loss, nll, tokens = loss + l.item(), nll + n.item(), tokens + batch.ntokens
+                result[f"{name}_loss"] = loss / tokens / LN2
+                result[f"{name}_nll_loss"] = nll / tokens / LN2
+                losses.append(result[f"{name}_loss"])
+                if self.cfg.eval_bleu:
+                    from hat.evaluate import translate_dataset
+
+                    model = self.model if arch is None else self.model.export(arch)
+                    bleu = translate_dataset(model, self.valid_set, self.data.tokenizer, beam=self.cfg.eval_bleu_beam,
+                                             max_tokens=self.cfg.max_tokens, device=self.device).sacrebleu
+                    result[f"{name}_bleu"] = bleu
+            result["loss"] = sum(losses) / len(losses)
+            self.log.write(result)
+            log.info("valid | update %d | %s", self.state.updates,
+                     " | ".join(f"{k} {v:.3f}" for k, v in result.items() if k.endswith(("loss", "bleu"))))
+        barrier(self.world)
+        return result
+
+    # --- checkpoints ----------------------------------------------------------------------
+    def _save(self, valid: dict[str, Any], end_of_epoch: bool, keep_update: bool, epoch: int | None = None) -> None:
+        if self.world.is_main:
+            is_best = "loss" in valid and valid["update"] == self.state.updates and valid["loss"] < self.state.best_loss
+            if is_best:
+                self.state.best_loss = valid["loss"]
+            self.state.wall_seconds = self._elapsed()
+            self._start_time = time.time()
+            payload = {
+                "format": TRAIN_FORMAT, "version": 1, **self.meta,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else None,
+                "train_state": asdict(self.state),
+                "rng": {"torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None},
+                "valid": {k: v for k, v in valid.items() if isinstance(v, (int, float, str))},
+            }
+            keep_epoch = epoch is not None and epoch % self.cfg.save_interval == 0
+            self.checkpoints.save(payload, epoch or self.state.epoch, self.state.updates, end_of_epoch,
+                                  keep_epoch=keep_epoch, keep_update=keep_update, is_best=is_best)
+        barrier(self.world)

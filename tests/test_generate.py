@@ -1,0 +1,130 @@
+"""Beam and greedy search with incremental decoding."""
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hat.data.tokenizer import EOS_ID, PAD_ID
+from hat.generate import beam_search, greedy_search
+from hat.supernet import SuperTransformer
+from hat.transformer import ModelSettings
+
+from conftest import tiny_space
+
+VOCAB = 24
+
+
+def reverse_batch(g: torch.Generator, n: int):
+    """Sources of 2-8 tokens; targets are the reversed sources (a task a tiny model learns)."""
+    lengths = torch.randint(2, 9, (n,), generator=g)
+    src = torch.full((n, 9), PAD_ID)
+    prev = torch.full((n, 10), PAD_ID)
+    tgt = torch.full((n, 10), PAD_ID)
+    for i, ln in enumerate(lengths.tolist()):
+        seq = torch.randint(4, VOCAB, (ln,), generator=g)
+        src[i, :ln], src[i, ln] = seq, EOS_ID
+        rev = seq.flip(0)
+        prev[i, 0], prev[i, 1:ln + 1] = EOS_ID, rev
+        tgt[i, :ln], tgt[i, ln] = rev, EOS_ID
+    return src, prev, tgt
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A SuperTransformer trained briefly on string reversal, and its smallest-but-one config."""
+    torch.manual_seed(0)
+    space = tiny_space()
+    net = SuperTransformer(space, ModelSettings(vocab_size=VOCAB, qkv_dim=32, dropout=0.0))
+    cfg = space.sample(random.Random(5))
+    net.set_config(cfg)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(250):
+        src, prev, tgt = reverse_batch(g, 32)
+        loss = F.cross_entropy(net(src, prev).transpose(1, 2), tgt, ignore_index=PAD_ID)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    src, _, tgt = reverse_batch(torch.Generator().manual_seed(99), 8)
+    return net, net.export().eval(), src, tgt
+
+
+def test_the_model_learned_enough_for_eos_to_matter(trained):
+    _, compact, src, tgt = trained
+    hyps = greedy_search(compact, src, max_len_b=12)
+    lengths = [len(h.tokens) for h in hyps]
+    assert lengths != [12] * len(lengths)  # it stops by itself
+    correct = sum(h.tokens == [t for t in row.tolist() if t not in (PAD_ID, EOS_ID)] for h, row in zip(hyps, tgt))
+    assert correct >= 4
+
+
+def test_beam_one_equals_greedy(trained):
+    _, compact, src, _ = trained
+    greedy = greedy_search(compact, src, max_len_b=12)
+    beam = beam_search(compact, src, beam=1, max_len_b=12)
+    for g, b in zip(greedy, beam):
+        assert g.tokens == b[0].tokens
+        assert g.score == pytest.approx(b[0].score, abs=1e-5)
+
+
+def test_batched_equals_one_by_one(trained):
+    _, compact, src, _ = trained
+    together = beam_search(compact, src, beam=4, max_len_b=12)
+    for i in range(len(src)):
+        row = src[i:i + 1]
+        row = row[:, :int(row.ne(PAD_ID).sum())]  # no padding at all when alone
+        alone = beam_search(compact, row, beam=4, max_len_b=12)[0]
+        assert [h.tokens for h in alone] == [h.tokens for h in together[i]]
+        assert [h.score for h in alone] == pytest.approx([h.score for h in together[i]], abs=1e-4)
+
+
+def test_finished_hypotheses_are_never_extended(trained):
+    _, compact, src, _ = trained
+    fed = []
+    original = compact.decode_step
+
+    def spy(tokens, state):
+        fed.append((state.step, tokens.clone()))
+        return original(tokens, state)
+
+    compact.decode_step = spy
+    try:
+        results = beam_search(compact, src, beam=5, max_len_b=12)
+    finally:
+        del compact.decode_step
+    assert all(not (tokens == EOS_ID).any() for step, tokens in fed if step > 0)
+    for hyps in results:
+        assert len(hyps) == 5
+        assert all(EOS_ID not in h.tokens and len(h.tokens) <= 12 for h in hyps)
+        assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+
+
+def test_scores_equal_full_recomputation(trained):
+    _, compact, src, _ = trained
+    results = beam_search(compact, src[:3], beam=3, max_len_b=12)
+    for i, hyps in enumerate(results):
+        for h in hyps:
+            target = torch.tensor([h.tokens + [EOS_ID]])
+            prev = torch.tensor([[EOS_ID] + h.tokens])
+            with torch.no_grad():
+                lprobs = torch.log_softmax(compact(src[i:i + 1], prev), -1)
+            assert lprobs.gather(2, target[..., None]).sum().item() == pytest.approx(h.log_prob, abs=1e-4)
+            assert h.score == pytest.approx(h.log_prob / (len(h.tokens) + 1), abs=1e-5)
+
+
+def test_supernet_with_config_decodes_like_its_export(trained):
+    net, compact, src, _ = trained
+    a = beam_search(net, src, beam=5, max_len_b=12)
+    b = beam_search(compact, src, beam=5, max_len_b=12)
+    assert [[h.tokens for h in hyps] for hyps in a] == [[h.tokens for h in hyps] for hyps in b]
+
+
+def test_max_length_is_a_times_source_plus_b(trained):
+    _, compact, src, _ = trained
+    for hyps in beam_search(compact, src, beam=2, max_len_a=0.0, max_len_b=2):
+        assert all(len(h.tokens) <= 2 for h in hyps)
+    hyps = greedy_search(compact, src, max_len_a=0.5, max_len_b=0, min_len=4)
+    limit = int(0.5 * int(src.ne(PAD_ID).sum(1).max()))
+    assert all(min(4, limit) <= len(h.tokens) <= limit for h in hyps)
