@@ -3,14 +3,16 @@
 Every command builds a :class:`HatArgumentParser`: configargparse with
 ``--configs=file.yml`` (and ``--sub-configs`` where HAT has it), HAT's dashed key
 names, command-line flags overriding the files. A key that no hat command knows is an
-error naming the file and key; a key that HAT uses for another step (a latency
-dataset YAML also carries ``data`` and ``max-tokens``, say) is accepted and ignored,
-so HAT's files load unchanged into every command.
+error naming the file and key; a key that belongs to another step (a latency dataset
+YAML also carries ``data`` and ``max-tokens``, a SuperTransformer YAML carries training
+keys the search does not use) is accepted and ignored, so one file serves every step and
+HAT's files load unchanged into every command.
 """
 from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -68,16 +70,27 @@ class HatArgumentParser(configargparse.ArgumentParser):
 
     def parse_known_args(self, args=None, namespace=None, **kwargs):
         args = list(args) if args is not None else None
+        own = self.known_keys()
         self._accept_other_commands_hat_keys()
+        self._reject_other_commands_flags(sys.argv[1:] if args is None else args, own)
         for path in self._config_paths(args):
             self._check_config_file(path)
         return super().parse_known_args(args=args, namespace=namespace, **kwargs)
+
+    def _reject_other_commands_flags(self, argv: list[str], own: set[str]) -> None:
+        """Another command's key is fine in a shared YAML file, not typed on this command line
+        (HAT's own keys excepted: HAT users pass them to every script)."""
+        for token in argv:
+            key = token[2:].split("=", 1)[0] if token.startswith("--") else None
+            if key and key not in own and key not in HAT_KEYS and key in all_command_keys():
+                raise HatError(f"{self.prog}: --{key} is not an option of this command (another hat command "
+                               f"takes it); see `{self.prog} --help`")
 
     def known_keys(self) -> set[str]:
         return {s[2:] for action in self._actions for s in action.option_strings if s.startswith("--")}
 
     def _accept_other_commands_hat_keys(self) -> None:
-        for key in sorted(HAT_KEYS - self.known_keys()):
+        for key in sorted((HAT_KEYS | all_command_keys()) - self.known_keys()):
             self.add_argument(f"--{key}", nargs="*", help=argparse.SUPPRESS,
                               dest=f"unused_hat_key_{key.replace('-', '_')}")
 
@@ -101,6 +114,20 @@ class HatArgumentParser(configargparse.ArgumentParser):
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 raise HatError(f"{path}: unknown key '{key}'{hint}; "
                                f"`{self.prog} --help` lists the keys this command takes")
+
+
+@functools.lru_cache(maxsize=1)
+def all_command_keys() -> frozenset[str]:
+    """Every dashed key some hat command takes (for YAML files shared between steps)."""
+    import importlib
+
+    from hat.cli import COMMANDS
+
+    keys: set[str] = set()
+    for module, _ in COMMANDS.values():
+        parser = importlib.import_module(module).build_parser()
+        keys |= {s[2:] for a in parser._actions for s in a.option_strings if s.startswith("--")}
+    return frozenset(keys - {"help", "configs", "sub-configs", "evo-configs"})
 
 
 def load_yaml(path: str | Path) -> dict:

@@ -72,3 +72,13 @@ def profile(model: Transformer, sentence_length: int = 30) -> Profile:
                    flops=count_flops(model, sentence_length),
                    flops_total=count_flops(model, sentence_length, output_layer=True),
                    sentence_length=sentence_length)
+
+
+def analytic_params(arch: ArchConfig, qkv_dim: int) -> int:
+    """#params without embeddings (HAT's convention), from the config alone (post-norm)."""
+    q, e, d = qkv_dim, arch.encoder_embed_dim, arch.decoder_embed_dim
+    attention = lambda dim, kv: dim * q + q + 2 * (kv * q + q) + q * dim + dim  # noqa: E731  q, k, v, out
+    ffn = lambda dim, f: 2 * dim * f + f + dim  # noqa: E731
+    enc = sum(attention(e, e) + ffn(e, f) + 4 * e for f in arch.encoder_ffn_embed_dim)
+    dec = sum(attention(d, d) + attention(d, e) + ffn(d, f) + 6 * d for f in arch.decoder_ffn_embed_dim)
+    return enc + dec

@@ -336,6 +336,10 @@ class SearchSpace:
         """Every choice at its minimum (attention to the last encoder layer only)."""
         return self._extreme(min)
 
+    def middle(self) -> ArchConfig:
+        """Every choice at its median (a fixed mid-sized reference SubTransformer)."""
+        return self._extreme(lambda options: sorted(options)[len(options) // 2])
+
     # --- genes (HAT's layout) ----------------------------------------------------------
     def gene_choices(self) -> list[tuple[int, ...]]:
         """The options of each gene position, in HAT's gene layout:

@@ -124,8 +124,10 @@ class EncoderDecoder(nn.Module):
     decoder_dropout: float
 
     def _build_embeddings(self, enc_table: int, dec_table: int, enc_width: int, dec_width: int) -> None:
-        """The token table(s) and the sinusoidal position tables."""
+        """The token table(s), the sinusoidal position tables, and no separate output layer
+        (the table is tied to it; `Transformer.untie_output_projection` gives it one)."""
         s = self.settings
+        self.output_projection: nn.Linear | None = None
         if s.share_all_embeddings:
             self.embed_tokens = ElasticEmbedding(s.vocab_size, max(enc_width, dec_width), PAD_ID)
             self.src_embed_tokens = None
@@ -166,6 +168,8 @@ class EncoderDecoder(nn.Module):
         """Decoder features (..., D) -> logits (..., V) with the tied embedding table."""
         if self.settings.normalize_before:
             features = self.decoder_norm(features)
+        if self.output_projection is not None:
+            return self.output_projection(features)
         return self.embed_tokens.project(features)
 
     def decode_features(self, prev_output_tokens: torch.Tensor, enc: EncoderOut) -> torch.Tensor:
@@ -236,6 +240,14 @@ class Transformer(EncoderDecoder):
         if settings.normalize_before:
             self.encoder_norm = nn.LayerNorm(arch.encoder_embed_dim)
             self.decoder_norm = nn.LayerNorm(arch.decoder_embed_dim)
+
+    def untie_output_projection(self) -> None:
+        """Give the output layer its own copy of the tied weights (an nn.Linear that int8
+        quantization can convert); the outputs do not change."""
+        weight = self.embed_tokens.columns(self.arch.decoder_embed_dim).detach().clone()
+        self.output_projection = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+        with torch.no_grad():
+            self.output_projection.weight.copy_(weight)
 
     def num_params(self, embeddings: bool = False) -> int:
         """#parameters; without `embeddings`, HAT's convention (no embedding table / output layer)."""

@@ -9,12 +9,20 @@ from typing import Callable, Sequence
 from hat.errors import HatError
 
 COMMANDS: dict[str, tuple[str, str]] = {
+    "pipeline": ("hat.cli.pipeline", "the whole HAT method on this machine, from one YAML, with a report"),
     "toy": ("hat.cli.toy", "write the embedded toy translation task as raw parallel text"),
     "preprocess": ("hat.cli.preprocess", "train a joint sentencepiece model and binarize parallel text"),
     "train": ("hat.cli.train", "train a SuperTransformer, or a SubTransformer from scratch"),
     "generate": ("hat.cli.generate", "translate a split with beam search and score BLEU"),
     "average": ("hat.cli.average", "average the weights of the last N checkpoints"),
     "profile": ("hat.cli.profile", "#params, FLOPs and latency of a SubTransformer"),
+    "quantize": ("hat.cli.quantize", "int8 dynamic or k-means (2-8 bit) quantization of a compact model"),
+    "export-onnx": ("hat.cli.export_onnx", "export a compact model to ONNX (encoder + cached decoder step)"),
+    "download": ("hat.cli.download", "download HAT's released models (resumable, sha256-checked)"),
+    "convert": ("hat.cli.convert", "import a HAT (fairseq) checkpoint as a hat SuperTransformer / compact model"),
+    "latency-dataset": ("hat.cli.latency_dataset", "time sampled SubTransformers on this device (CSV)"),
+    "latency-predictor": ("hat.cli.latency_predictor", "train / evaluate / query a latency predictor"),
+    "search": ("hat.cli.search", "evolutionary (or Pareto) search for SubTransformers under latency budgets"),
 }
 
 

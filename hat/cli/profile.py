@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -17,11 +18,13 @@ from hat.config import HatArgumentParser
 from hat.errors import HatError
 from hat.latency.measure import measure_latency
 from hat.profile import profile
+from hat.train.checkpoints import load_model
 from hat.transformer import Transformer
 
 
 def build_parser() -> HatArgumentParser:
     p = HatArgumentParser("hat profile", __doc__, config_options=("--configs", "--sub-configs"))
+    p.add_argument("--path", help="profile this model file (compact, trained or quantized) instead of --configs")
     add_arch_args(p)
     add_space_args(p, choices=False)
     add_model_args(p)
@@ -36,21 +39,30 @@ def build_parser() -> HatArgumentParser:
 
 
 def run(args: argparse.Namespace) -> None:
-    arch = arch_from_args(args)
     if args.sentence_length < 1:
         raise HatError("--sentence-length must be at least 1")
     if args.latency == "cuda" and not torch.cuda.is_available():
         raise HatError("--latency cuda: no CUDA device is available here (use --latency cpu)")
-    model = Transformer(arch, settings_from_args(args, args.vocab_size))
-    prof = profile(model, args.sentence_length)
+    if args.path:  # counts come from the fp32 architecture; latency is the model as stored (e.g. int8)
+        model, _ = load_model(args.path)
+        arch = model.arch
+        prof = profile(Transformer(arch, model.settings), args.sentence_length)
+    else:
+        arch = arch_from_args(args)
+        model = Transformer(arch, settings_from_args(args, args.vocab_size))
+        prof = profile(model, args.sentence_length)
     result = {"params": prof.params, "params_total": prof.params_total, "flops": prof.flops,
               "flops_total": prof.flops_total, "sentence_length": args.sentence_length,
-              "vocab_size": args.vocab_size, "arch": arch.to_dict()}
+              "vocab_size": model.settings.vocab_size, "arch": arch.to_dict()}
+    if args.path:
+        result["file_bytes"] = Path(args.path).stat().st_size
     print(f"SubTransformer   {arch}")
     print(f"#params          {prof.params / 1e6:.2f}M  ({prof.params:,}; no embeddings/output layer, HAT)")
-    print(f"#params total    {prof.params_total / 1e6:.2f}M  (vocab {args.vocab_size:,})")
+    print(f"#params total    {prof.params_total / 1e6:.2f}M  (vocab {model.settings.vocab_size:,})")
     print(f"FLOPs            {prof.flops / 1e9:.2f}G  (L={args.sentence_length}, no output layer, HAT)")
     print(f"FLOPs total      {prof.flops_total / 1e9:.2f}G  (with the output layer)")
+    if args.path:
+        print(f"file size        {result['file_bytes'] / 1e6:.2f} MB  ({args.path})")
     if args.latency:
         lat = measure_latency(model, args.sentence_length, args.beam, args.latency, args.latiter,
                               threads=args.threads)

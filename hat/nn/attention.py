@@ -2,6 +2,8 @@
 as HAT), on `F.scaled_dot_product_attention`, with a preallocated KV cache for decoding."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,12 +41,27 @@ class KVCache:
             self.v = self.v.index_select(0, index)
 
 
+def attention_math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                   causal: bool = False) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v written with matmuls (for exporters); mask: True = attend."""
+    scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    if causal:
+        t, s = scores.shape[-2], scores.shape[-1]
+        mask = torch.ones(t, s, dtype=torch.bool, device=q.device).tril() if mask is None else mask
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+
 class MultiheadAttention(nn.Module):
     """Self-attention (`in_proj` = fused q/k/v) or cross-attention (`q_proj` + fused `kv_proj`).
 
     The projections are nn.Linear or ElasticLinear; `num_heads` may change between calls
-    (the supernet sets it per SubTransformer) since qkv_dim is fixed.
+    (the supernet sets it per SubTransformer) since qkv_dim is fixed. `fused` selects
+    `F.scaled_dot_product_attention` (default) or plain matmuls (the ONNX export uses those).
     """
+
+    fused = True
 
     def __init__(self, embed_dim: int, qkv_dim: int, num_heads: int, dropout: float = 0.0,
                  kv_dim: int | None = None, linear: type[nn.Linear] = nn.Linear):
@@ -72,8 +89,11 @@ class MultiheadAttention(nn.Module):
         return k, v
 
     def _attend(self, q, k, v, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
-                                             dropout_p=self.dropout if self.training else 0.0)
+        if self.fused:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                                 dropout_p=self.dropout if self.training else 0.0)
+        else:
+            out = attention_math(q, k, v, mask, causal)
         n, _, t, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(n, t, self.qkv_dim))
 

@@ -15,7 +15,9 @@ import torch
 from hat.checkpoint import load_checkpoint, save_checkpoint
 from hat.errors import HatError
 from hat.fsutil import fsync_dir
+from hat.quantize import QUANTIZED_FORMAT, load_quantized
 from hat.space import ArchConfig, SearchSpace
+from hat.supernet import SuperTransformer
 from hat.transformer import CHECKPOINT_FORMAT, ModelSettings, Transformer
 
 TRAIN_FORMAT = "hat.train"
@@ -103,13 +105,26 @@ def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
     return out
 
 
+def load_supernet(path: str | Path) -> tuple[SuperTransformer, dict[str, Any]]:
+    """A trained SuperTransformer (eval mode) and its checkpoint payload."""
+    payload = load_checkpoint(path)
+    if payload.get("format") != TRAIN_FORMAT or payload.get("kind") != "supernet":
+        raise HatError(f"{path} is not a SuperTransformer checkpoint written by `hat train`")
+    net = SuperTransformer(SearchSpace.from_hat_dict(payload["space"], source=str(path)),
+                           ModelSettings.from_dict(payload["settings"]))
+    net.load_state_dict(payload["model"])
+    return net.eval(), payload
+
+
 def load_model(path: str | Path, arch: ArchConfig | None = None) -> tuple[Transformer, dict[str, Any]]:
-    """A compact Transformer (eval mode) from any hat checkpoint: a compact model, a trained
-    SubTransformer, or a SuperTransformer with `arch` choosing the SubTransformer to export."""
+    """A compact Transformer (eval mode) from any hat checkpoint: a compact model, a quantized
+    one, a trained SubTransformer, or a SuperTransformer with `arch` choosing the SubTransformer."""
     payload = load_checkpoint(path)
     fmt = payload.get("format")
     if fmt == CHECKPOINT_FORMAT:
         return Transformer.load(path)
+    if fmt == QUANTIZED_FORMAT:
+        return load_quantized(payload, path), payload
     if fmt != TRAIN_FORMAT:
         raise HatError(f"{path} is not a hat checkpoint (format: {fmt or 'none'})")
     settings = ModelSettings.from_dict(payload["settings"])
@@ -117,12 +132,9 @@ def load_model(path: str | Path, arch: ArchConfig | None = None) -> tuple[Transf
         model = Transformer(ArchConfig.from_dict(payload["arch"]), settings)
         model.load_state_dict(payload["model"])
         return model.eval(), payload
-    from hat.supernet import SuperTransformer
-
     if arch is None:
         raise HatError(f"{path} is a SuperTransformer: pass --configs SUB.yml to choose the SubTransformer")
-    net = SuperTransformer(SearchSpace.from_hat_dict(payload["space"], source=str(path)), settings)
-    net.load_state_dict(payload["model"])
+    net, _ = load_supernet(path)
     return net.export(arch).eval(), payload
 
 

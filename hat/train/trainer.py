@@ -104,6 +104,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule)
         self.autocast, self.scaler = self._precision()
         self.state = TrainState()
+        self.last_valid: dict[str, Any] = {}
         self.checkpoints = CheckpointManager(cfg.save_dir, cfg.keep_last_epochs, cfg.keep_interval_updates)
         self.log = JsonlLog(Path(cfg.save_dir) / "train_log.jsonl", world.is_main)
         positions = (model.settings.max_source_positions, model.settings.max_target_positions)
@@ -153,6 +154,7 @@ class Trainer:
             if self.scaler is not None and payload.get("scaler"):
                 self.scaler.load_state_dict(payload["scaler"])
             self.state = TrainState(**payload["train_state"])
+            self.last_valid = dict(payload.get("valid", {}))
             torch.set_rng_state(payload["rng"]["torch"])
             if torch.cuda.is_available() and payload["rng"].get("cuda") is not None:
                 torch.cuda.set_rng_state(payload["rng"]["cuda"], self.device)
@@ -185,7 +187,7 @@ class Trainer:
         """Train until max-update, max-epoch or stop-time-hours; return the last validation."""
         if self.world.is_main:
             log.info("batching: %s", self.batcher.report)
-        last_valid: dict[str, Any] = {}
+        last_valid = self.last_valid  # a finished run, resumed, reports its last validation
         while not self._finished():
             epoch = self.state.epoch
             batches = self._epoch_batches(epoch)

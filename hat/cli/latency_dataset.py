@@ -1,0 +1,109 @@
+"""`hat latency-dataset` / latency_dataset.py: time sampled SubTransformers on this device.
+
+  python latency_dataset.py --configs=configs/iwslt14.de-en/latency_dataset/cpu.yml
+  python latency_dataset.py --configs=SPACE.yml --measure SUB.yml      (time one SubTransformer)
+
+HAT's protocol on the compact model: encoder on one sentence of --sentence-length tokens,
+beam-5 decoder for as many incremental steps, dry runs, --latiter timed runs, mean/std of the
+runs between the 10th and 90th percentile. Rows are appended as measured; re-running the same
+command resumes and stops at --lat-dataset-size.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from hat.cli import run_command
+from hat.cli.args import add_model_args, add_space_args, settings_from_args, space_from_args
+from hat.config import HatArgumentParser
+from hat.data.dataset import DataDir
+from hat.errors import HatError
+from hat.latency.dataset import RUNTIMES, SAMPLINGS, MeasureSettings, collect, device_name, recheck
+from hat.space import ArchConfig
+from hat.transformer import Transformer
+
+
+def build_parser() -> HatArgumentParser:
+    p = HatArgumentParser("hat latency-dataset", __doc__)
+    g = p.add_argument_group("latency dataset (HAT's keys)")
+    g.add_argument("--lat-dataset-path", default="latency_dataset/latency.csv", help="CSV to write (appended)")
+    g.add_argument("--lat-dataset-size", type=int, default=2000, help="SubTransformers to measure")
+    g.add_argument("--latgpu", action="store_true", help="measure on the GPU (CUDA events)")
+    g.add_argument("--latcpu", action="store_true", help="measure on the CPU (default)")
+    g.add_argument("--cpu", action="store_true", help="same as --latcpu")
+    g.add_argument("--latiter", type=int, default=20, help="timed runs per SubTransformer")
+    g.add_argument("--latsilent", action="store_true", help="no progress bar")
+    g.add_argument("--beam", type=int, default=5)
+    g.add_argument("--sentence-length", type=int, default=30, help="dummy sentence (HAT: 23 IWSLT, 30 WMT)")
+    g.add_argument("--warmup", type=int, default=5, help="dry runs before timing")
+    g.add_argument("--threads", type=int, help="CPU threads (default: torch's); recorded in the CSV")
+    g.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                   help="what runs the model: torch (fp32), torch-int8 (dynamic int8), onnxruntime (fp32)")
+    g.add_argument("--sampling", choices=SAMPLINGS, default="uniform",
+                   help="uniform (HAT) or stratified over a latency proxy (covers small and large nets)")
+    g.add_argument("--seed", type=int, default=1, help="sampling seed")
+    g.add_argument("--reference-every", type=int, default=25,
+                   help="re-time the fixed reference SubTransformer every N rows (drift control)")
+    g.add_argument("--data", help="data directory: its vocabulary size sizes the output layer")
+    g.add_argument("--vocab-size", type=int, default=10_000, help="vocabulary size when --data is absent")
+    g.add_argument("--measure", metavar="SUB.yml", help="time this one SubTransformer and print the result")
+    g.add_argument("--recheck", type=int, metavar="N",
+                   help="after collecting, re-time N random rows and report the median relative difference")
+    g.add_argument("--json", action="store_true", help="last line: one JSON object")
+    add_space_args(p)
+    add_model_args(p)
+    return p
+
+
+def _vocab_size(args: argparse.Namespace) -> int:
+    """The data directory's vocabulary when it exists here (HAT's YAMLs name theirs), else --vocab-size."""
+    if args.data and (Path(args.data) / "metadata.json").is_file():
+        return DataDir(args.data).vocab_size
+    return args.vocab_size
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.latgpu and (args.latcpu or args.cpu):
+        raise HatError("choose one of --latgpu and --latcpu")
+    device = "cuda" if args.latgpu else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise HatError("--latgpu: no CUDA device is available here (use --latcpu)")
+    for name in ("latiter", "lat_dataset_size", "beam", "sentence_length", "reference_every"):
+        if getattr(args, name) < 1:
+            raise HatError(f"--{name.replace('_', '-')} must be at least 1")
+    space = space_from_args(args)
+    settings = settings_from_args(args, _vocab_size(args))
+    measure = MeasureSettings(args.sentence_length, args.beam, args.latiter, args.warmup, device, args.threads,
+                              args.runtime)
+    if args.measure:
+        arch = space.validate(ArchConfig.from_yaml(args.measure))
+        lat = measure.time(Transformer(arch, settings))
+        print(f"{args.measure}: {lat.total_ms:.2f} ms = encoder {lat.encoder_ms:.2f} ± {lat.encoder_std_ms:.2f}"
+              f" + decoder {lat.decoder_ms:.2f} ± {lat.decoder_std_ms:.2f} ({device_name(device)}, "
+              f"{lat.threads} threads, beam {lat.beam}, L={lat.sentence_length})")
+        if args.json:
+            print(json.dumps(lat.to_dict()))
+        return
+    report = collect(space, settings, measure, args.lat_dataset_path, args.lat_dataset_size, seed=args.seed,
+                     sampling=args.sampling, reference_every=args.reference_every, progress=not args.latsilent)
+    print(f"{args.lat_dataset_path}: {args.lat_dataset_size} SubTransformers on {device_name(device)}")
+    if report.get("reference_measurements", 0) > 1:
+        print(f"drift of the reference SubTransformer over {report['reference_measurements']} timings: "
+              f"range {report['drift_range_pct']:.1f}% of its median {report['reference_median_ms']:.1f} ms, "
+              f"first -> last {report['drift_first_to_last_pct']:+.1f}% "
+              f"(normalise with `hat latency-predictor --drift-normalize`)")
+    if args.recheck:
+        check = recheck(args.lat_dataset_path, settings, measure, args.recheck, args.seed, not args.latsilent)
+        report["recheck"] = check
+        print(f"repeatability: {check['rechecked']} rows re-timed, median relative difference "
+              f"{check['median_rel_diff_pct']:.1f}% (max {check['max_rel_diff_pct']:.1f}%)")
+    if args.json:
+        print(json.dumps(report))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(build_parser, run, argv)

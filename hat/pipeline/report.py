@@ -1,0 +1,138 @@
+"""report.md and its plots: BLEU vs measured latency (HAT vs baselines), predicted vs measured
+latency, the search's convergence, and a table per model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from hat.fsutil import atomic_write  # noqa: E402
+from hat.space import ArchConfig  # noqa: E402
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_bleu_vs_latency(rows: list[dict], path: Path, device: str) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    base = sorted((r for r in rows if r["kind"] == "baseline"), key=lambda r: r["latency_ms"])
+    hat = sorted((r for r in rows if r["kind"] == "HAT"), key=lambda r: r["latency_ms"])
+    ax.plot([r["latency_ms"] for r in base], [r["bleu"] for r in base], "o--", c="C0", label="Transformer baselines")
+    ax.plot([r["latency_ms"] for r in hat], [r["bleu"] for r in hat], "*-", c="C3", ms=12, label="HAT (found)")
+    for r in hat:
+        ax.annotate(f"budget {r['budget_ms']:g} ms", (r["latency_ms"], r["bleu"]), textcoords="offset points",
+                    xytext=(6, -10), fontsize=8, color="C3")
+    ax.set_xlabel(f"measured latency (ms), {device}")
+    ax.set_ylabel("SacreBLEU (test)")
+    ax.set_title("BLEU vs latency: HAT SubTransformers vs scaled-down Transformers", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_predicted_vs_measured(results: dict, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5, 5))
+    pts = results["predictor"]["test_points"]
+    ax.scatter([m for m, _ in pts], [p for _, p in pts], s=14, alpha=0.7, label="latency dataset, test split")
+    verified = [v for r in results["search"]["results"] for v in r["verified"]]
+    ax.scatter([v["measured_ms"] for v in verified], [v["predicted_ms"] for v in verified], marker="*", s=90,
+               c="C3", label="search candidates (--verify-top)")
+    values = [x for m, p in pts for x in (m, p)] + [x for v in verified for x in (v["measured_ms"], v["predicted_ms"])]
+    lo, hi = min(values), max(values)
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="predicted = measured")
+    m = results["predictor"]["test"]
+    ax.set_title(f"latency predictor: MAPE {m['mape']:.1f}%, Kendall tau {m['kendall_tau']:.2f}", fontsize=10)
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel("predicted latency (ms)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_search(log_path: Path, path: Path) -> None:
+    records = [json.loads(line) for line in log_path.read_text().splitlines()]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k, budget in enumerate(sorted({r["budget_ms"] for r in records})):
+        mine = [r for r in records if r["budget_ms"] == budget]
+        ax.plot([r["iteration"] for r in mine], [r["best_loss"] for r in mine], "-", c=f"C{k}",
+                label=f"best, budget {budget:g} ms")
+        ax.plot([r["iteration"] for r in mine], [r["population_loss_mean"] for r in mine], ":", c=f"C{k}",
+                label=f"population mean, {budget:g} ms")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("validation loss (bits/token, inherited weights)")
+    ax.set_title("evolutionary search convergence", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def _fmt(v: Any, digits: int = 1) -> str:
+    return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def table(rows: list[dict]) -> list[str]:
+    lines = ["| model | kind | budget (ms) | predicted (ms) | measured (ms) | SacreBLEU | #params | FLOPs |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['kind']} | {_fmt(r['budget_ms'])} | {_fmt(r['predicted_ms'])} | "
+                     f"{r['latency_ms']:.1f} | {r['bleu']:.2f} | {r['params'] / 1e6:.2f}M | {r['flops'] / 1e9:.3f}G |")
+    return lines
+
+
+def comparison(rows: list[dict]) -> str:
+    """The tightest-budget HAT model against the baseline closest to it in BLEU."""
+    hat = [r for r in rows if r["kind"] == "HAT"]
+    base = [r for r in rows if r["kind"] == "baseline"]
+    if not hat or not base:
+        return ""
+    tight = min(hat, key=lambda r: r["budget_ms"])
+    near = min(base, key=lambda r: abs(r["bleu"] - tight["bleu"]))
+    speed = near["latency_ms"] / tight["latency_ms"]
+    verdict = "faster" if speed > 1 else "slower"
+    return (f"At the tightest budget ({tight['budget_ms']:g} ms), the found SubTransformer scores {tight['bleu']:.2f} "
+            f"BLEU at {tight['latency_ms']:.1f} ms; the baseline of the nearest BLEU, {near['model']} "
+            f"({near['bleu']:.2f} BLEU), takes {near['latency_ms']:.1f} ms: HAT's model is {speed:.2f}x {verdict}.")
+
+
+def write_report(results: dict, rows: list[dict], run_dir: Path, environment: dict) -> Path:
+    run_dir = Path(run_dir)
+    plot_bleu_vs_latency(rows, run_dir / "bleu_vs_latency.png", environment["device"])
+    plot_predicted_vs_measured(results, run_dir / "predicted_vs_measured.png")
+    plot_search(run_dir / "search/search_log.jsonl", run_dir / "search_convergence.png")
+    p = results["predictor"]["test"]
+    s = results["search"]
+    lines = [
+        "# hat pipeline report", "",
+        f"Device: {environment['device']}; torch {environment['torch']}; latency protocol: one "
+        f"{environment['sentence_length']}-token sentence, beam {environment['beam']}.",
+        f"Data: {', '.join(f'{k} {v:,}' for k, v in results['data']['pairs'].items())} pairs, "
+        f"vocabulary {results['data']['vocab_size']:,}.", "",
+        "## Found SubTransformers and baselines", "",
+        *table(rows), "",
+        comparison(rows), "",
+        "![BLEU vs latency](bleu_vs_latency.png)", "",
+        "## Latency predictor", "",
+        f"{results['latency']['rows']} SubTransformers measured on this device; hat's default predictor "
+        f"(physics x MLP ensemble, per-layer features) on the held-out 10%: MAPE {p['mape']:.2f}%, "
+        f"RMSE {p['rmse']:.2f} ms, max APE {p['max_ape']:.1f}%, Kendall tau {p['kendall_tau']:.3f}.", "",
+        "![predicted vs measured](predicted_vs_measured.png)", "",
+        "## Search", "",
+        f"{len(s['results'])} budgets; {s['evaluated']} SubTransformers evaluated with inherited weights, "
+        f"where HAT's loop (no cache) would run {s['without_cache']} evaluations.", "",
+        "![search convergence](search_convergence.png)", "",
+        "## Architectures", "",
+    ]
+    for r in rows:
+        lines.append(f"- **{r['model']}**: {ArchConfig.from_dict(r['arch'])}")
+    path = run_dir / "report.md"
+    with atomic_write(path) as f:
+        f.write("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,214 @@
+"""The stages of `hat pipeline`, each writing into the run directory.
+
+data -> supernet -> latency -> predictor -> search -> models (found + baselines) -> evaluate -> report
+
+A stage is skipped when its `done.json` exists (written atomically at its end); a stage
+that was interrupted resumes from its own checkpoints (training), rows (latency dataset)
+or state (search). So a killed pipeline, re-run, finishes with the same results.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from hat.data.dataset import DataDir
+from hat.data.preprocess import preprocess
+from hat.data.toy import write_toy_task
+from hat.evaluate import translate_dataset
+from hat.fsutil import atomic_write
+from hat.latency.dataset import Timer, collect, load_table, protocol_timer
+from hat.latency.features import cost_terms_from_hat, per_layer_features, per_layer_norm
+from hat.latency.predictor import load_predictor, regression_metrics, split_indices, train_ensemble
+from hat.pipeline.baselines import baseline_family
+from hat.pipeline.config import PipelineConfig
+from hat.profile import count_flops
+from hat.search.evolution import Evolution, LatencyCheck
+from hat.search.fitness import Fitness
+from hat.search.verify import verify_top
+from hat.space import ArchConfig
+from hat.supernet import SuperTransformer
+from hat.train.checkpoints import load_model, load_supernet
+from hat.train.distributed import DistInfo
+from hat.train.sampling import ConfigSampler
+from hat.train.trainer import Trainer
+from hat.transformer import Transformer
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    def __init__(self, cfg: PipelineConfig, timer: Timer = protocol_timer, progress: bool = True):
+        """`timer` times a compact model with the latency protocol (tests pass a deterministic one)."""
+        self.cfg, self.timer, self.progress = cfg, timer, progress
+        self.dir = Path(cfg.run_dir)
+        self.device = torch.device(cfg.measure.device)
+        self.world = DistInfo(device=self.device)
+
+    # --- stage bookkeeping ----------------------------------------------------------------
+    def stage(self, name: str, fn: Callable[[Path], dict]) -> dict:
+        """Run `fn(stage_dir)` unless the stage is done; return its result."""
+        path = self.dir / name
+        done = path / "done.json"
+        if done.exists():
+            log.info("stage %-13s done (skipped)", name)
+            return json.loads(done.read_text())
+        log.info("stage %-13s running", name)
+        path.mkdir(parents=True, exist_ok=True)
+        start = time.time()
+        result = fn(path)
+        with atomic_write(done) as f:
+            json.dump(result, f, indent=1)
+        with open(self.dir / "pipeline_log.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"stage": name, "seconds": round(time.time() - start, 1)}) + "\n")
+        return result
+
+    def run(self) -> dict:
+        """Every stage in order; the results the report is made of."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        results = {"data": self.stage("data", self.prepare_data)}
+        results["supernet"] = self.stage("supernet", self.train_supernet)
+        results["latency"] = self.stage("latency", self.collect_latency)
+        results["predictor"] = self.stage("predictor", self.train_predictor)
+        results["search"] = self.stage("search", self.search)
+        models = {f"hat@{r['budget_ms']:.1f}ms": r["arch"] for r in results["search"]["results"]}
+        models.update({name: arch.to_dict() for name, arch in baseline_family(self.cfg.space, self.cfg.baselines).items()})
+        results["models"] = {name: self.stage(f"models/{name}", self._trainer_for(name, arch))
+                             for name, arch in models.items()}
+        results["evaluate"] = self.stage("evaluate", lambda d: self.evaluate(models, d))
+        return results
+
+    # --- stages -------------------------------------------------------------------------------
+    def prepare_data(self, out: Path) -> dict:
+        c = self.cfg
+        if c.toy:
+            write_toy_task(out / "raw", *c.toy_sizes, seed=c.train.seed)
+            raw = {"source_lang": "en", "target_lang": "de", "trainpref": str(out / "raw/train"),
+                   "validpref": str(out / "raw/valid"), "testpref": str(out / "raw/test")}
+        else:
+            raw = c.raw
+        meta = preprocess(raw["source_lang"], raw["target_lang"], raw["trainpref"], out / "bin",
+                          validpref=raw["validpref"], testpref=raw["testpref"], vocab_size=c.vocab_size,
+                          overwrite=True)
+        return {"data_dir": str(out / "bin"), "vocab_size": meta["vocab_size"],
+                "pairs": {k: v["pairs"] for k, v in meta["splits"].items()}}
+
+    def _data(self) -> DataDir:
+        return DataDir(self.dir / "data/bin")
+
+    def _train(self, model, save_dir: Path, updates: int, sampler: ConfigSampler | None, meta: dict) -> dict:
+        c = self.cfg
+        schedule = dataclasses.replace(c.train.schedule, max_update=updates)
+        train_cfg = dataclasses.replace(c.train, save_dir=str(save_dir), max_update=updates, schedule=schedule)
+        trainer = Trainer(model, train_cfg, self._data(), sampler, self.world, meta)
+        trainer.resume()
+        valid = trainer.train()
+        return {"updates": trainer.state.updates, "valid": {k: v for k, v in valid.items() if k.endswith("loss")},
+                "checkpoint": str(save_dir / "checkpoint_last.pt")}
+
+    def train_supernet(self, out: Path) -> dict:
+        torch.manual_seed(self.cfg.train.seed)
+        data = self._data()
+        net = SuperTransformer(self.cfg.space, self.cfg.settings(data.vocab_size))
+        sampler = ConfigSampler(self.cfg.space, self.cfg.sampling, self.cfg.train.seed)
+        meta = {"kind": "supernet", "space": self.cfg.space.to_hat_dict(), "settings": net.settings.to_dict()}
+        return self._train(net, out, self.cfg.supernet_updates, sampler, meta)
+
+    def collect_latency(self, out: Path) -> dict:
+        settings = self.cfg.settings(self._data().vocab_size)
+        report = collect(self.cfg.space, settings, self.cfg.measure, out / "latency.csv", self.cfg.lat_dataset_size,
+                         seed=self.cfg.train.seed, progress=self.progress, timer=self.timer)
+        return {"csv": str(out / "latency.csv"), "rows": self.cfg.lat_dataset_size, "drift": report}
+
+    def train_predictor(self, out: Path) -> dict:
+        table = load_table(self.dir / "latency/latency.csv")
+        counts = (self.cfg.space.encoder_layers, self.cfg.space.decoder_layers)
+        feats = np.array([per_layer_features(a, *counts) for a in table.configs])
+        cost = cost_terms_from_hat(table.features)
+        train, _, test = split_indices(len(table.latency), self.cfg.train.seed)
+        predictor = train_ensemble(feats[train], cost[train], table.latency[train], per_layer_norm(*counts),
+                                   "per-layer", seed=self.cfg.train.seed, layer_counts=counts)
+        pred, _ = predictor.predict(feats[test], cost[test])
+        metrics = regression_metrics(pred, table.latency[test])
+        predictor.metrics = {"test": metrics}
+        predictor.save(str(out / "predictor.pt"))
+        return {"predictor": str(out / "predictor.pt"), "test": metrics,
+                "test_points": [[float(m), float(p)] for m, p in zip(table.latency[test], pred)]}
+
+    def _budgets(self, latency: LatencyCheck) -> list[float]:
+        if self.cfg.budgets_ms:
+            return sorted(self.cfg.budgets_ms)
+        lo, hi = latency.bound(self.cfg.space.smallest()), latency.bound(self.cfg.space.largest())
+        return [round(lo + f * (hi - lo), 1) for f in sorted(self.cfg.budget_fractions)]
+
+    def search(self, out: Path) -> dict:
+        net, _ = load_supernet(self.dir / "supernet/checkpoint_last.pt")
+        latency = LatencyCheck(load_predictor(str(self.dir / "predictor/predictor.pt")))
+        fitness = Fitness(net, self._data().split("valid"), self.cfg.train.max_tokens, device=self.device)
+        evolution = Evolution(self.cfg.space, fitness, latency, self.cfg.evolution, out / "search_state.json",
+                              out / "search_log.jsonl", progress=self.progress)
+        evolution.restore()
+        budgets = self._budgets(latency)
+        for budget in budgets:
+            evolution.run(budget)
+        results = []
+        for budget in budgets:
+            ranked = evolution.best_within(budget)
+            best, verified = verify_top(ranked, budget, self.cfg.verify_top, net.export, self.cfg.measure, self.timer)
+            best.arch.to_yaml(out / f"hat@{budget:.1f}ms.yml", header=f"hat pipeline: budget {budget} ms")
+            results.append({"budget_ms": budget, **best.to_dict(), "verified": verified})
+        c = self.cfg.evolution
+        return {"results": results, "evaluated": len(evolution.seen),
+                "without_cache": len(budgets) * (c.evo_iter + 1) * c.population_size}
+
+    def _trainer_for(self, name: str, arch_dict: dict) -> Callable[[Path], dict]:
+        def train(out: Path) -> dict:
+            arch = ArchConfig.from_dict(arch_dict)
+            data = self._data()
+            settings = self.cfg.settings(data.vocab_size)  # records the supernet dims, as HAT trains them
+            torch.manual_seed(self.cfg.train.seed)
+            updates = self.cfg.subtransformer_updates
+            if name.startswith("hat@") and self.cfg.finetune_inherited:
+                model = load_supernet(self.dir / "supernet/checkpoint_last.pt")[0].export(arch)
+                updates = max(1, math.ceil(updates * self.cfg.finetune_fraction))
+            else:
+                model = Transformer(arch, settings)
+            meta = {"kind": "subtransformer", "arch": arch.to_dict(), "settings": model.settings.to_dict()}
+            return {"arch": arch.to_dict(), **self._train(model, out, updates, None, meta)}
+        return train
+
+    def evaluate(self, models: dict[str, dict], out: Path) -> dict:
+        data = self._data()
+        test = data.split("test")
+        results = {}
+        for name in models:
+            model, _ = load_model(self.dir / "models" / name / "checkpoint_last.pt")
+            model.to(self.device)
+            tr = translate_dataset(model, test, data.tokenizer, beam=self.cfg.gen_beam,
+                                   max_tokens=self.cfg.train.max_tokens, len_penalty=self.cfg.lenpen,
+                                   device=self.device)
+            with atomic_write(out / f"{name}.hyp.txt") as f:
+                f.writelines(h + "\n" for h in tr.hypotheses)
+            lat = self.timer(model, self.cfg.measure)
+            results[name] = {"bleu": round(tr.sacrebleu, 2), "latency_ms": round(lat.total_ms, 2),
+                             "params": model.num_params(), "flops": count_flops(model, self.cfg.measure.sentence_length),
+                             "arch": model.arch.to_dict()}
+        return results
+
+
+def summary_rows(results: dict[str, Any]) -> list[dict]:
+    """One row per model for the report and the terminal: found models first, then baselines."""
+    found = {f"hat@{r['budget_ms']:.1f}ms": r for r in results["search"]["results"]}
+    rows = []
+    for name, ev in results["evaluate"].items():
+        r = found.get(name)
+        rows.append({"model": name, "kind": "HAT" if r else "baseline", "budget_ms": r["budget_ms"] if r else None,
+                     "predicted_ms": round(r["latency_ms"], 2) if r else None, **ev})
+    return rows

@@ -1,0 +1,57 @@
+"""Fitness of a SubTransformer: validation loss with weights inherited from the supernet.
+
+The validation batches are collated (and moved to the device) once and reused for every
+candidate; losses are cached by architecture, so a config is evaluated once per search (HAT
+re-evaluates the parents every iteration).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from hat.data.batching import TokenBatcher
+from hat.data.dataset import ParallelDataset
+from hat.space import ArchConfig
+from hat.supernet import SuperTransformer
+from hat.train.criterion import label_smoothed_nll
+
+
+class Fitness:
+    def __init__(self, supernet: SuperTransformer, valid: ParallelDataset, max_tokens: int = 4096,
+                 valid_cnt_max: int | None = None, label_smoothing: float = 0.1, device: str | torch.device = "cpu",
+                 cache: bool = True):
+        self.net = supernet.to(device).eval()
+        self.smoothing, self.use_cache = label_smoothing, cache
+        positions = (supernet.settings.max_source_positions, supernet.settings.max_target_positions)
+        batches = TokenBatcher(valid.src_sizes, valid.tgt_sizes, max_tokens, max_positions=positions,
+                               shuffle=False).batches(1)
+        self.batches = [valid.collate(b.tolist()).to(device) for b in batches[:valid_cnt_max or None]]
+        self.cache: dict[ArchConfig, float] = {}
+        self.evaluations = 0  # forward passes over the validation batches
+        self.requests = 0  # fitness asked for
+
+    @torch.no_grad()
+    def loss(self, arch: ArchConfig) -> float:
+        """Validation loss (label-smoothed, base 2, per target token) of `arch` in the supernet."""
+        self.net.set_config(arch)
+        total = tokens = 0.0
+        for batch in self.batches:
+            logits = self.net(batch.src_tokens, batch.prev_output_tokens)
+            total += label_smoothed_nll(logits, batch.target, self.smoothing)[0].item()
+            tokens += batch.ntokens
+        self.evaluations += 1
+        return total / tokens / math.log(2)
+
+    def __call__(self, arch: ArchConfig) -> float:
+        self.requests += 1
+        if not self.use_cache:
+            return self.loss(arch)
+        if arch not in self.cache:
+            self.cache[arch] = self.loss(arch)
+        return self.cache[arch]
+
+    @property
+    def saved(self) -> int:
+        """Evaluations the cache spared."""
+        return self.requests - self.evaluations

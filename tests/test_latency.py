@@ -1,0 +1,174 @@
+"""Latency: protocol, datasets (resume, drift, sampling), predictors (HAT's files, training)."""
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from hat.errors import HatError
+from hat.latency.dataset import (EXTRA_COLUMNS, HAT_COLUMNS, MeasureSettings, collect, drift_report, load_table,
+                                 normalise_by_reference, plan_configs, proxy_cost, read_rows)
+from hat.latency.features import hat_features
+from hat.latency.measure import trimmed_stats
+from hat.latency.predictor import (kendall_tau, load_predictor, regression_metrics, spearman, split_indices,
+                                   train_ensemble, train_hat_recipe)
+from hat.latency.features import cost_terms_from_hat
+from hat.space import ArchConfig
+from hat.transformer import ModelSettings
+
+from conftest import assert_one_line_error, run_cli, tiny_space
+
+FAST = MeasureSettings(sentence_length=4, beam=2, iters=2, warmup=1)
+
+
+def test_authors_predictors_reproduce_their_published_outputs(shared_data: Path):
+    expected = json.loads((shared_data / "hat-latency/expected_predictions.json").read_text())
+    for name, info in expected["predictors"].items():
+        predictor = load_predictor(str(shared_data / f"hat-latency/predictors/{name}.pt"),
+                                   expected["feature_norm"], info["lat_norm"])
+        for cfg, want in info["predictions"].items():
+            arch = ArchConfig.from_yaml(shared_data / cfg)
+            assert hat_features(arch) == pytest.approx(want["features"])
+            mean, _ = predictor.predict_archs([arch])
+            assert abs(mean[0] - want["predicted_ms"]) <= 1e-3, (name, cfg)
+
+
+def test_bare_hat_predictor_needs_its_norms(shared_data: Path):
+    path = str(shared_data / "hat-latency/predictors/iwslt14deen_gpu_titanxp.pt")
+    with pytest.raises(HatError, match="give --feature-norm and --lat-norm"):
+        load_predictor(path)
+    with pytest.raises(HatError, match="takes 10 features"):
+        load_predictor(path, [1.0] * 9, 200)
+
+
+def test_rank_metrics_and_trimmed_stats():
+    a = np.arange(10.0)
+    assert kendall_tau(a, a) == 1 and kendall_tau(a, -a) == -1 and spearman(a, a ** 3) == pytest.approx(1)
+    m = regression_metrics(np.array([110.0, 90.0]), np.array([100.0, 100.0]))
+    assert m["mape"] == pytest.approx(10) and m["rmse"] == pytest.approx(10) and m["max_ape"] == pytest.approx(10)
+    mean, std = trimmed_stats([10.0] * 8 + [1.0, 100.0])  # the outliers are outside 10-90%
+    assert mean == 10 and std == 0
+    train, valid, test = split_indices(1000, 3)
+    assert (len(train), len(valid), len(test)) == (800, 100, 100)
+    assert len(set(train) | set(valid) | set(test)) == 1000
+
+
+def test_predictors_train_save_load_and_rank(shared_data: Path, tmp_path: Path):
+    table = load_table(shared_data / "hat-latency/wmt14ende_cpu_xeon_all.csv")
+    assert table.features.shape == (2000, 10) and table.configs is None
+    train, _, test = split_indices(len(table.latency), 0)
+    cost = cost_terms_from_hat(table.features)
+    ours = train_ensemble(table.features[train], cost[train], table.latency[train], [640, 6, 2048, 6, 640, 6, 2048, 6, 6, 2],
+                          "hat10", members=3, steps=400)
+    mean, std = ours.predict(table.features[test], cost[test])
+    metrics = regression_metrics(mean, table.latency[test])
+    assert metrics["mape"] < 10 and metrics["kendall_tau"] > 0.75 and (std > 0).all()
+    ours.save(str(tmp_path / "p.pt"))
+    again = load_predictor(str(tmp_path / "p.pt"))
+    assert np.allclose(again.predict(table.features[test], cost[test])[0], mean)
+    with pytest.raises(HatError, match="was trained with feature-norm"):
+        load_predictor(str(tmp_path / "p.pt"), [1.0] * 10)
+    hat = train_hat_recipe(table.features[train], table.latency[train], [640, 6, 2048, 6, 640, 6, 2048, 6, 6, 2],
+                           300, steps=200)
+    assert hat.kind == "hat-mlp" and set(hat.nets[0].state_dict()) >= {"first_layer.weight", "layers.2.bias",
+                                                                        "predict.weight"}
+
+
+def test_latency_predictor_cli(shared_data: Path, tmp_path: Path):
+    cfg = shared_data / "hat-configs/wmt14.en-de/latency_predictor/cpu_xeon.yml"
+    ckpt = tmp_path / "xeon.pt"
+    common = [f"--configs={cfg}", "--lat-dataset-path", str(shared_data / "hat-latency/wmt14ende_cpu_xeon_all.csv"),
+              "--ckpt-path", str(ckpt), "--json"]
+    result = run_cli(*common, "--predictor", "hat", "--train-steps", "300", script="latency_predictor.py")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"rmse", "mape", "max_ape", "kendall_tau", "spearman", "train_seconds"} <= metrics.keys()
+    assert ckpt.with_suffix(".png").stat().st_size > 10_000
+    sub = shared_data / "hat-configs/wmt14.en-de/subtransformer/HAT_wmt14ende_xeon@137.9ms_bleu@25.8.yml"
+    result = run_cli("latency-predictor", "--ckpt-path", str(ckpt), "--predict", str(sub), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["latency_ms"] > 0
+    result = run_cli("latency-predictor", "--ckpt-path", str(ckpt), "--predict", str(sub), "--lat-norm", "200")
+    assert_one_line_error(result, "was trained with lat-norm 300.0")
+
+
+def test_csv_with_missing_columns_is_a_clear_error(tmp_path: Path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("encoder_embed_dim,latency_mean_encoder\n512,3.0\n")
+    result = run_cli("latency-predictor", "--lat-dataset-path", str(bad), "--ckpt-path", str(tmp_path / "p.pt"))
+    assert_one_line_error(result, "lacks the column(s)", "decoder_embed_dim")
+
+
+def test_collect_writes_hat_columns_resumes_and_reports_drift(tmp_path: Path):
+    space = tiny_space()
+    settings = ModelSettings(vocab_size=50, qkv_dim=32)
+    path = tmp_path / "lat.csv"
+    seen = []
+
+    def stop_after_three(row):
+        seen.append(row)
+        if len(seen) == 3:
+            raise KeyboardInterrupt  # a kill between rows
+
+    with pytest.raises(KeyboardInterrupt):
+        collect(space, settings, FAST, path, size=7, seed=2, reference_every=2, progress=False,
+                on_row=stop_after_three)
+    assert len(read_rows(path)) == 3
+    with open(path, "a") as f:
+        f.write("512,6,10")  # a half-written row, as after kill -9 during a write
+    report = collect(space, settings, FAST, path, size=7, seed=2, reference_every=2, progress=False)
+    rows = read_rows(path)
+    with open(path, newline="") as f:
+        header = next(csv.reader(f))
+    assert header == HAT_COLUMNS + EXTRA_COLUMNS  # HAT's 14 columns first, in HAT's order
+    assert sorted(int(r["config_id"]) for r in rows) == list(range(7))
+    plan = plan_configs(space, 7, 2)
+    for r in rows:
+        arch = ArchConfig.from_dict(json.loads(r["config"]))
+        assert arch == plan[int(r["config_id"])]
+        assert [float(r[c]) for c in HAT_COLUMNS[:10]] == pytest.approx(hat_features(arch))
+        assert float(r["latency_mean_decoder"]) > 0 and r["threads"] and r["torch_version"] and r["device"]
+    assert report["reference_measurements"] >= 3 and "drift_range_pct" in report
+    with pytest.raises(HatError, match="another plan"):
+        collect(space, settings, FAST, path, size=7, seed=3, progress=False)
+    table = load_table(path, drift_normalize=True)
+    assert len(table.configs) == 7 and table.reference_ms is not None
+
+
+def test_drift_normalisation_and_report():
+    rows = [{"reference_ms": str(v)} for v in (10, 10, 12, 12, 11)]
+    report = drift_report(rows)
+    assert report["reference_measurements"] == 3 and report["drift_range_pct"] == pytest.approx(2 / 11 * 100)
+    assert normalise_by_reference(np.array([20.0, 24.0]), np.array([10.0, 12.0])) == pytest.approx([22.0, 22.0])
+
+
+def test_stratified_sampling_covers_the_latency_range():
+    from hat.space import SearchSpace
+    from test_space import SPACE
+
+    space = SearchSpace(**SPACE)  # HAT's IWSLT space
+    cost = lambda cfgs: np.array([proxy_cost(c, 23, 5, 512) for c in cfgs])  # noqa: E731
+    uniform, strat = cost(plan_configs(space, 300, 1)), cost(plan_configs(space, 300, 1, "stratified"))
+    edges = np.linspace(min(uniform.min(), strat.min()), max(uniform.max(), strat.max()), 11)
+    spread = lambda c: np.histogram(c, edges)[0].std()  # noqa: E731
+    assert spread(strat) < spread(uniform) / 2  # far flatter over the latency proxy's range
+    assert plan_configs(space, 20, 5, "stratified") == plan_configs(space, 20, 5, "stratified")
+
+
+def test_measure_one_config_and_hat_yaml(tmp_path: Path, shared_data: Path):
+    space = tmp_path / "space.yml"
+    space.write_text(yaml.safe_dump(tiny_space().to_hat_dict()))
+    sub = tmp_path / "sub.yml"
+    tiny_space().smallest().to_yaml(sub)
+    result = run_cli("latency-dataset", f"--configs={space}", "--measure", str(sub), "--latiter", "2",
+                     "--sentence-length", "5", "--vocab-size", "60", "--qkv-dim", "32", "--json")
+    assert result.returncode == 0, result.stderr
+    lat = json.loads(result.stdout.strip().splitlines()[-1])
+    assert lat["encoder_ms"] > 0 and lat["beam"] == 5 and lat["sentence_length"] == 5
+    from hat.cli.latency_dataset import build_parser
+
+    for f in (shared_data / "hat-configs").glob("*/latency_dataset/*.yml"):
+        args = build_parser().parse_args([f"--configs={f}"])
+        assert args.lat_dataset_size == 2000 and (args.latgpu or args.latcpu)

@@ -1,0 +1,81 @@
+"""`hat pipeline` on a tiny configuration: every stage, the report, and resume after kills."""
+import json
+from pathlib import Path
+
+import pytest
+
+from hat.latency.dataset import proxy_cost
+from hat.latency.measure import Latency
+from hat.pipeline.config import build_parser, pipeline_config
+from hat.pipeline.report import write_report
+from hat.pipeline.run import Pipeline, summary_rows
+from hat.search.fitness import Fitness
+from hat.train.trainer import Trainer
+
+from conftest import tiny_space
+
+
+def fake_timer(model, measure) -> Latency:
+    """Deterministic 'latency' (the proxy cost), so reports can be compared exactly."""
+    ms = proxy_cost(model.arch, measure.sentence_length, measure.beam, model.settings.qkv_dim) / 1e5
+    return Latency(ms * 0.2, ms * 0.8, 0.0, 0.0, "cpu", 1, measure.sentence_length, measure.beam, measure.iters)
+
+
+def tiny_args(run_dir: Path) -> list[str]:
+    space = tiny_space().to_hat_dict()
+    flags = [f"--run-dir={run_dir}", "--toy-train-size=1500", "--toy-valid-size=80", "--toy-test-size=60",
+             "--vocab-size=400", "--max-tokens=1500", "--supernet-max-update=25", "--subtransformer-max-update=12",
+             "--lat-dataset-size=14", "--latiter=1", "--lat-warmup=0", "--sentence-length=6", "--evo-iter=2",
+             "--population-size=8", "--parent-size=2", "--mutation-size=3", "--crossover-size=3",
+             "--latency-constraint-fraction", "0.3", "0.8", "--verify-top=1", "--gen-beam=2", "--baselines=2",
+             "--warmup-updates=5", "--dropout=0.1"]
+    for key, value in space.items():
+        flags += [f"--{key}"] + ([str(v) for v in value] if isinstance(value, list) else [str(value)])
+    return flags
+
+
+def run_pipeline(run_dir: Path) -> str:
+    cfg = pipeline_config(build_parser("hat pipeline", "").parse_args(tiny_args(run_dir)))
+    results = Pipeline(cfg, timer=fake_timer, progress=False).run()
+    env = {"device": "test", "torch": "x", "sentence_length": 6, "beam": 5}
+    return write_report(results, summary_rows(results), run_dir, env).read_text()
+
+
+def fail_after(monkeypatch, owner, name: str, calls: int) -> None:
+    original = getattr(owner, name)
+    count = {"n": 0}
+
+    def wrapper(*args, **kwargs):
+        count["n"] += 1
+        if count["n"] > calls:
+            raise KeyboardInterrupt(f"killed in {name}")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrapper)
+
+
+def test_pipeline_runs_every_stage_and_resumes_to_the_same_report(tmp_path: Path, monkeypatch):
+    straight = run_pipeline(tmp_path / "straight")
+    run = tmp_path / "straight"
+    for stage in ("data", "supernet", "latency", "predictor", "search", "evaluate"):
+        assert (run / stage / "done.json").exists(), stage
+    assert all((run / png).stat().st_size > 10_000 for png in
+               ("bleu_vs_latency.png", "predicted_vs_measured.png", "search_convergence.png"))
+    assert "| hat@" in straight and "baseline" in straight and "SacreBLEU" in straight
+    search = json.loads((run / "search/done.json").read_text())
+    assert len(search["results"]) == 2 and search["evaluated"] < search["without_cache"]
+    assert len(list((run / "models").iterdir())) == 4  # 2 found + 2 baselines
+
+    killed = tmp_path / "killed"
+    import hat.pipeline.run as pipeline_run
+
+    kills = [(Trainer, "_update", 10),  # in the supernet's training
+             (pipeline_run, "collect", 0),  # as the latency stage starts
+             (Fitness, "loss", 5),  # in the search
+             (Trainer, "_update", 30)]  # in the found models' / baselines' training
+    for owner, name, calls in kills:
+        with monkeypatch.context() as m:
+            fail_after(m, owner, name, calls)
+            with pytest.raises(KeyboardInterrupt):
+                run_pipeline(killed)
+    assert run_pipeline(killed) == straight

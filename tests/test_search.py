@@ -1,0 +1,146 @@
+"""Evolutionary and Pareto search: operators, budgets, determinism, resume, the CLI."""
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from hat.errors import HatError
+from hat.latency.dataset import proxy_cost
+from hat.latency.features import HAT_FEATURE_NORM, cost_terms_from_hat, hat_features
+from hat.latency.predictor import train_ensemble
+from hat.search.evolution import Evolution, EvolutionConfig, LatencyCheck
+from hat.space import ArchConfig
+
+from conftest import REPO, assert_one_line_error, run_cli, tiny_space
+from test_train import write_space_yaml
+
+SMALL = EvolutionConfig(evo_iter=5, population_size=16, parent_size=4, mutation_size=6, crossover_size=6,
+                        mutation_prob=0.3, seed=4)
+
+
+def synthetic_latency(arch: ArchConfig) -> float:
+    return proxy_cost(arch, 10, 2, 32) / 1e5
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory):
+    """A predictor fitted to a synthetic latency (the proxy cost): search mechanics, not timing."""
+    rng = random.Random(0)
+    archs = [tiny_space().sample(rng) for _ in range(300)]
+    feats = np.array([hat_features(a) for a in archs])
+    lat = np.array([synthetic_latency(a) for a in archs])
+    p = train_ensemble(feats, cost_terms_from_hat(feats), lat, list(HAT_FEATURE_NORM), "hat10", members=2, steps=200)
+    path = tmp_path_factory.mktemp("pred") / "pred.pt"
+    p.save(str(path))
+    return p, path
+
+
+def toy_fitness(arch: ArchConfig) -> float:
+    """Bigger is better, with a twist so the ranking is not just latency."""
+    return 10.0 - sum(arch.decoder_ffn_embed_dim) / 100 - arch.encoder_embed_dim / 50 + 0.1 * arch.decoder_arbitrary_ende_attn[0]
+
+
+def budget_of(predictor) -> float:
+    space = tiny_space()
+    lo = LatencyCheck(predictor).bound(space.smallest())
+    hi = LatencyCheck(predictor).bound(space.largest())
+    return lo + 0.4 * (hi - lo)
+
+
+def test_children_stay_in_the_space_and_under_budget(predictor):
+    p, _ = predictor
+    space = tiny_space()
+    latency = LatencyCheck(p)
+    budget = budget_of(p)
+    evo = Evolution(space, toy_fitness, latency, SMALL, progress=False)
+    rng = random.Random(0)
+    parents = evo.random_population(rng, budget)[:4]
+    children = evo.mutate(rng, parents, budget) + evo.crossover(rng, parents, budget)
+    for arch in parents + children:
+        assert space.validate(arch) and latency.bound(arch) <= budget
+    final = evo.run(budget)
+    assert all(latency.bound(c.arch) <= budget for c in final)
+    assert [c.loss for c in final] == sorted(c.loss for c in final)
+    with pytest.raises(HatError, match="too tight"):
+        Evolution(space, toy_fitness, latency, EvolutionConfig(max_tries=200), progress=False).run(0.001)
+
+
+def test_same_seed_same_result_and_resume_after_kill(predictor, tmp_path: Path):
+    p, _ = predictor
+    space, budget = tiny_space(), budget_of(p)
+
+    def search(state: Path | None, fitness=toy_fitness):
+        evo = Evolution(space, fitness, LatencyCheck(p), SMALL, state_path=state, progress=False)
+        evo.restore()
+        return [(c.arch, c.loss) for c in evo.run(budget)]
+
+    straight = search(None)
+    assert search(None) == straight
+    calls = {"n": 0}
+
+    def dying(arch):
+        calls["n"] += 1
+        if calls["n"] == 40:  # killed in the middle of an iteration
+            raise KeyboardInterrupt
+        return toy_fitness(arch)
+
+    state = tmp_path / "state.json"
+    with pytest.raises(KeyboardInterrupt):
+        search(state, dying)
+    assert json.loads(state.read_text())["states"]  # an iteration was saved
+    assert search(state) == straight
+
+
+def test_search_cli_multi_budget_verify_and_pareto(tmp_path: Path, toy_bin: Path, predictor):
+    _, pred_path = predictor
+    space_yml = write_space_yaml(tmp_path / "space.yml")
+    ckpt = tmp_path / "supernet"
+    subprocess.run([sys.executable, str(REPO / "train.py"), f"--configs={space_yml}", "--data", str(toy_bin),
+                    "--save-dir", str(ckpt), "--max-update", "15"], check=True, capture_output=True, timeout=300)
+    p, _ = predictor
+    lo, hi = (LatencyCheck(p).bound(a) for a in (tiny_space().smallest(), tiny_space().largest()))
+    budgets = [lo + f * (hi - lo) for f in (0.3, 0.6, 1.0)]
+    evo = tmp_path / "evo.yml"
+    evo.write_text(yaml.safe_dump({"evo-iter": 3, "population-size": 12, "parent-size": 4, "mutation-size": 4,
+                                   "crossover-size": 4, "mutation-prob": 0.3, "ckpt-path": str(pred_path),
+                                   "restore-file": str(ckpt / "checkpoint_last.pt"),
+                                   "write-config-path": str(tmp_path / "found" / "sub.yml"),
+                                   "latency-constraint": budgets, "data": str(toy_bin), "valid-cnt-max": 2}))
+    result = run_cli(f"--configs={space_yml}", f"--evo-configs={evo}", "--verify-top", "2",
+                     "--sentence-length", "6", "--latiter", "2", "--json", "--no-progress-bar", script="evo_search.py")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    found = summary["results"]
+    assert [r["budget_ms"] for r in found] == sorted(budgets)
+    assert all(r["latency_ms"] <= r["budget_ms"] for r in found)
+    assert [r["latency_ms"] for r in found] == sorted(r["latency_ms"] for r in found)
+    losses = [r["loss"] for r in found]
+    assert losses == sorted(losses, reverse=True)  # a bigger budget never does worse
+    assert all(len(r["verified"]) == 2 and r["verified"][0]["measured_ms"] > 0 for r in found)
+    assert summary["evaluations_saved"] > 0
+    for r in found:
+        arch = ArchConfig.from_yaml(r["config_path"])  # HAT's YAML, loadable by train.py
+        assert arch.to_dict() == r["arch"]
+    log = [json.loads(x) for x in (tmp_path / "found" / "search_log.jsonl").read_text().splitlines()]
+    assert len(log) == 9 and {"best_loss", "best_latency_ms", "population_loss_mean", "evaluations"} <= log[0].keys()
+    pareto = run_cli(f"--configs={space_yml}", f"--evo-configs={evo}", "--pareto", "--evo-iter", "2",
+                     "--write-config-path", str(tmp_path / "pareto" / "front.yml"), script="evo_search.py")
+    assert pareto.returncode == 0, pareto.stderr
+    front = json.loads((tmp_path / "pareto" / "front.pareto.json").read_text())
+    lat = [c["latency_ms"] for c in front]
+    loss = [c["loss"] for c in front]
+    assert lat == sorted(lat) and all(a >= b for a, b in zip(loss, loss[1:]))  # non-dominated
+    assert (tmp_path / "pareto" / "front.pareto.png").stat().st_size > 10_000
+
+
+def test_missing_files_are_named(tmp_path: Path, toy_bin: Path, predictor):
+    _, pred_path = predictor
+    result = run_cli("search", "--restore-file", str(tmp_path / "nope.pt"), "--ckpt-path", str(pred_path),
+                     "--write-config-path", str(tmp_path / "x.yml"), "--latency-constraint", "100",
+                     "--data", str(toy_bin))
+    assert_one_line_error(result, "restore-file", "nope.pt", "not found")
