@@ -9,8 +9,10 @@ the static keys/values and the self-attention cache -> log-probabilities and the
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -79,10 +81,17 @@ class DecoderStepGraph(nn.Module):
         return (F.log_softmax(logits.float(), dim=-1), *present)
 
 
+def require(package: str) -> None:
+    """A one-line error, not an ImportError traceback, when the `onnx` extra is not installed."""
+    if importlib.util.find_spec(package) is None:
+        raise HatError(f"{package} is not installed: pip install 'hardware-aware-transformers[onnx]'")
+
+
 def export_onnx(model: Transformer, out_dir: str | Path, opset: int = 17) -> Path:
     """Write encoder.onnx, decoder_step.onnx and model.json (config) into `out_dir`."""
     if model.settings.normalize_before:
         raise HatError("ONNX export supports post-norm models (HAT's); this one is pre-norm")
+    require("onnx")
     model = copy.deepcopy(model).eval()
     for module in model.modules():
         if isinstance(module, MultiheadAttention):
@@ -92,7 +101,10 @@ def export_onnx(model: Transformer, out_dir: str | Path, opset: int = 17) -> Pat
     layers = list(model.decoder_layers)
     src = torch.tensor([[5, 6, 7, 8, 2], [9, 10, 2, PAD_ID, PAD_ID]])
     enc_names = ["padding_mask"] + [f"ende_{kv}_{i}" for i in range(len(layers)) for kv in "kv"]
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # the tracer flags Python-side constants (head dims, the positions bound check): fixed per model
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
         torch.onnx.export(EncoderGraph(model), (src,), out / "encoder.onnx", input_names=["src_tokens"],
                           output_names=enc_names, opset_version=opset, dynamo=False,
                           dynamic_axes={"src_tokens": {0: "batch", 1: "src_len"}, "padding_mask": {0: "batch", 1: "src_len"},
@@ -142,6 +154,7 @@ class OnnxTransformer:
     training = False
 
     def __init__(self, directory: str | Path, threads: int | None = None):
+        require("onnxruntime")
         import onnxruntime as ort
 
         d = Path(directory)

@@ -12,6 +12,7 @@ Either loads with `load_model`, so a quantized model is accepted wherever a comp
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,9 @@ def dynamic_int8(model: Transformer) -> Transformer:
     """int8 dynamic quantization of every linear layer, the output projection included."""
     q = copy.deepcopy(model).eval()
     q.untie_output_projection()
-    return torch.ao.quantization.quantize_dynamic(q, {nn.Linear}, dtype=torch.qint8)
+    with warnings.catch_warnings():  # torch.ao's own deprecation notice of its quantized tensors
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*deprecated", category=UserWarning)
+        return torch.ao.quantization.quantize_dynamic(q, {nn.Linear}, dtype=torch.qint8)
 
 
 def save_quantized(model: Transformer, path: str | Path, method: str, bits: int = 8,

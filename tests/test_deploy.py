@@ -120,3 +120,15 @@ def test_quantize_and_export_clis(trained: Path, toy_bin: Path, tmp_path: Path):
     assert result.returncode == 0, result.stderr
     r = json.loads(result.stdout.strip().splitlines()[-1])
     assert r["max_abs_logprob_diff"] <= 1e-4 and r["identical"] == r["sentences"]
+
+
+def test_onnx_without_its_extra_is_a_one_line_error(compact, tmp_path: Path, monkeypatch):
+    import importlib.util
+
+    from hat.errors import HatError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+    with pytest.raises(HatError, match=r"onnx is not installed: pip install"):
+        export_onnx(compact, tmp_path / "onnx")
+    assert not (tmp_path / "onnx").exists()

@@ -172,3 +172,12 @@ def test_measure_one_config_and_hat_yaml(tmp_path: Path, shared_data: Path):
     for f in (shared_data / "hat-configs").glob("*/latency_dataset/*.yml"):
         args = build_parser().parse_args([f"--configs={f}"])
         assert args.lat_dataset_size == 2000 and (args.latgpu or args.latcpu)
+
+
+def test_measure_refuses_a_config_outside_the_space(tmp_path: Path):
+    space = tmp_path / "space.yml"
+    space.write_text(yaml.safe_dump(tiny_space().to_hat_dict()))
+    sub = tmp_path / "sub.yml"
+    ArchConfig(128, 48, 4, 1, [96] * 4, [40], [4] * 4, [4], [4], [-1]).to_yaml(sub)
+    result = run_cli("latency-dataset", f"--configs={space}", "--measure", str(sub), "--qkv-dim", "32")
+    assert_one_line_error(result, "encoder-embed-dim-subtransformer = 128 is larger than the supernet")

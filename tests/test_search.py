@@ -144,3 +144,44 @@ def test_missing_files_are_named(tmp_path: Path, toy_bin: Path, predictor):
                      "--write-config-path", str(tmp_path / "x.yml"), "--latency-constraint", "100",
                      "--data", str(toy_bin))
     assert_one_line_error(result, "restore-file", "nope.pt", "not found")
+
+
+def test_hat_evo_yaml_loads_and_names_the_missing_file(shared_data: Path, tmp_path: Path, toy_bin: Path):
+    evo = shared_data / "hat-configs/wmt14.en-de/evo_search/wmt14ende_xeon.yml"
+    space = shared_data / "hat-configs/wmt14.en-de/supertransformer/space0.yml"
+    result = run_cli(f"--configs={space}", f"--evo-configs={evo}", "--data", str(toy_bin), script="evo_search.py")
+    assert_one_line_error(result, "restore-file", "HAT_wmt14ende_super_space0.pt", "not found")
+
+
+def _timed_at(factor: float):
+    """A fake timer: the device runs `factor` x slower than the synthetic latency the predictor learnt."""
+    from hat.latency.measure import Latency
+
+    def timer(model, measure):
+        ms = synthetic_latency(model.arch) * factor
+        return Latency(ms / 2, ms / 2, 0.0, 0.0, "cpu", 1, 10, 5, 1)
+    return timer
+
+
+@pytest.mark.parametrize("factor", [1.0, 1.25])
+def test_verify_never_ships_a_candidate_measured_over_budget(factor: float):
+    from hat.latency.dataset import MeasureSettings
+    from hat.search.evolution import Candidate
+    from hat.search.verify import verify_top
+
+    rng = random.Random(1)
+    archs = {tiny_space().sample(rng) for _ in range(200)}
+    budget = float(np.median([synthetic_latency(a) for a in archs]))
+    # ranked by a loss that prefers bigger models, as a supernet does
+    ranked = sorted((Candidate(a, -synthetic_latency(a), synthetic_latency(a), 0.0) for a in archs
+                     if synthetic_latency(a) <= budget), key=lambda c: c.loss)
+    best, report = verify_top(ranked, budget, 3, lambda arch: type("M", (), {"arch": arch})(),
+                              MeasureSettings(), _timed_at(factor))
+    assert synthetic_latency(best.arch) * factor <= budget
+    assert len(report) >= 3 and report[:3] == [r for r in report if r["top_k"]]
+    within = [c for c in ranked if synthetic_latency(c.arch) * factor <= budget]
+    if factor == 1.0:
+        assert best == ranked[0] and len(report) == 3
+    else:  # the top 3 break the budget; the walk skips to the best that measures within it
+        assert not any(r["meets_budget"] for r in report[:3])
+        assert best == within[0]

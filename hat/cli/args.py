@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from hat.config import HatArgumentParser
+from hat.search.evolution import EvolutionConfig
 from hat.space import ARCH_KEYS, CHOICE_KEYS, SUPERNET_KEYS, ArchConfig, SearchSpace
 from hat.transformer import ModelSettings
 
@@ -68,6 +69,21 @@ def settings_from_args(args: argparse.Namespace, vocab_size: int) -> ModelSettin
                          share_all_embeddings=args.share_all_embeddings, normalize_before=args.normalize_before,
                          supernet_encoder_embed_dim=getattr(args, "encoder_embed_dim", None),
                          supernet_decoder_embed_dim=getattr(args, "decoder_embed_dim", None))
+
+
+def add_evolution_args(g: argparse._ArgumentGroup, defaults: EvolutionConfig) -> None:
+    """HAT's evolutionary-search keys (evo-iter, population-size, ...) with the given defaults."""
+    for name in ("evo_iter", "population_size", "parent_size", "mutation_size", "crossover_size"):
+        g.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
+    g.add_argument("--mutation-prob", type=float, default=defaults.mutation_prob)
+
+
+def evolution_from_args(args: argparse.Namespace, latency_std_k: float = 0.0) -> EvolutionConfig:
+    """The checked EvolutionConfig of `add_evolution_args`' keys (and --seed)."""
+    cfg = EvolutionConfig(args.evo_iter, args.population_size, args.parent_size, args.mutation_size,
+                          args.crossover_size, args.mutation_prob, args.seed, latency_std_k)
+    cfg.check()
+    return cfg
 
 
 def name_of(key: str) -> str:

@@ -82,9 +82,7 @@ def run(args: argparse.Namespace) -> None:
     if args.measure:
         arch = space.validate(ArchConfig.from_yaml(args.measure))
         lat = measure.time(Transformer(arch, settings))
-        print(f"{args.measure}: {lat.total_ms:.2f} ms = encoder {lat.encoder_ms:.2f} ± {lat.encoder_std_ms:.2f}"
-              f" + decoder {lat.decoder_ms:.2f} ± {lat.decoder_std_ms:.2f} ({device_name(device)}, "
-              f"{lat.threads} threads, beam {lat.beam}, L={lat.sentence_length})")
+        print(f"{args.measure}: {lat.summary()}")
         if args.json:
             print(json.dumps(lat.to_dict()))
         return

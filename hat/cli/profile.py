@@ -67,9 +67,7 @@ def run(args: argparse.Namespace) -> None:
         lat = measure_latency(model, args.sentence_length, args.beam, args.latency, args.latiter,
                               threads=args.threads)
         result["latency"] = lat.to_dict()
-        print(f"latency          {lat.total_ms:.1f} ms = encoder {lat.encoder_ms:.1f} ± {lat.encoder_std_ms:.1f}"
-              f" + decoder {lat.decoder_ms:.1f} ± {lat.decoder_std_ms:.1f} ms  "
-              f"({lat.device}, {lat.threads} threads, beam {lat.beam})")
+        print(f"latency          {lat.summary()}")
     if args.json:
         print(json.dumps(result))
 

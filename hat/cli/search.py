@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 
 from hat.cli import run_command
-from hat.cli.args import add_space_args, space_from_args
+from hat.cli.args import add_evolution_args, add_space_args, evolution_from_args, space_from_args
 from hat.config import HatArgumentParser
 from hat.data.dataset import DataDir
 from hat.errors import HatError
@@ -38,12 +38,7 @@ from hat.train.checkpoints import load_supernet
 def build_parser() -> HatArgumentParser:
     p = HatArgumentParser("hat search", __doc__, config_options=("--configs", "--evo-configs"))
     g = p.add_argument_group("evolutionary search (HAT's keys)")
-    g.add_argument("--evo-iter", type=int, default=30)
-    g.add_argument("--population-size", type=int, default=125)
-    g.add_argument("--parent-size", type=int, default=25)
-    g.add_argument("--mutation-size", type=int, default=50)
-    g.add_argument("--crossover-size", type=int, default=50)
-    g.add_argument("--mutation-prob", type=float, default=0.3)
+    add_evolution_args(g, EvolutionConfig())
     g.add_argument("--ckpt-path", required=True, help="latency predictor")
     g.add_argument("--feature-norm", type=float, nargs="+", help="HAT's bare predictors: their feature-norm")
     g.add_argument("--lat-norm", type=float, help="HAT's bare predictors: their lat-norm")
@@ -90,9 +85,7 @@ def output_path(base: str, budget: float, several: bool) -> Path:
 def run(args: argparse.Namespace) -> None:
     _require(args.restore_file, "restore-file (SuperTransformer checkpoint)")
     _require(args.ckpt_path, "ckpt-path (latency predictor)")
-    cfg = EvolutionConfig(args.evo_iter, args.population_size, args.parent_size, args.mutation_size,
-                          args.crossover_size, args.mutation_prob, args.seed, args.latency_std_k)
-    cfg.check()
+    cfg = evolution_from_args(args, args.latency_std_k)
     device = "cuda" if (args.latgpu or (torch.cuda.is_available() and not args.cpu)) else "cpu"
     net, payload = load_supernet(args.restore_file)
     space = net.space

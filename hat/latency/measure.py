@@ -39,6 +39,11 @@ class Latency:
     def to_dict(self) -> dict:
         return {**asdict(self), "total_ms": self.total_ms}
 
+    def summary(self) -> str:
+        return (f"{self.total_ms:.2f} ms = encoder {self.encoder_ms:.2f} ± {self.encoder_std_ms:.2f} + decoder "
+                f"{self.decoder_ms:.2f} ± {self.decoder_std_ms:.2f} ms ({self.device}, {self.threads} threads, "
+                f"beam {self.beam}, {self.sentence_length} tokens)")
+
 
 def trimmed_stats(times_ms: list[float]) -> tuple[float, float]:
     """Mean and std of the runs between the 10th and 90th percentile (HAT's protocol)."""

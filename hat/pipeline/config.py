@@ -5,7 +5,8 @@ import argparse
 import random
 from dataclasses import dataclass, field
 
-from hat.cli.args import add_model_args, add_space_args, settings_from_args, space_from_args
+from hat.cli.args import (add_evolution_args, add_model_args, add_space_args, evolution_from_args,
+                          settings_from_args, space_from_args)
 from hat.config import HatArgumentParser
 from hat.errors import HatError
 from hat.latency.dataset import MeasureSettings
@@ -89,12 +90,8 @@ def build_parser(prog: str, description: str) -> HatArgumentParser:
     g.add_argument("--latgpu", action="store_true", help="measure (and train) on the GPU")
     g.add_argument("--threads", type=int)
     g = p.add_argument_group("search (HAT's keys)")
-    g.add_argument("--evo-iter", type=int, default=15)
-    g.add_argument("--population-size", type=int, default=50)
-    g.add_argument("--parent-size", type=int, default=10)
-    g.add_argument("--mutation-size", type=int, default=20)
-    g.add_argument("--crossover-size", type=int, default=20)
-    g.add_argument("--mutation-prob", type=float, default=0.3)
+    add_evolution_args(g, EvolutionConfig(evo_iter=15, population_size=50, parent_size=10, mutation_size=20,
+                                           crossover_size=20))
     g.add_argument("--latency-constraint", type=float, nargs="+", help="budgets in ms")
     g.add_argument("--latency-constraint-fraction", type=float, nargs="+", default=[0.15, 0.4, 0.7],
                    help="budgets as fractions of the way from the smallest to the largest SubTransformer's "
@@ -127,9 +124,7 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
                         clip_norm=args.clip_norm, label_smoothing=args.label_smoothing, seed=args.seed,
                         save_interval_updates=200, keep_interval_updates=1, keep_last_epochs=1,
                         log_interval=50, progress_bar=False)
-    evolution = EvolutionConfig(args.evo_iter, args.population_size, args.parent_size, args.mutation_size,
-                                args.crossover_size, args.mutation_prob, args.seed)
-    evolution.check()
+    evolution = evolution_from_args(args)
     measure = MeasureSettings(args.sentence_length, args.beam, args.latiter, args.lat_warmup,
                               "cuda" if args.latgpu else "cpu", args.threads)
     return PipelineConfig(

@@ -2,7 +2,8 @@
 
 The validation batches are collated (and moved to the device) once and reused for every
 candidate; losses are cached by architecture, so a config is evaluated once per search (HAT
-re-evaluates the parents every iteration).
+re-evaluates the parents every iteration). With `valid_cnt_max`, the batches kept are spread
+evenly over the length-sorted list (HAT kept the first ones: only the shortest sentences).
 """
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ class Fitness:
         positions = (supernet.settings.max_source_positions, supernet.settings.max_target_positions)
         batches = TokenBatcher(valid.src_sizes, valid.tgt_sizes, max_tokens, max_positions=positions,
                                shuffle=False).batches(1)
-        self.batches = [valid.collate(b.tolist()).to(device) for b in batches[:valid_cnt_max or None]]
+        if valid_cnt_max and valid_cnt_max < len(batches):
+            batches = [batches[i * len(batches) // valid_cnt_max] for i in range(valid_cnt_max)]
+        self.batches = [valid.collate(b.tolist()).to(device) for b in batches]
         self.cache: dict[ArchConfig, float] = {}
         self.evaluations = 0  # forward passes over the validation batches
         self.requests = 0  # fitness asked for
