@@ -181,3 +181,26 @@ def test_measure_refuses_a_config_outside_the_space(tmp_path: Path):
     ArchConfig(128, 48, 4, 1, [96] * 4, [40], [4] * 4, [4], [4], [-1]).to_yaml(sub)
     result = run_cli("latency-dataset", f"--configs={space}", "--measure", str(sub), "--qkv-dim", "32")
     assert_one_line_error(result, "encoder-embed-dim-subtransformer = 128 is larger than the supernet")
+
+
+def test_oob_shrinkage_keeps_a_real_correction_and_shrinks_noise():
+    import torch
+
+    from hat.latency.predictor import oob_shrinkage
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, out: torch.Tensor):
+            super().__init__()
+            self.out = out
+
+        def forward(self, x):
+            return self.out
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.zeros(60, 3)
+    target = torch.rand(60, generator=gen) - 0.5  # log(latency / physics)
+    boots = [torch.randint(0, 60, (60,), generator=gen) for _ in range(5)]
+    real = [Fixed(target.clone()) for _ in boots]
+    noise = [Fixed(torch.randn(60, generator=gen)) for _ in boots]
+    assert oob_shrinkage(real, boots, x, target) == 1.0
+    assert oob_shrinkage(noise, boots, x, torch.zeros(60)) == 0.25

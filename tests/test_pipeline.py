@@ -79,3 +79,18 @@ def test_pipeline_runs_every_stage_and_resumes_to_the_same_report(tmp_path: Path
             with pytest.raises(KeyboardInterrupt):
                 run_pipeline(killed)
     assert run_pipeline(killed) == straight
+
+
+def test_report_compares_with_the_baseline_frontier():
+    from hat.pipeline.report import comparison
+
+    def row(model, kind, bleu, ms, budget=None):
+        return {"model": model, "kind": kind, "bleu": bleu, "latency_ms": ms, "budget_ms": budget}
+    rows = [row("hat@31.2ms", "HAT", 50.68, 27.5, 31.2), row("hat@39.8ms", "HAT", 55.0, 35.0, 39.8),
+            row("big", "baseline", 58.21, 38.8), row("mid", "baseline", 19.87, 19.2), row("small", "baseline", 27.06, 17.4)]
+    text = comparison(rows)
+    assert "50.68 BLEU at 27.5 ms" in text
+    assert "at least as accurate, big (58.21 BLEU), takes 38.8 ms: HAT's model is 1.41x faster" in text
+    assert "at least as fast, small (17.4 ms), scores 27.06 BLEU (+23.62 for HAT's model)" in text
+    assert "No baseline is as fast" in comparison([rows[0], rows[2]])
+    assert "No baseline is as accurate" in comparison([rows[0], rows[3]])

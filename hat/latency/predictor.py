@@ -236,16 +236,18 @@ def train_ensemble(features: np.ndarray, cost_terms: np.ndarray, latency: np.nda
                    feature_set: str, members: int = 5, steps: int = 2000, hidden_dim: int = 128,
                    hidden_layer_num: int = 2, lr: float = 2e-3, weight_decay: float = 1e-4, seed: int = 1,
                    layer_counts: tuple[int, int] | None = None) -> Predictor:
-    """hat's default: physics (L1 on relative error) x exp(MLP ensemble correction)."""
+    """hat's default: physics (L1 on relative error) x exp(MLP ensemble correction), the
+    correction shrunk by its out-of-bag error (`oob_shrinkage`)."""
     physics = fit_physics(cost_terms, latency)
     base = np.asarray(cost_terms) @ physics
     x = torch.as_tensor(np.asarray(features) / np.asarray(feature_norm), dtype=torch.float32)
     target = torch.as_tensor(np.log(np.asarray(latency) / base), dtype=torch.float32)
-    nets = []
+    nets, boots = [], []
     for m in range(members):
         torch.manual_seed(seed * 100 + m)
         gen = torch.Generator().manual_seed(seed * 100 + m)
         boot = torch.randint(0, len(x), (len(x),), generator=gen)  # bootstrap sample per member
+        boots.append(boot)
         net = HatNet(x.shape[1], hidden_dim, hidden_layer_num)
         nn.init.zeros_(net.predict.weight)
         nn.init.zeros_(net.predict.bias)
@@ -260,8 +262,35 @@ def train_ensemble(features: np.ndarray, cost_terms: np.ndarray, latency: np.nda
             opt.step()
             sched.step()
         nets.append(net.eval())
+    alpha = oob_shrinkage(nets, boots, x, target)
+    with torch.no_grad():  # the correction is linear in the last layer: scale it there
+        for net in nets:
+            net.predict.weight.mul_(alpha)
+            net.predict.bias.mul_(alpha)
     return Predictor("ensemble", feature_set, list(map(float, feature_norm)), 1.0, nets, physics=physics,
                      hidden_dim=hidden_dim, hidden_layer_num=hidden_layer_num, layer_counts=layer_counts)
+
+
+SHRINKAGE = (0.25, 0.5, 0.75, 1.0)  # never 0: the members' spread is the uncertainty
+
+
+def oob_shrinkage(nets: list[nn.Module], boots: list[torch.Tensor], x: torch.Tensor, target: torch.Tensor) -> float:
+    """How much of the learned correction to keep (physics x exp(alpha * MLP)): the alpha of
+    SHRINKAGE with the lowest out-of-bag relative error, each member predicting the rows its
+    bootstrap sample left out. Guards against a correction that fits noise (few or noisy rows)."""
+    with torch.no_grad():
+        outs = torch.stack([net(x) for net in nets])
+    out_of_bag = torch.ones_like(outs, dtype=torch.bool)
+    for m, boot in enumerate(boots):
+        out_of_bag[m, boot] = False
+    counts = out_of_bag.sum(0)
+    rows = counts > 0
+    if int(rows.sum()) < 10:
+        return 1.0
+    correction = (outs * out_of_bag).sum(0)[rows] / counts[rows]
+    truth = torch.exp(target[rows])
+    errors = {a: float(torch.mean(torch.abs(truth - torch.exp(a * correction)) / truth)) for a in SHRINKAGE}
+    return min(SHRINKAGE, key=lambda a: (errors[a], -a))
 
 
 def adapt(predictor: Predictor, features: np.ndarray, cost_terms: np.ndarray, latency: np.ndarray,
