@@ -22,7 +22,7 @@ class Fitness:
     def __init__(self, supernet: SuperTransformer, valid: ParallelDataset, max_tokens: int = 4096,
                  valid_cnt_max: int | None = None, label_smoothing: float = 0.1, device: str | torch.device = "cpu",
                  cache: bool = True):
-        self.net = supernet.to(device).eval()
+        self.net, self.device = supernet.to(device).eval(), device
         self.smoothing, self.use_cache = label_smoothing, cache
         positions = (supernet.settings.max_source_positions, supernet.settings.max_target_positions)
         batches = TokenBatcher(valid.src_sizes, valid.tgt_sizes, max_tokens, max_positions=positions,
@@ -38,13 +38,13 @@ class Fitness:
     def loss(self, arch: ArchConfig) -> float:
         """Validation loss (label-smoothed, base 2, per target token) of `arch` in the supernet."""
         self.net.set_config(arch)
-        total = tokens = 0.0
-        for batch in self.batches:
+        total, tokens = torch.zeros((), dtype=torch.float64, device=self.device), 0.0
+        for batch in self.batches:  # one host sync per candidate, not one per batch
             logits = self.net(batch.src_tokens, batch.prev_output_tokens)
-            total += label_smoothed_nll(logits, batch.target, self.smoothing)[0].item()
+            total = total + label_smoothed_nll(logits, batch.target, self.smoothing)[0].double()
             tokens += batch.ntokens
         self.evaluations += 1
-        return total / tokens / math.log(2)
+        return total.item() / tokens / math.log(2)
 
     def __call__(self, arch: ArchConfig) -> float:
         self.requests += 1

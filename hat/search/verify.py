@@ -26,11 +26,10 @@ def verify_top(candidates: list[Candidate], budget: float, k: int, build: Callab
     fastest measured) and the predicted-vs-measured report (one row per timed candidate)."""
     report: list[dict] = []
 
-    def time_one(c: Candidate) -> bool:
+    def time_one(c: Candidate) -> None:
         measured = timer(build(c.arch), measure).total_ms
         report.append({"loss": c.loss, "predicted_ms": c.latency_ms, "measured_ms": measured,
                        "meets_budget": measured <= budget, "arch": c.arch.to_dict(), "top_k": len(report) < k})
-        return measured <= budget
 
     timed = list(candidates[:k])
     for c in timed:
