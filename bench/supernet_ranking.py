@@ -9,6 +9,9 @@ Spearman rho per supernet. From-scratch runs resume (their checkpoints live in -
     python bench/supernet_ranking.py --data data/binary/multi30k_en_de \
         --supernet uniform=runs/m30k_super/checkpoint_last.pt --supernet sandwich=runs/m30k_sandwich/checkpoint_last.pt \
         --n 8 --updates 500 --work-dir runs/ranking
+
+On a GPU the from-scratch runs are launch-bound: train them in parallel processes with
+`--shard I/K` (each trains every K-th SubTransformer and exits), then run once without it.
 """
 from __future__ import annotations
 
@@ -40,7 +43,8 @@ def spread_configs(space, n: int, seed: int) -> list[ArchConfig]:
     return [pool[round(i * (len(pool) - 1) / (n - 1))] for i in range(n)]
 
 
-def train_from_scratch(arch: ArchConfig, settings, data: DataDir, out: Path, updates: int, seed: int) -> float:
+def train_from_scratch(arch: ArchConfig, settings, data: DataDir, out: Path, updates: int, seed: int,
+                       device: torch.device) -> float:
     done = out / "result.json"
     if done.exists():
         return json.loads(done.read_text())["valid_loss"]
@@ -50,7 +54,7 @@ def train_from_scratch(arch: ArchConfig, settings, data: DataDir, out: Path, upd
                       schedule=ScheduleConfig("inverse_sqrt", lr=1e-3, warmup_updates=min(200, updates // 4),
                                               warmup_init_lr=1e-7),
                       save_interval_updates=100, keep_interval_updates=1, keep_last_epochs=1, progress_bar=False)
-    trainer = Trainer(model, cfg, data, None, DistInfo(), {"kind": "subtransformer", "arch": arch.to_dict(),
+    trainer = Trainer(model, cfg, data, None, DistInfo(device=device), {"kind": "subtransformer", "arch": arch.to_dict(),
                                                            "settings": settings.to_dict()})
     trainer.resume()
     loss = trainer.train()["model_loss"]
@@ -66,27 +70,48 @@ def main() -> None:
     p.add_argument("--updates", type=int, default=500, help="from-scratch training updates per SubTransformer")
     p.add_argument("--work-dir", default="runs/ranking")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--shard", metavar="I/K", help="only train the from-scratch runs i with i %% K == I, then exit")
+    p.add_argument("--no-train", action="store_true",
+                   help="rank over the from-scratch runs already finished (e.g. shards stopped by a time limit)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
+    device = torch.device(args.device)
     data = DataDir(args.data)
-    supernets = {name: load_supernet(path)[0] for name, path in (s.split("=", 1) for s in args.supernet)}
+    loaded = {name: load_supernet(path) for name, path in (s.split("=", 1) for s in args.supernet)}
+    supernets = {name: net for name, (net, _) in loaded.items()}
     first = next(iter(supernets.values()))
     archs = spread_configs(first.space, args.n, args.seed)
+    if args.shard:
+        shard, shards = map(int, args.shard.split("/"))
+        for i in range(shard, len(archs), shards):
+            train_from_scratch(archs[i], first.settings, data, Path(args.work_dir) / f"sub{i}", args.updates,
+                               args.seed, device)
+        return
     inherited = {}
     for name, net in supernets.items():
-        fitness = Fitness(net, data.split("valid"), max_tokens=4096)
+        fitness = Fitness(net, data.split("valid"), max_tokens=4096, device=device)
         inherited[name] = [fitness.loss(a) for a in archs]
-    scratch = []
+    scratch, kept = [], []
     for i, arch in enumerate(archs):
         t = time.time()
-        scratch.append(train_from_scratch(arch, first.settings, data, Path(args.work_dir) / f"sub{i}", args.updates,
-                                          args.seed))
+        out = Path(args.work_dir) / f"sub{i}"
+        if args.no_train and not (out / "result.json").exists():
+            continue
+        scratch.append(train_from_scratch(arch, first.settings, data, out, args.updates, args.seed, device))
+        kept.append(i)
         print(json.dumps({"sub": i, "params": analytic_params(arch, first.space.qkv_dim), "arch": str(arch),
                           "scratch_valid_loss": scratch[-1],
                           **{f"inherited_{k}": v[i] for k, v in inherited.items()},
                           "seconds": round(time.time() - t, 1)}), flush=True)
-    summary = {"n": len(archs), "updates": args.updates}
-    for name, losses in inherited.items():
-        summary[name] = {"kendall_tau": kendall_tau(losses, scratch), "spearman": spearman(losses, scratch)}
+    summary = {"n": len(kept), "subs": kept, "updates": args.updates}
+    for name, all_losses in inherited.items():
+        losses = [all_losses[i] for i in kept]
+        payload = loaded[name][1]
+        summary[name] = {"kendall_tau": kendall_tau(losses, scratch), "spearman": spearman(losses, scratch),
+                         "supernet_updates": payload["train_state"]["updates"],
+                         "supernet_wall_s": round(payload["train_state"]["wall_seconds"], 1),
+                         "supernet_valid": {k: round(v, 3) for k, v in payload.get("valid", {}).items()
+                                            if k.endswith("_loss")}}
     print(json.dumps(summary))
 
 

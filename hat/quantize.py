@@ -126,6 +126,11 @@ def save_quantized(model: Transformer, path: str | Path, method: str, bits: int 
     return payload
 
 
+def cpu_only(payload: dict[str, Any]) -> bool:
+    """True for a checkpoint whose model runs on the CPU alone (torch's int8 dynamic kernels)."""
+    return payload.get("format") == QUANTIZED_FORMAT and payload.get("method") == "int8"
+
+
 def load_quantized(payload: dict[str, Any], path: str | Path) -> Transformer:
     """The model of a hat.quantized payload: k-means dequantized to fp32, int8 as int8 linears."""
     model = Transformer(ArchConfig.from_dict(payload["arch"]), ModelSettings.from_dict(payload["settings"]))

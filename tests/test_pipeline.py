@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from hat.errors import HatError
 from hat.latency.dataset import proxy_cost
 from hat.latency.measure import Latency
 from hat.pipeline.config import build_parser, pipeline_config
@@ -94,3 +95,12 @@ def test_report_compares_with_the_baseline_frontier():
     assert "at least as fast, small (17.4 ms), scores 27.06 BLEU (+23.62 for HAT's model)" in text
     assert "No baseline is as fast" in comparison([rows[0], rows[2]])
     assert "No baseline is as accurate" in comparison([rows[0], rows[3]])
+
+
+def test_mixed_precision_settings(tmp_path: Path):
+    parse = build_parser("hat pipeline", "").parse_args
+    assert pipeline_config(parse(tiny_args(tmp_path))).train.precision == "fp32"
+    assert pipeline_config(parse(tiny_args(tmp_path) + ["--bf16"])).train.precision == "bf16"
+    assert pipeline_config(parse(tiny_args(tmp_path) + ["--fp16", "--latgpu"])).train.precision == "fp16"
+    with pytest.raises(HatError, match="--fp16 trains on the GPU"):
+        pipeline_config(parse(tiny_args(tmp_path) + ["--fp16"]))

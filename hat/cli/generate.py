@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -22,7 +23,10 @@ from hat.data.dataset import DataDir
 from hat.errors import HatError
 from hat.evaluate import sacrebleu_score, tokenized_bleu, translate_dataset
 from hat.fsutil import atomic_write
+from hat.quantize import cpu_only
 from hat.train.checkpoints import load_model
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> HatArgumentParser:
@@ -62,7 +66,11 @@ def run(args: argparse.Namespace) -> None:
     if model.settings.vocab_size != data.vocab_size:
         raise HatError(f"{args.path} has a {model.settings.vocab_size}-token vocabulary but {args.data} has "
                        f"{data.vocab_size}: use the data directory the model was trained on")
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
+    on_gpu = torch.cuda.is_available() and not args.cpu
+    if on_gpu and cpu_only(payload):
+        log.info("%s is an int8 model: its kernels run on the CPU only, translating there", args.path)
+        on_gpu = False
+    device = torch.device("cuda" if on_gpu else "cpu")
     model.to(device)
     out = translate_dataset(model, dataset, data.tokenizer, beam=args.beam, max_tokens=args.max_tokens,
                             len_penalty=args.lenpen, max_len_a=args.max_len_a, max_len_b=args.max_len_b,

@@ -18,6 +18,7 @@ from hat.config import HatArgumentParser
 from hat.errors import HatError
 from hat.latency.measure import measure_latency
 from hat.profile import profile
+from hat.quantize import cpu_only
 from hat.train.checkpoints import load_model
 from hat.transformer import Transformer
 
@@ -44,7 +45,9 @@ def run(args: argparse.Namespace) -> None:
     if args.latency == "cuda" and not torch.cuda.is_available():
         raise HatError("--latency cuda: no CUDA device is available here (use --latency cpu)")
     if args.path:  # counts come from the fp32 architecture; latency is the model as stored (e.g. int8)
-        model, _ = load_model(args.path)
+        model, payload = load_model(args.path)
+        if args.latency == "cuda" and cpu_only(payload):
+            raise HatError(f"{args.path} is an int8 model: its kernels run on the CPU only (use --latency cpu)")
         arch = model.arch
         prof = profile(Transformer(arch, model.settings), args.sentence_length)
     else:

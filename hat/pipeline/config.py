@@ -73,6 +73,8 @@ def build_parser(prog: str, description: str) -> HatArgumentParser:
     g.add_argument("--label-smoothing", type=float, default=0.1)
     g.add_argument("--clip-norm", type=float, default=0.0)
     g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--fp16", action="store_true", help="mixed precision, fp16 + loss scaling (needs --latgpu)")
+    g.add_argument("--bf16", action="store_true", help="mixed precision, bfloat16 autocast")
     g.add_argument("--supernet-max-update", type=int, default=3000, help="SuperTransformer updates")
     g.add_argument("--subtransformer-max-update", type=int, default=1500,
                    help="updates of each found SubTransformer and each baseline (from scratch)")
@@ -114,6 +116,8 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     for name in ("supernet_max_update", "subtransformer_max_update", "lat_dataset_size", "latiter"):
         if getattr(args, name) < 1:
             raise HatError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.fp16 and not args.latgpu:
+        raise HatError("--fp16 trains on the GPU: add --latgpu, or use --bf16 on the CPU")
     if not 0 < args.finetune_fraction <= 1:
         raise HatError("--finetune-fraction must be in (0, 1]")
     space = space_from_args(args)
@@ -122,6 +126,7 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
                               max_update=args.supernet_max_update)
     train = TrainConfig(max_tokens=args.max_tokens, schedule=schedule, weight_decay=args.weight_decay,
                         clip_norm=args.clip_norm, label_smoothing=args.label_smoothing, seed=args.seed,
+                        precision="fp16" if args.fp16 else "bf16" if args.bf16 else "fp32",
                         save_interval_updates=200, keep_interval_updates=1, keep_last_epochs=1,
                         log_interval=50, progress_bar=False)
     evolution = evolution_from_args(args)
