@@ -3,16 +3,10 @@ as HAT), on `F.scaled_dot_product_attention`, with a preallocated KV cache for d
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
-
-# cuDNN's SDPA builds a graph per new shape (~50 ms per call here, on an H100): with
-# variable-length batches under AMP it made training 25x slower. The other kernels don't.
-CUDA_SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 class KVCache:
@@ -96,9 +90,8 @@ class MultiheadAttention(nn.Module):
 
     def _attend(self, q, k, v, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
         if self.fused:
-            with sdpa_kernel(CUDA_SDPA_BACKENDS) if q.is_cuda else nullcontext():
-                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
-                                                     dropout_p=self.dropout if self.training else 0.0)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                                 dropout_p=self.dropout if self.training else 0.0)
         else:
             out = attention_math(q, k, v, mask, causal)
         n, _, t, _ = out.shape
