@@ -18,7 +18,7 @@ from tqdm import tqdm
 from hat.data.batching import TokenBatcher
 from hat.data.dataset import ParallelDataset
 from hat.data.tokenizer import Tokenizer
-from hat.generate import beam_search, greedy_search
+from hat.generate import MAX_LEN_A, MAX_LEN_B, beam_search, greedy_search
 from hat.transformer import EncoderDecoder
 
 _COMPOUND = re.compile(r"(\S)-(\S)")
@@ -63,8 +63,8 @@ def tokenized_bleu(hypotheses: list[str], references: list[str], compound_split:
 
 @torch.no_grad()
 def translate_dataset(model: EncoderDecoder, dataset: ParallelDataset, tokenizer: Tokenizer, beam: int = 5,
-                      max_tokens: int = 4096, len_penalty: float = 1.0, max_len_a: float = 1.2,
-                      max_len_b: int = 10, device: torch.device | str = "cpu",
+                      max_tokens: int = 4096, len_penalty: float = 1.0, max_len_a: float = MAX_LEN_A,
+                      max_len_b: int = MAX_LEN_B, device: torch.device | str = "cpu",
                       progress: bool = False) -> Translations:
     """Translate every pair of `dataset` (in length-sorted batches), in the original order."""
     was_training = model.training

@@ -1,7 +1,10 @@
-"""Atomic file and directory writes: a crash never leaves a half-written artefact behind."""
+"""Atomic file and directory writes (a crash never leaves a half-written artefact behind) and
+content digests for resume checks."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -70,3 +73,46 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _digest_cache_path() -> Path:
+    root = os.environ.get("HAT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "hat")
+    return Path(root) / "sha256.json"
+
+
+def sha256_of(path: str | Path) -> str:
+    """sha256 of a file's contents (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's contents, cached on disk by (absolute path, size, mtime_ns).
+
+    A file is hashed again only when its size or modification time changed, so resume checks
+    on multi-GB checkpoints cost a `stat` after the first time.
+    """
+    path = Path(path).resolve()
+    st = path.stat()
+    key, stamp = str(path), [st.st_size, st.st_mtime_ns]
+    cache_path = _digest_cache_path()
+    try:
+        cache = json.loads(cache_path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    hit = cache.get(key)
+    if isinstance(hit, dict) and hit.get("stamp") == stamp:
+        return hit["sha256"]
+    cache[key] = {"stamp": stamp, "sha256": sha256_of(path)}
+    with contextlib.suppress(OSError):  # a read-only home only costs the re-hash next time
+        with atomic_write(cache_path) as f:
+            json.dump(cache, f)
+    return cache[key]["sha256"]
+
+
+def json_sha256(obj: object) -> str:
+    """sha256 of a JSON-serialisable object (keys sorted): the identity of a set of settings."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()

@@ -14,6 +14,11 @@ from hat.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from hat.transformer import EncoderDecoder, EncoderOut
 
 
+# Output length cap `a * source length + b`: fairseq's defaults, which HAT's test.sh uses too,
+# so BLEU compares with theirs. The one place these defaults live.
+MAX_LEN_A, MAX_LEN_B = 0.0, 200
+
+
 @dataclass
 class Hypothesis:
     tokens: list[int]  # without the final </s>
@@ -39,8 +44,8 @@ def _mask_specials(lprobs: torch.Tensor, step: int, max_len: int, min_len: int) 
 
 
 @torch.no_grad()
-def beam_search(model: EncoderDecoder, src_tokens: torch.Tensor, beam: int = 5, max_len_a: float = 0.0,
-                max_len_b: int = 200, len_penalty: float = 1.0, min_len: int = 0,
+def beam_search(model: EncoderDecoder, src_tokens: torch.Tensor, beam: int = 5,
+                max_len_a: float = MAX_LEN_A, max_len_b: int = MAX_LEN_B, len_penalty: float = 1.0, min_len: int = 0,
                 enc: EncoderOut | None = None) -> list[list[Hypothesis]]:
     """The `beam` best hypotheses of each source row of `src_tokens` (B, S), best first.
 
@@ -105,8 +110,8 @@ def beam_search(model: EncoderDecoder, src_tokens: torch.Tensor, beam: int = 5, 
 
 
 @torch.no_grad()
-def greedy_search(model: EncoderDecoder, src_tokens: torch.Tensor, max_len_a: float = 0.0,
-                  max_len_b: int = 200, len_penalty: float = 1.0, min_len: int = 0) -> list[Hypothesis]:
+def greedy_search(model: EncoderDecoder, src_tokens: torch.Tensor, max_len_a: float = MAX_LEN_A,
+                  max_len_b: int = MAX_LEN_B, len_penalty: float = 1.0, min_len: int = 0) -> list[Hypothesis]:
     """Arg-max decoding, one hypothesis per source row."""
     bsz, device = src_tokens.shape[0], src_tokens.device
     max_len = max_output_length(model, src_tokens, max_len_a, max_len_b)

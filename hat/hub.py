@@ -1,5 +1,6 @@
 """HAT's released checkpoints: import (fairseq format, without fairseq and without running
-pickled code) and download (registry, resumable, sha256-verified).
+pickled code) and download (registry of the authors' links, resumable; a download is saved
+only once it is complete, not an HTML page, a HAT checkpoint and of the expected sha256).
 
 Import. A HAT checkpoint is a dict with `args` (an argparse.Namespace of HAT's options) and
 `model` (a SuperTransformer-shaped fairseq state dict); HAT's SubTransformer checkpoints are
@@ -26,21 +27,21 @@ from __future__ import annotations
 
 import argparse
 import collections
-import hashlib
 import json
 import os
 import pickle
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from tqdm import tqdm
 
 from hat.errors import HatError
-from hat.fsutil import atomic_write
+from hat.fsutil import atomic_write, sha256_of
 from hat.space import CHOICE_KEYS, SUPERNET_KEYS, SearchSpace
 from hat.supernet import SuperTransformer
 from hat.transformer import ModelSettings
@@ -190,60 +191,166 @@ def import_hat_checkpoint(path: str | Path) -> SuperTransformer:
 
 # --- downloads -----------------------------------------------------------------------------------------
 REGISTRY_FILE = Path(__file__).with_name("model_registry.json")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9@][A-Za-z0-9._@-]{0,199}")  # a plain file name: no '/', no '..'
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_PREVIEW_HINT = ("a preview page? a Dropbox '?dl=0' link serves one; "
+                 "the '?dl=1' form downloads the file")
+
+
+class ModelSource(NamedTuple):
+    """A model to download: its cache name (a registry name or a sanitised file name), its URL,
+    the sha256 it must have (None: the one recorded at its first download) and its registry kind."""
+    name: str
+    url: str
+    sha256: str | None
+    kind: str | None
 
 
 def registry() -> dict[str, dict]:
+    """HAT's released models: name -> {kind, task, url, sha256} (hat/model_registry.json)."""
     return json.loads(REGISTRY_FILE.read_text())["models"]
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def safe_name(text: str) -> str:
+    """`text` as a plain file name: characters outside [A-Za-z0-9._@-] become '_', and leading
+    dots, dashes and underscores are dropped (no hidden files, no '..')."""
+    return re.sub(r"[^A-Za-z0-9._@-]", "_", text).lstrip("._-")[:200]
 
 
-def download(name: str, cache_dir: str | Path, url: str | None = None, sha256: str | None = None,
-             progress: bool = True, timeout: float = 60.0) -> Path:
-    """Download model `name` into `cache_dir` (resuming a partial file), verify its sha256
-    (the registry's, the given one, or the one recorded at its first download)."""
-    entry = registry().get(name, {})
+def resolve(name: str | None, url: str | None = None, sha256: str | None = None) -> ModelSource:
+    """Where model `name` comes from: the registry's URL (or `url`) and the file name it is cached
+    under. A name outside the registry must be a plain file name (letters, digits, `._@-`); with
+    no name, the sanitised base name of the URL's path is used."""
+    models = registry()
+    entry = models.get(name or "", {})
     url = url or entry.get("url")
     if not url:
-        known = ", ".join(sorted(registry())[:3])
-        raise HatError(f"no download URL for '{name}'" + ("" if entry else f" (not in the registry; e.g. {known})")
-                       + ": pass --url")
-    cache = Path(cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
-    dest, part = cache / f"{name}.pt", cache / f"{name}.pt.part"
-    recorded_file = cache / "sha256.json"
-    recorded = json.loads(recorded_file.read_text()) if recorded_file.exists() else {}
-    expected = sha256 or entry.get("sha256") or recorded.get(name)
-    if dest.exists() and (expected is None or sha256_of(dest) == expected):
-        return dest
+        if name and not entry:
+            known = ", ".join(list(models)[:2])
+            raise HatError(f"'{name}' is not in the registry (e.g. {known}; see --list): "
+                           "pass --url URL to download it")
+        raise HatError(f"no download URL for '{name}': pass --url")
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https", "file"):
+        raise HatError(f"--url {url!r} is not an http(s) or file URL")
+    if name:
+        if not _SAFE_NAME.fullmatch(name):
+            raise HatError(f"model name {name!r} is neither a registry name nor a plain file "
+                           "name (letters, digits, '._@-'; no '/' or '..'): it would leave the "
+                           "cache dir")
+        stem = name
+    else:
+        base = urllib.parse.unquote(urllib.parse.urlsplit(url).path).rsplit("/", 1)[-1]
+        stem = safe_name(base.removesuffix(".pt"))
+        if not stem:
+            raise HatError(f"cannot name the file of {url}: pass --model-name NAME")
+    expected = (sha256 or entry.get("sha256") or "").strip().lower() or None
+    if expected and not _SHA256.fullmatch(expected):
+        raise HatError(f"sha256 {expected!r} is not 64 hex digits")
+    return ModelSource(stem, url, expected, entry.get("kind"))
+
+
+def _is_html(head: bytes) -> bool:
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return start.startswith((b"<!doctype", b"<html", b"<head", b"<body", b"<?xml"))
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the file at `path` is not a HAT/fairseq checkpoint (None when it is one).
+
+    Both registry kinds (supernet, subtransformer) are fairseq checkpoint dicts with `args` (a
+    Namespace) and `model` (a state dict of tensors with the token embeddings); the file is read
+    with the allow-list unpickler, so no code in it runs."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if _is_html(head):
+        return f"an HTML page, not a checkpoint ({_PREVIEW_HINT})"
+    try:
+        ckpt = torch.load(path, map_location="cpu", pickle_module=_SafePickle, weights_only=False)
+    except Exception as e:  # noqa: BLE001 (torch/pickle raise many kinds on foreign files)
+        reason = (str(e).strip().splitlines() or [""])[0][:120]
+        return f"a file that is not a readable torch checkpoint ({type(e).__name__}: {reason})"
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("args"), argparse.Namespace):
+        return "a file that is not a HAT/fairseq checkpoint (no 'args' Namespace)"
+    model = ckpt.get("model")
+    if not isinstance(model, dict) or not model \
+            or not all(isinstance(v, torch.Tensor) for v in model.values()):
+        return "a file that is not a HAT/fairseq checkpoint (no 'model' state dict of tensors)"
+    if "encoder.embed_tokens.weight" not in model and "decoder.embed_tokens.weight" not in model:
+        return "a checkpoint that is not a HAT Transformer's (no embed_tokens in its 'model')"
+    return None
+
+
+def _fetch(src: ModelSource, part: Path, progress: bool, timeout: float) -> None:
+    """Download `src.url` into `part` (resuming it if present); a failed connection keeps `part`
+    for a re-run, a short body or an HTML page deletes it."""
     have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    request = urllib.request.Request(src.url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
+            if "text/html" in (response.headers.get("Content-Type") or "").lower():
+                part.unlink(missing_ok=True)
+                raise HatError(f"{src.name}: {src.url} served an HTML page, not a checkpoint "
+                               f"({_PREVIEW_HINT}); nothing was saved")
             if have and response.status != 206:  # the server ignored the range: start over
                 have = 0
-            total = int(response.headers.get("Content-Length") or 0) + have
+            length = response.headers.get("Content-Length")
+            total = int(length) + have if length and length.strip().isdigit() else None
             with open(part, "ab" if have else "wb") as f, \
-                    tqdm(total=total or None, initial=have, unit="B", unit_scale=True, desc=name,
+                    tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=src.name,
                          disable=not progress or None) as bar:
                 for chunk in iter(lambda: response.read(1 << 16), b""):
                     f.write(chunk)
                     bar.update(len(chunk))
     except (urllib.error.URLError, OSError) as e:
-        raise HatError(f"download of {name} from {url} failed ({e}); re-run to resume") from None
-    digest = sha256_of(part)
-    if expected and digest != expected:
+        raise HatError(f"download of {src.name} from {src.url} failed ({e}); "
+                       "re-run to resume") from None
+    size = part.stat().st_size
+    if total is not None and size != total:
         part.unlink()
-        raise HatError(f"{name}: sha256 {digest} does not match the expected {expected}; the download was deleted")
+        raise HatError(f"download of {src.name} from {src.url} truncated: got {size} of {total} "
+                       "bytes (the server's Content-Length); nothing was saved, re-run to retry")
+
+
+def download(name: str | None, cache_dir: str | Path, url: str | None = None,
+             sha256: str | None = None, progress: bool = True, timeout: float = 60.0) -> Path:
+    """Download model `name` (or the file at `url`) into `cache_dir` and return its path.
+
+    The body goes to `<name>.pt.part` (resumed when present) and is renamed to `<name>.pt` only
+    once it has the server's full length, is not an HTML page, loads as a HAT checkpoint and
+    has the expected sha256 (`sha256`, the registry's, or the one recorded in the cache's
+    sha256.json at its first download, which a successful first download records). Any failure
+    deletes the temp file, records nothing and raises HatError; a dropped connection keeps it,
+    so that a re-run resumes."""
+    src = resolve(name, url, sha256)
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    dest, part = cache / f"{src.name}.pt", cache / f"{src.name}.pt.part"
+    if dest.resolve().parent != cache.resolve():  # resolve() admits plain file names only
+        raise HatError(f"model name {src.name!r} would leave the cache dir {cache}")
+    recorded_file = cache / "sha256.json"
+    try:
+        recorded = json.loads(recorded_file.read_text()) if recorded_file.exists() else {}
+    except ValueError:
+        raise HatError(f"{recorded_file} is not valid JSON: fix or delete it (it holds the sha256 "
+                       "each model had at its first download)") from None
+    expected = src.sha256 or recorded.get(src.name)
+    if dest.exists() and (expected is None or sha256_of(dest) == expected):
+        return dest
+    _fetch(src, part, progress, timeout)
+    try:
+        digest = sha256_of(part)
+        if expected and digest != expected:
+            raise HatError(f"{src.name}: the sha256 {digest} of {src.url} does not match the "
+                           f"expected {expected}; the download was deleted")
+        problem = checkpoint_problem(part)
+        if problem:
+            raise HatError(f"{src.name}: {src.url} served {problem}; nothing was saved")
+    except (HatError, OSError):
+        part.unlink(missing_ok=True)
+        raise
     os.replace(part, dest)
     if not expected:
-        recorded[name] = digest
+        recorded[src.name] = digest
         with atomic_write(recorded_file) as f:
             json.dump(recorded, f, indent=1)
     return dest

@@ -3,8 +3,9 @@ quantization to 2-8 bits with per-layer codebooks (the HAT paper's 4-bit setting
 
 A quantized checkpoint (`format: hat.quantized`) stores the compact model's config and:
 - int8: every weight matrix as int8 with one scale per output row (symmetric), biases and
-  norms in fp32. Loading rebuilds the fp32 model and quantizes it dynamically again, which
-  reproduces exactly the stored int8 values; linear layers then run int8 kernels on the CPU.
+  norms in fp32. Loading gives every linear layer exactly the stored int8 values and per-row
+  scales (a per-channel torch.ao dynamic int8 linear: int8 kernels on the CPU); embedding
+  lookups use the table dequantized (int8 * scale).
 - kmeans: every weight matrix (embedding table included) as a codebook of 2^bits fp32
   centroids plus the packed b-bit index of each weight; loading dequantizes to fp32.
 Either loads with `load_model`, so a quantized model is accepted wherever a compact one is.
@@ -12,7 +13,6 @@ Either loads with `load_model`, so a quantized model is accepted wherever a comp
 from __future__ import annotations
 
 import copy
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -107,13 +107,43 @@ def storage_bytes(tensors: dict[str, Any]) -> int:
     return total
 
 
+def int8_linear(int8: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+    """A dynamic int8 linear layer (torch.ao, CPU) computing with exactly these int8 weights
+    (out, in) and per-output-row fp32 scales (out,): no re-quantization."""
+    out_features, in_features = int8.shape
+    layer = torch.ao.nn.quantized.dynamic.Linear(in_features, out_features, bias_=bias is not None,
+                                                 dtype=torch.qint8)
+    zero = torch.zeros(out_features, dtype=torch.int64)
+    weight = torch._make_per_channel_quantized_tensor(int8.contiguous(), scale.double(), zero, 0)
+    layer.set_weight_bias(weight, None if bias is None else bias.detach().float().clone())
+    return layer
+
+
+def int8_linears(model: Transformer, tensors: dict[str, Any]) -> Transformer:
+    """`model` (eval mode) with every linear layer, the output projection included, running the
+    int8 weights and per-row scales of `tensors` (the int8 storage format); in place."""
+    model.untie_output_projection()
+    table, dim = tensors["embed_tokens.weight"], model.arch.decoder_embed_dim
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, nn.Linear):
+            continue
+        if name == "output_projection":  # the tied table's first `dim` columns, same row scales
+            stored = {"int8": table["int8"][:, :dim], "scale": table["scale"]}
+        else:
+            stored = tensors[f"{name}.weight"]
+        parent, _, attr = name.rpartition(".")
+        layer = int8_linear(stored["int8"], stored["scale"], module.bias)
+        setattr(model.get_submodule(parent), attr, layer)
+    return model.eval()
+
+
 def dynamic_int8(model: Transformer) -> Transformer:
-    """int8 dynamic quantization of every linear layer, the output projection included."""
+    """int8 dynamic quantization of every linear layer, the output projection included: the
+    model `save_quantized(model, ..., "int8")` stores and `load_quantized` runs."""
+    tensors = quantize_state(model, "int8")
     q = copy.deepcopy(model).eval()
-    q.untie_output_projection()
-    with warnings.catch_warnings():  # torch.ao's own deprecation notice of its quantized tensors
-        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*deprecated", category=UserWarning)
-        return torch.ao.quantization.quantize_dynamic(q, {nn.Linear}, dtype=torch.qint8)
+    q.load_state_dict(dequantize_state(tensors))
+    return int8_linears(q, tensors)
 
 
 def save_quantized(model: Transformer, path: str | Path, method: str, bits: int = 8,
@@ -132,11 +162,15 @@ def cpu_only(payload: dict[str, Any]) -> bool:
 
 
 def load_quantized(payload: dict[str, Any], path: str | Path) -> Transformer:
-    """The model of a hat.quantized payload: k-means dequantized to fp32, int8 as int8 linears."""
-    model = Transformer(ArchConfig.from_dict(payload["arch"]), ModelSettings.from_dict(payload["settings"]))
+    """The model of a hat.quantized payload: k-means dequantized to fp32; int8 with every linear
+    layer computing with the stored int8 weights and per-row scales (`int8_linears`)."""
+    settings = ModelSettings.from_dict(payload["settings"])
+    model = Transformer(ArchConfig.from_dict(payload["arch"]), settings)
     try:
         model.load_state_dict(dequantize_state(payload["tensors"]))
+        model.eval()
+        return int8_linears(model, payload["tensors"]) if payload["method"] == "int8" else model
     except (RuntimeError, KeyError) as e:
-        raise HatError(f"{path}: quantized weights do not match the architecture: {str(e).splitlines()[0]}") from None
-    model.eval()
-    return dynamic_int8(model) if payload["method"] == "int8" else model
+        first = str(e).splitlines()[0]
+        raise HatError(f"{path}: quantized weights do not match the architecture: {first}") \
+            from None

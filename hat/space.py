@@ -10,7 +10,7 @@ import dataclasses
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import yaml
 
@@ -354,19 +354,24 @@ class SearchSpace:
                 + [self.decoder_ffn_embed_dim_choice] * ld + [self.decoder_self_attention_heads_choice] * ld
                 + [self.decoder_ende_attention_heads_choice] * ld + [self.decoder_arbitrary_ende_attn_choice] * ld)
 
-    def to_gene(self, cfg: ArchConfig) -> list[int]:
-        """Encode `cfg`; absent layers repeat the last present layer's values."""
+    def to_gene(self, cfg: ArchConfig,
+                absent: Callable[[Sequence[int]], int] | None = None) -> list[int]:
+        """Encode `cfg`. Entries of absent layers repeat the last present layer's values, or are
+        `absent(options)` (e.g. `rng.choice`: HAT's random genes)."""
         self.validate(cfg)
         le, ld = self.encoder_layers, self.decoder_layers
 
-        def pad(values: Sequence[int], n: int) -> list[int]:
-            return list(values) + [values[-1]] * (n - len(values))
+        def pad(values: Sequence[int], n: int, options: Sequence[int]) -> list[int]:
+            return list(values) + [values[-1] if absent is None else absent(options) for _ in range(n - len(values))]
 
         return ([cfg.encoder_embed_dim, cfg.encoder_layer_num]
-                + pad(cfg.encoder_ffn_embed_dim, le) + pad(cfg.encoder_self_attention_heads, le)
+                + pad(cfg.encoder_ffn_embed_dim, le, self.encoder_ffn_embed_dim_choice)
+                + pad(cfg.encoder_self_attention_heads, le, self.encoder_self_attention_heads_choice)
                 + [cfg.decoder_embed_dim, cfg.decoder_layer_num]
-                + pad(cfg.decoder_ffn_embed_dim, ld) + pad(cfg.decoder_self_attention_heads, ld)
-                + pad(cfg.decoder_ende_attention_heads, ld) + pad(cfg.decoder_arbitrary_ende_attn, ld))
+                + pad(cfg.decoder_ffn_embed_dim, ld, self.decoder_ffn_embed_dim_choice)
+                + pad(cfg.decoder_self_attention_heads, ld, self.decoder_self_attention_heads_choice)
+                + pad(cfg.decoder_ende_attention_heads, ld, self.decoder_ende_attention_heads_choice)
+                + pad(cfg.decoder_arbitrary_ende_attn, ld, self.decoder_arbitrary_ende_attn_choice))
 
     def from_gene(self, gene: Sequence[int]) -> ArchConfig:
         """Decode a gene (entries of absent layers are ignored)."""

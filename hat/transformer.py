@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hat.checkpoint import load_checkpoint, save_checkpoint
+from hat.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from hat.data.tokenizer import PAD_ID
 from hat.errors import HatError
 from hat.nn.attention import KVCache
@@ -33,8 +33,8 @@ CHECKPOINT_FORMAT = "hat.transformer"
 class ModelSettings:
     """Everything about the model that is not searched.
 
-    `supernet_*_embed_dim`: the SuperTransformer a SubTransformer comes from. As in HAT,
-    dropout scales with `active dim / supernet dim` and positions are the supernet's
+    `supernet_*_embed_dim`: the SuperTransformer a SubTransformer comes from. As in HAT, the
+    residual and activation dropouts scale with `active dim / supernet dim` and positions are the supernet's
     sinusoidal table sliced to the active dim. None means the model's own dims.
     """
 
@@ -71,9 +71,11 @@ class ModelSettings:
 
 
 def scaled_dropouts(settings: ModelSettings, dim: int, table_dim: int) -> tuple[float, float, float]:
-    """(dropout, attention dropout, activation dropout) scaled by dim / supernet dim (HAT)."""
+    """(dropout, attention dropout, activation dropout) of a side whose embed dim is `dim` in a
+    supernet of `table_dim`: as HAT, the residual/embedding and activation dropouts scale by
+    dim / table_dim, the attention-weight dropout does not."""
     r = dim / table_dim
-    return settings.dropout * r, settings.attention_dropout * r, settings.activation_dropout * r
+    return settings.dropout * r, settings.attention_dropout, settings.activation_dropout * r
 
 
 @dataclass
@@ -264,11 +266,8 @@ class Transformer(EncoderDecoder):
     @classmethod
     def load(cls, path: str | Path) -> tuple["Transformer", dict[str, Any]]:
         """(model in eval mode, the checkpoint payload)."""
-        payload = load_checkpoint(path, kind=CHECKPOINT_FORMAT)
+        payload = load_checkpoint(path, kind=CHECKPOINT_FORMAT,
+                                  require=("arch", "settings", "model"))
         model = cls(ArchConfig.from_dict(payload["arch"]), ModelSettings.from_dict(payload["settings"]))
-        try:
-            model.load_state_dict(payload["model"])
-        except RuntimeError as e:
-            raise HatError(f"{path}: weights do not match the architecture it describes: "
-                           f"{str(e).splitlines()[0]}") from None
+        load_weights(model, payload["model"], path, hint=" it describes")
         return model.eval(), payload

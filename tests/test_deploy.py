@@ -1,6 +1,7 @@
 """Deployment: k-means / int8 quantization, ONNX export + onnxruntime beam search, runtimes."""
 import json
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,17 +10,24 @@ import numpy as np
 import pytest
 import torch
 
-from hat.data.dataset import DataDir
-from hat.evaluate import translate_dataset
 from hat.generate import beam_search
 from hat.latency.dataset import MeasureSettings
 from hat.onnx_export import OnnxTransformer, export_onnx
-from hat.quantize import dequantize_state, dynamic_int8, kmeans_1d, pack_bits, quantize_state, storage_bytes, unpack_bits
+from hat.quantize import (
+    dequantize_state,
+    dynamic_int8,
+    kmeans_1d,
+    pack_bits,
+    quantize_state,
+    save_quantized,
+    storage_bytes,
+    unpack_bits,
+)
 from hat.supernet import SuperTransformer
 from hat.train.checkpoints import load_model
 from hat.transformer import ModelSettings
 
-from conftest import REPO, run_cli, tiny_space
+from conftest import REPO, assert_one_line_error, run_cli, tiny_space
 from test_train import write_space_yaml
 
 
@@ -82,8 +90,33 @@ def test_int8_model_is_close_and_quantizes_the_output_layer(compact):
     assert (a - b).abs().max() < 0.1 and (a.argmax(-1) == b.argmax(-1)).float().mean() > 0.9
 
 
-def test_onnx_matches_pytorch_and_decodes_the_same(compact, tmp_path: Path):
-    onnx = OnnxTransformer(export_onnx(compact, tmp_path))
+def test_int8_load_runs_the_stored_weights_bit_for_bit(compact, tmp_path: Path):
+    """Every linear layer of a loaded int8 checkpoint computes with the stored int8 values and
+    per-row scales, unchanged (no re-quantization); the embedding table is int8 * scale."""
+    tensors = save_quantized(compact, tmp_path / "q.pt", "int8")["tensors"]
+    loaded, _ = load_model(tmp_path / "q.pt")
+    int8_linear = torch.ao.nn.quantized.dynamic.Linear
+    linears = {n: m for n, m in loaded.named_modules() if isinstance(m, int8_linear)}
+    expected = [n for n, m in compact.named_modules() if isinstance(m, torch.nn.Linear)]
+    assert sorted(linears) == sorted(expected + ["output_projection"])
+    table = tensors["embed_tokens.weight"]
+    for name, layer in linears.items():
+        w = layer.weight()
+        stored = tensors[f"{name}.weight"] if name != "output_projection" else \
+            {"int8": table["int8"][:, :w.shape[1]], "scale": table["scale"]}
+        assert w.qscheme() == torch.per_channel_affine
+        assert torch.equal(w.int_repr(), stored["int8"])
+        assert torch.equal(w.q_per_channel_scales().float(), stored["scale"])
+        assert not w.q_per_channel_zero_points().any()
+    assert torch.equal(loaded.embed_tokens.weight, table["int8"].float() * table["scale"][:, None])
+    src, prev = torch.randint(4, 60, (2, 9)), torch.randint(4, 60, (2, 6))
+    with torch.no_grad():  # the latency runtime `torch-int8` times the model that is shipped
+        assert torch.equal(loaded(src, prev), dynamic_int8(compact)(src, prev))
+
+
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+def test_onnx_matches_pytorch_and_decodes_the_same(compact, tmp_path: Path, dynamo: bool):
+    onnx = OnnxTransformer(export_onnx(compact, tmp_path, dynamo=dynamo))
     from hat.cli.export_onnx import max_logprob_difference
 
     assert max_logprob_difference(compact, onnx) <= 1e-4
@@ -116,19 +149,34 @@ def test_quantize_and_export_clis(trained: Path, toy_bin: Path, tmp_path: Path):
         assert prof.returncode == 0, prof.stderr
         assert json.loads(prof.stdout.strip().splitlines()[-1])["latency"]["decoder_ms"] > 0
     result = run_cli("export-onnx", "--path", str(trained), "--out", str(tmp_path / "onnx"), "--data", str(toy_bin),
-                     "--beam", "3", "--json")
+                     "--beam", "3", "--exporter", "dynamo", "--json")
     assert result.returncode == 0, result.stderr
     r = json.loads(result.stdout.strip().splitlines()[-1])
     assert r["max_abs_logprob_diff"] <= 1e-4 and r["identical"] == r["sentences"]
+    assert r["exporter"] == "dynamo" and r["export_seconds"] > 0
+    int8 = run_cli("export-onnx", "--path", str(tmp_path / "int8" / "model.pt"),
+                   "--out", str(tmp_path / "x"))
+    assert_one_line_error(int8, "int8-quantized: export the fp32 model")
 
 
-def test_onnx_without_its_extra_is_a_one_line_error(compact, tmp_path: Path, monkeypatch):
+@pytest.mark.parametrize("package", ["onnx", "onnxscript"])
+def test_onnx_without_its_extra_is_a_one_line_error(compact, tmp_path: Path, monkeypatch,
+                                                    package: str):
     import importlib.util
 
     from hat.errors import HatError
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
-    with pytest.raises(HatError, match=r"onnx is not installed: pip install"):
-        export_onnx(compact, tmp_path / "onnx")
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == package else real(name, *a))
+    with pytest.raises(HatError, match=rf"{package} is not installed: pip install"):
+        export_onnx(compact, tmp_path / "onnx", dynamo=True)
     assert not (tmp_path / "onnx").exists()
+
+
+def test_torch_lower_bound_is_the_one_the_readme_states():
+    """pyproject's torch lower bound (tested in a venv of that torch) is the README's."""
+    bound = re.search(r'"torch>=([\d.]+)', (REPO / "pyproject.toml").read_text()).group(1)
+    assert f"PyTorch {bound} or newer" in (REPO / "README.md").read_text()
+    assert tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) >= \
+        tuple(int(x) for x in bound.split(".")[:2])

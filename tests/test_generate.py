@@ -128,3 +128,16 @@ def test_max_length_is_a_times_source_plus_b(trained):
     hyps = greedy_search(compact, src, max_len_a=0.5, max_len_b=0, min_len=4)
     limit = int(0.5 * int(src.ne(PAD_ID).sum(1).max()))
     assert all(min(4, limit) <= len(h.tokens) <= limit for h in hyps)
+
+
+def test_bleu_length_cap_defaults_are_fairseqs():
+    """BLEU everywhere uses fairseq's / HAT test.sh's length cap (max-len-a 0, max-len-b 200)."""
+    import inspect
+
+    from hat.cli.generate import build_parser
+    from hat.evaluate import translate_dataset
+
+    params = inspect.signature(translate_dataset).parameters
+    assert (params["max_len_a"].default, params["max_len_b"].default) == (0, 200)
+    args = build_parser().parse_args(["--data", "d", "--path", "p"])
+    assert (args.max_len_a, args.max_len_b) == (0, 200)

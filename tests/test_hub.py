@@ -3,14 +3,19 @@ import argparse
 import collections
 import hashlib
 import http.server
+import io
+import json
 import threading
+import urllib.request
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
 
+from hat.cli import main as cli_main
 from hat.errors import HatError
-from hat.hub import download, import_hat_checkpoint, read_hat_checkpoint
+from hat.hub import download, import_hat_checkpoint, read_hat_checkpoint, registry, resolve
 from hat.supernet import SuperTransformer
 from hat.transformer import ModelSettings
 
@@ -110,10 +115,34 @@ def _write(path: Path, obj) -> Path:
     return path
 
 
+PUBLISHED = "https://www.dropbox.com/s/ntj1gfskish8vz3/HAT_iwslt14deen_titanxp@45.6ms_bleu@33.4.pt"
+NAME = "HAT_iwslt14deen_titanxp@45.6ms_bleu@33.4"
+
+
+def _torch_bytes(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def checkpoint_bytes() -> bytes:
+    """A small HAT/fairseq-shaped checkpoint file (> 100 kB, so that a resume has work to do)."""
+    torch.manual_seed(0)
+    model = collections.OrderedDict([("encoder.embed_tokens.weight", torch.randn(200, 160)),
+                                     ("encoder.version", torch.tensor([2.0]))])
+    args = argparse.Namespace(arch="transformersuper_wmt_en_de")
+    return _torch_bytes({"args": args, "model": model})
+
+
 class RangeHandler(http.server.BaseHTTPRequestHandler):
+    """Serves `payload` (honouring Range); `extra_length` > 0 announces more bytes than it sends."""
     payload = b""
+    content_type = "application/octet-stream"
+    extra_length = 0
+    requested: ClassVar[list[str]] = []
 
     def do_GET(self):
+        type(self).requested.append(self.path)
         start = 0
         if "Range" in self.headers:
             start = int(self.headers["Range"].split("=")[1].split("-")[0])
@@ -121,7 +150,8 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = self.payload[start:]
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Type", self.content_type)
+        self.send_header("Content-Length", str(len(body) + self.extra_length))
         self.end_headers()
         self.wfile.write(body)
 
@@ -131,12 +161,15 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    RangeHandler.payload = bytes(range(256)) * 4000
+    RangeHandler.payload = checkpoint_bytes()
+    RangeHandler.content_type, RangeHandler.extra_length = "application/octet-stream", 0
+    RangeHandler.requested = []
     httpd = http.server.HTTPServer(("127.0.0.1", 0), RangeHandler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_port}/model.pt", RangeHandler.payload
     httpd.shutdown()
+    httpd.server_close()
 
 
 def test_download_resume_and_sha256(server, tmp_path: Path):
@@ -148,11 +181,116 @@ def test_download_resume_and_sha256(server, tmp_path: Path):
     assert path.read_bytes() == payload and not part.exists()
     assert '"m": "' + digest in (tmp_path / "sha256.json").read_text()  # recorded on first download
     (tmp_path / "m.pt").write_bytes(b"corrupted")
-    assert download("m", tmp_path, url=url, progress=False).read_bytes() == payload  # re-fetched, verified
+    again = download("m", tmp_path, url=url, progress=False)
+    assert again.read_bytes() == payload  # re-fetched, verified
     with pytest.raises(HatError, match="does not match the expected"):
         download("n", tmp_path, url=url, sha256="0" * 64, progress=False)
     assert not (tmp_path / "n.pt").exists() and not (tmp_path / "n.pt.part").exists()
-    with pytest.raises(HatError, match="pass --url"):
-        download("HAT_wmt14ende_super_space0", tmp_path, progress=False)
-    result = run_cli("download", "--model-name", "x", "--url", url, "--cache-dir", str(tmp_path / "c"))
+    with pytest.raises(HatError, match="not in the registry.*pass --url"):
+        download("not_a_hat_model", tmp_path, progress=False)
+    result = run_cli("download", "--model-name", "x", "--url", url, "--cache-dir",
+                     str(tmp_path / "c"))
     assert result.returncode == 0 and (tmp_path / "c" / "x.pt").read_bytes() == payload
+
+
+def test_resolve_gives_the_published_download_link():
+    """The registry holds the authors' link in its downloading form ('?dl=1', not the preview)."""
+    src = resolve(NAME)
+    assert src.url == PUBLISHED + "?dl=1" and src.name == NAME and src.kind == "subtransformer"
+    assert src.sha256 is None  # none published: locked at the first download
+
+
+def test_registry_has_every_published_model(shared_data: Path):
+    published = json.loads((shared_data / "hat-models.json").read_text())["models"]
+    models = registry()
+    assert len(published) == 48 and set(models) == set(published)
+    for name, link in published.items():
+        assert link.endswith("?dl=0")
+        assert models[name]["url"] == link.removesuffix("?dl=0") + "?dl=1", name
+        assert resolve(name).url == models[name]["url"]
+    assert published[NAME] == PUBLISHED + "?dl=0"
+
+
+def test_hat_download_fetches_the_published_link(server, tmp_path: Path, monkeypatch, capsys):
+    """`hat download --model-name NAME` runs against a local server standing in for Dropbox."""
+    url, payload = server
+    seen: list[str] = []
+    real_urlopen = urllib.request.urlopen
+
+    def redirect(request, timeout=None):
+        seen.append(request.full_url)
+        local = urllib.request.Request(url, headers=dict(request.header_items()))
+        return real_urlopen(local, timeout=timeout)
+
+    monkeypatch.setattr(urllib.request, "urlopen", redirect)
+    cache = tmp_path / "cache"
+    assert cli_main(["download", "--model-name", NAME, "--cache-dir", str(cache)]) == 0
+    assert seen == [PUBLISHED + "?dl=1"]
+    assert (cache / f"{NAME}.pt").read_bytes() == payload
+    recorded = json.loads((cache / "sha256.json").read_text())
+    assert recorded == {NAME: hashlib.sha256(payload).hexdigest()}
+    assert f"{NAME} -> {cache / NAME}.pt" in capsys.readouterr().out
+
+
+HTML = b"\n<!DOCTYPE html><html><head><title>Dropbox</title></head><body>preview</body></html>"
+
+
+@pytest.mark.parametrize("case, error", [
+    ("truncated", r"truncated: got \d+ of \d+ bytes"),
+    ("html_content_type", r"HTML page.*dl=1"),
+    ("html_body", r"HTML page.*dl=1"),
+    ("random_bytes", "not a readable torch checkpoint"),
+    ("foreign_torch_file", "not a HAT/fairseq checkpoint"),
+    ("wrong_sha256", "does not match the expected"),
+])
+def test_a_bad_download_is_never_saved(server, tmp_path: Path, case: str, error: str):
+    """Short bodies, preview pages, files that are not HAT checkpoints and wrong digests are
+    rejected before the rename: nothing in the cache, no sha256 recorded."""
+    url, payload = server
+    sha256 = None
+    if case == "truncated":
+        RangeHandler.extra_length = 5000
+    elif case == "html_content_type":
+        RangeHandler.payload, RangeHandler.content_type = HTML, "text/html; charset=utf-8"
+    elif case == "html_body":
+        RangeHandler.payload = HTML
+    elif case == "random_bytes":
+        RangeHandler.payload = bytes(range(256)) * 1000
+    elif case == "foreign_torch_file":
+        RangeHandler.payload = _torch_bytes({"weights": torch.zeros(3)})
+    else:
+        sha256 = hashlib.sha256(payload + b"x").hexdigest()
+    cache = tmp_path / "cache"
+    with pytest.raises(HatError, match=error) as info:
+        download("m", cache, url=url, sha256=sha256, progress=False)
+    assert "\n" not in str(info.value) and url in str(info.value)
+    assert list(cache.iterdir()) == []
+    assert RangeHandler.requested == ["/model.pt"]
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/../../evil", "{tmp}/evil", "..", ".hidden",
+                                  "e\\v:il"])
+def test_a_model_name_never_leaves_the_cache(server, tmp_path: Path, name: str):
+    """Names with '/', '..' or odd characters are refused before anything is fetched or written."""
+    url, _ = server
+    cache = tmp_path / "deep" / "cache"
+    with pytest.raises(HatError, match="neither a registry name nor a plain file name"):
+        download(name.format(tmp=tmp_path), cache, url=url, progress=False)
+    assert not (tmp_path / "deep").exists() and RangeHandler.requested == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unnamed_url_gets_a_sanitised_file_name(server, tmp_path: Path):
+    url, payload = server
+    odd = url.replace("/model.pt", "/models/..%2F..%2Fevil%20model.pt")
+    path = download(None, tmp_path / "cache", url=odd, progress=False)
+    assert path == tmp_path / "cache" / "evil_model.pt" and path.read_bytes() == payload
+
+
+def test_cli_rejects_a_preview_page_in_one_line(server, tmp_path: Path):
+    url, _ = server
+    RangeHandler.payload, RangeHandler.content_type = HTML, "text/html"
+    result = run_cli("download", "--model-name", "m", "--url", url + "?dl=0", "--cache-dir",
+                     str(tmp_path / "c"))
+    assert_one_line_error(result, "HTML page", "?dl=1")
+    assert list((tmp_path / "c").iterdir()) == []

@@ -8,10 +8,10 @@ import pytest
 import yaml
 
 from hat.errors import HatError
-from hat.latency.dataset import (EXTRA_COLUMNS, HAT_COLUMNS, MeasureSettings, collect, drift_report, load_table,
-                                 normalise_by_reference, plan_configs, proxy_cost, read_rows)
+from hat.latency.dataset import (EXTRA_COLUMNS, HAT_COLUMNS, MeasureSettings, collect, drift_report, interleaved,
+                                 load_table, normalise_by_reference, plan_configs, proxy_cost, read_rows)
 from hat.latency.features import hat_features
-from hat.latency.measure import trimmed_stats
+from hat.latency.measure import Latency, trimmed_stats
 from hat.latency.predictor import (kendall_tau, load_predictor, regression_metrics, spearman, split_indices,
                                    train_ensemble, train_hat_recipe)
 from hat.latency.features import cost_terms_from_hat
@@ -113,12 +113,11 @@ def test_collect_writes_hat_columns_resumes_and_reports_drift(tmp_path: Path):
             raise KeyboardInterrupt  # a kill between rows
 
     with pytest.raises(KeyboardInterrupt):
-        collect(space, settings, FAST, path, size=7, seed=2, reference_every=2, progress=False,
-                on_row=stop_after_three)
+        collect(space, settings, FAST, path, size=7, seed=2, progress=False, on_row=stop_after_three)
     assert len(read_rows(path)) == 3
     with open(path, "a") as f:
         f.write("512,6,10")  # a half-written row, as after kill -9 during a write
-    report = collect(space, settings, FAST, path, size=7, seed=2, reference_every=2, progress=False)
+    report = collect(space, settings, FAST, path, size=7, seed=2, progress=False)
     rows = read_rows(path)
     with open(path, newline="") as f:
         header = next(csv.reader(f))
@@ -130,7 +129,10 @@ def test_collect_writes_hat_columns_resumes_and_reports_drift(tmp_path: Path):
         assert arch == plan[int(r["config_id"])]
         assert [float(r[c]) for c in HAT_COLUMNS[:10]] == pytest.approx(hat_features(arch))
         assert float(r["latency_mean_decoder"]) > 0 and r["threads"] and r["torch_version"] and r["device"]
-    assert report["reference_measurements"] >= 3 and "drift_range_pct" in report
+        assert r["protocol"] == "beam-search" and r["cores"] and float(r["normalized_ms"]) == pytest.approx(
+            float(r["latency_ratio"]) * float(r["calibration_ms"]), rel=1e-3)
+    assert len({r["calibration_ms"] for r in rows}) == 1  # one calibration per file, kept on resume
+    assert report["reference_measurements"] >= 3 and "drift_range_pct" in report and report["calibration_ms"] > 0
     with pytest.raises(HatError, match="another plan"):
         collect(space, settings, FAST, path, size=7, seed=3, progress=False)
     table = load_table(path, drift_normalize=True)
@@ -204,3 +206,151 @@ def test_oob_shrinkage_keeps_a_real_correction_and_shrinks_noise():
     noise = [Fixed(torch.randn(60, generator=gen)) for _ in boots]
     assert oob_shrinkage(real, boots, x, target) == 1.0
     assert oob_shrinkage(noise, boots, x, torch.zeros(60)) == 0.25
+
+
+def _recording_timer(calls: list, slow=lambda n: 1.0):
+    """A fake timer: latency = the proxy cost, x slow(call number); records what it timed."""
+    def timer(model, measure):
+        calls.append((model.arch, measure.iters, measure.warmup))
+        ms = proxy_cost(model.arch, measure.sentence_length, measure.beam, 32) / 1e4 * slow(len(calls))
+        return Latency(ms * 0.3, ms * 0.7, 0.0, 0.0, "cpu", 1, measure.sentence_length, measure.beam,
+                       measure.iters)
+    return timer
+
+
+def test_interleaving_alternates_in_random_order_and_cancels_a_burst():
+    import random
+
+    from hat.transformer import Transformer
+
+    space, settings = tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32)
+    sub, ref = Transformer(space.smallest(), settings), Transformer(space.middle(), settings)
+    measure = MeasureSettings(sentence_length=4, beam=2, iters=10, warmup=3, rounds=4)
+    calls: list = []
+    burst = {3, 4}  # a burst of load slows the second round, both its timings
+    res = interleaved(sub, ref, measure, _recording_timer(calls, lambda n: 3.0 if n in burst else 1.0),
+                      random.Random(0))
+    assert len(res.order) == 8 and all(sorted(res.order[i:i + 2]) == ["ref", "sub"] for i in range(0, 8, 2))
+    assert [c[0] == ref.arch for c in calls] == [o == "ref" for o in res.order]
+    assert sum(c[1] for c in calls if c[0] == sub.arch) == 10 == sum(c[1] for c in calls if c[0] == ref.arch)
+    assert [c[2] for c in calls] == [3, 3, 1, 1, 1, 1, 1, 1]  # full dry runs first, one after a switch
+    quiet = [_recording_timer([])(m, measure).total_ms for m in (sub, ref)]
+    assert res.ratio == pytest.approx(quiet[0] / quiet[1])  # the burst cancels in the ratio
+    assert res.normalized_ms(quiet[1]) == pytest.approx(quiet[0])  # ratio x calibration
+    orders = set()
+    for seed in range(8):
+        orders.add(tuple(interleaved(sub, ref, measure, _recording_timer([]), random.Random(seed)).order))
+    assert len(orders) > 1  # the order inside a round is random
+
+
+def test_slow_and_quiet_datasets_agree_on_normalized_latency(tmp_path: Path):
+    space, settings = tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32)
+    quiet, slow = tmp_path / "quiet.csv", tmp_path / "slow.csv"
+    collect(space, settings, FAST, quiet, size=6, progress=False, timer=_recording_timer([]))
+    calibration = float(read_rows(quiet)[0]["calibration_ms"])
+    collect(space, settings, FAST, slow, size=6, progress=False, timer=_recording_timer([], lambda n: 1.5),
+            calibration_ms=calibration)  # a slow hour, the device's quiet calibration
+    q, s = load_table(quiet), load_table(slow)
+    assert q.normalized and s.normalized
+    assert s.raw_latency == pytest.approx(1.5 * q.raw_latency)
+    assert s.latency == pytest.approx(q.latency) and q.latency == pytest.approx(q.raw_latency)
+    assert drift_report(read_rows(slow))["drift_factor_median"] == pytest.approx(1.5)
+    assert load_table(slow, raw=True).latency == pytest.approx(s.raw_latency)
+
+
+def test_csv_header_keeps_hats_columns_first_and_hats_reader_loads_it(tmp_path: Path):
+    path = tmp_path / "lat.csv"
+    collect(tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32), FAST, path, size=4, progress=False,
+            timer=_recording_timer([]))
+    with open(path, newline="") as f:
+        header = next(csv.reader(f))
+    assert header[:14] == HAT_COLUMNS and header == HAT_COLUMNS + EXTRA_COLUMNS
+    assert header.index("normalized_ms") > header.index("timestamp")  # new columns after the old ones
+    with open(path) as fid:  # HAT's reader: skip one header line, split on commas
+        next(fid)
+        rows = [line.split(",") for line in fid]
+    feats = [list(map(float, r[:10])) for r in rows]
+    totals = [float(r[10]) + float(r[11]) for r in rows]
+    table = load_table(path)
+    assert np.array(feats) == pytest.approx(table.features) and totals == pytest.approx(table.raw_latency)
+
+
+def test_older_csv_without_the_new_columns_loads_and_is_not_resumed(tmp_path: Path):
+    path = tmp_path / "lat.csv"
+    collect(tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32), FAST, path, size=4, progress=False,
+            timer=_recording_timer([]))
+    old = EXTRA_COLUMNS[:12]  # hat's columns before reference interleaving
+    rows = read_rows(path)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=HAT_COLUMNS + old, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    table = load_table(path)
+    assert not table.normalized and table.latency == pytest.approx(table.raw_latency)
+    assert load_table(path, drift_normalize=True).reference_ms is not None
+    with pytest.raises(HatError, match="older hat"):
+        collect(tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32), FAST, path, size=5, progress=False,
+                timer=_recording_timer([]))
+
+
+def test_threads_and_affinity_are_restored_and_recorded():
+    import os
+
+    import torch
+
+    from hat.latency.measure import measure_latency
+    from hat.transformer import Transformer
+
+    before = (torch.get_num_threads(), os.sched_getaffinity(0))
+    model = Transformer(tiny_space().smallest(), ModelSettings(vocab_size=50, qkv_dim=32))
+    core = min(before[1])
+    lat = measure_latency(model, 4, 2, iters=1, warmup=0, threads=1, cores={core})
+    assert (lat.threads, lat.cores) == (1, str(core))
+    assert (torch.get_num_threads(), os.sched_getaffinity(0)) == before
+
+
+def test_hat_protocol_times_decoder_steps_without_search():
+    from hat.latency.measure import measure_latency
+    from hat.transformer import Transformer
+
+    model = Transformer(tiny_space().smallest(), ModelSettings(vocab_size=50, qkv_dim=32))
+    lat = measure_latency(model, 5, 2, iters=2, warmup=1, protocol="hat")
+    assert lat.protocol == "hat" and lat.decoder_ms > 0
+    with pytest.raises(HatError, match="--protocol"):
+        measure_latency(model, 5, 2, protocol="fast")
+
+
+def test_load_warning_names_busy_cores(monkeypatch, caplog):
+    import hat.latency.measure as m
+
+    monkeypatch.setattr(m, "core_load", lambda cores=None, interval=0.25: {0: 0.95, 1: 0.05})
+    assert m.warn_if_loaded({0, 1}) == {0: 0.95, 1: 0.05}
+    assert "cores 0 are already busy (cpu0 95%)" in caplog.text
+
+
+def test_predictor_learns_normalized_latency_and_reports_its_spread(tmp_path: Path):
+    path, ckpt = tmp_path / "lat.csv", tmp_path / "p.pt"
+    collect(tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32), FAST, path, size=20, progress=False,
+            timer=_recording_timer([], lambda n: 1.0 + 0.05 * (n % 7)))  # a drifting device
+    result = run_cli("latency-predictor", "--lat-dataset-path", str(path), "--ckpt-path", str(ckpt),
+                     "--members", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "normalized latency, calibration" in result.stdout and "ensemble spread ±" in result.stdout
+    assert json.loads(result.stdout.strip().splitlines()[-1])["latency"] == "normalized"
+    meta = load_predictor(str(ckpt)).meta
+    assert meta["latency"] == "normalized" and float(meta["calibration_ms"]) > 0
+    assert meta["protocol"] == "beam-search" and json.loads(meta["reference"]) == tiny_space().middle().to_dict()
+    sub = tmp_path / "sub.yml"
+    tiny_space().smallest().to_yaml(sub)
+    result = run_cli("latency-predictor", "--ckpt-path", str(ckpt), "--predict", str(sub))
+    assert result.returncode == 0 and "predicted normalized latency" in result.stdout and "±" in result.stdout
+
+
+def test_a_file_keeps_one_calibration(tmp_path: Path):
+    path = tmp_path / "lat.csv"
+    space, settings = tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32)
+    collect(space, settings, FAST, path, size=3, progress=False, timer=_recording_timer([]), calibration_ms=7.0)
+    collect(space, settings, FAST, path, size=4, progress=False, timer=_recording_timer([]))  # resumes at 7.0
+    assert {r["calibration_ms"] for r in read_rows(path)} == {"7.0"}
+    with pytest.raises(HatError, match="calibrated at 7.0 ms"):
+        collect(space, settings, FAST, path, size=5, progress=False, timer=_recording_timer([]), calibration_ms=9.0)

@@ -1,5 +1,6 @@
 """`hat pipeline` on a tiny configuration: every stage, the report, and resume after kills."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -26,17 +27,17 @@ def tiny_args(run_dir: Path) -> list[str]:
     space = tiny_space().to_hat_dict()
     flags = [f"--run-dir={run_dir}", "--toy-train-size=1500", "--toy-valid-size=80", "--toy-test-size=60",
              "--vocab-size=400", "--max-tokens=1500", "--supernet-max-update=25", "--subtransformer-max-update=12",
-             "--lat-dataset-size=14", "--latiter=1", "--lat-warmup=0", "--sentence-length=6", "--evo-iter=2",
+             "--lat-dataset-size=16", "--latiter=1", "--lat-warmup=0", "--sentence-length=6", "--evo-iter=2",
              "--population-size=8", "--parent-size=2", "--mutation-size=3", "--crossover-size=3",
              "--latency-constraint-fraction", "0.3", "0.8", "--verify-top=1", "--gen-beam=2", "--baselines=2",
-             "--warmup-updates=5", "--dropout=0.1"]
+             "--warmup-updates=5", "--dropout=0.1", "--max-len-b=12"]  # barely trained models: short outputs
     for key, value in space.items():
         flags += [f"--{key}"] + ([str(v) for v in value] if isinstance(value, list) else [str(value)])
     return flags
 
 
-def run_pipeline(run_dir: Path) -> str:
-    cfg = pipeline_config(build_parser("hat pipeline", "").parse_args(tiny_args(run_dir)))
+def run_pipeline(run_dir: Path, *extra: str) -> str:
+    cfg = pipeline_config(build_parser("hat pipeline", "").parse_args(tiny_args(run_dir) + list(extra)))
     results = Pipeline(cfg, timer=fake_timer, progress=False).run()
     env = {"device": "test", "torch": "x", "sentence_length": 6, "beam": 5}
     return write_report(results, summary_rows(results), run_dir, env).read_text()
@@ -63,7 +64,7 @@ def test_pipeline_runs_every_stage_and_resumes_to_the_same_report(tmp_path: Path
     assert all((run / png).stat().st_size > 10_000 for png in
                ("bleu_vs_latency.png", "predicted_vs_measured.png", "search_convergence.png"))
     assert "| hat@" in straight and "baseline" in straight and "SacreBLEU" in straight
-    search = json.loads((run / "search/done.json").read_text())
+    search = json.loads((run / "search/done.json").read_text())["result"]
     assert len(search["results"]) == 2 and search["evaluated"] < search["without_cache"]
     assert len(list((run / "models").iterdir())) == 4  # 2 found + 2 baselines
 
@@ -80,6 +81,32 @@ def test_pipeline_runs_every_stage_and_resumes_to_the_same_report(tmp_path: Path
             with pytest.raises(KeyboardInterrupt):
                 run_pipeline(killed)
     assert run_pipeline(killed) == straight
+
+
+def test_a_changed_setting_reruns_its_stage_and_everything_after_it(tmp_path: Path, caplog):
+    run = tmp_path / "run"
+    run_pipeline(run)
+
+    def stages_run() -> list[str]:
+        return [json.loads(line)["stage"] for line in (run / "pipeline_log.jsonl").read_text().splitlines()]
+
+    first = stages_run()
+    with caplog.at_level("INFO"):
+        run_pipeline(run, "--latency-constraint-fraction", "0.35", "0.8")  # one budget edited
+    rerun = stages_run()[len(first):]
+    assert rerun[0] == "search" and rerun[-1] == "evaluate"
+    assert not {"data", "supernet", "latency", "predictor"} & set(rerun)
+    assert [s for s in rerun if s.startswith("models/")] == ["models/hat@" + s.split("@")[1]
+                                                             for s in rerun if s.startswith("models/hat@")]
+    assert "stage search        reruns: settings changed" in caplog.text
+    assert re.search(r"stage evaluate +reruns: .*upstream models/hat@[\d.]+ms.* changed", caplog.text)
+    done = json.loads((run / "search/done.json").read_text())
+    assert {"settings", "upstream supernet", "upstream predictor", "upstream data"} == done["inputs"].keys()
+    n = len(stages_run())
+    run_pipeline(run, "--latency-constraint-fraction", "0.35", "0.8")  # nothing changed: nothing runs
+    assert len(stages_run()) == n
+    run_pipeline(run, "--latency-constraint-fraction", "0.35", "0.8", "--lenpen", "1.2")
+    assert stages_run()[n:] == ["evaluate"]
 
 
 def test_report_compares_with_the_baseline_frontier():
@@ -104,3 +131,5 @@ def test_mixed_precision_settings(tmp_path: Path):
     assert pipeline_config(parse(tiny_args(tmp_path) + ["--fp16", "--latgpu"])).train.precision == "fp16"
     with pytest.raises(HatError, match="--fp16 trains on the GPU"):
         pipeline_config(parse(tiny_args(tmp_path) + ["--fp16"]))
+    with pytest.raises(HatError, match="at least 16 rows"):
+        pipeline_config(parse(tiny_args(tmp_path) + ["--lat-dataset-size=15"]))

@@ -61,13 +61,43 @@ def test_children_stay_in_the_space_and_under_budget(predictor):
     rng = random.Random(0)
     parents = evo.random_population(rng, budget)[:4]
     children = evo.mutate(rng, parents, budget) + evo.crossover(rng, parents, budget)
-    for arch in parents + children:
+    for gene in parents + children:
+        arch = space.from_gene(gene)
         assert space.validate(arch) and latency.bound(arch) <= budget
     final = evo.run(budget)
     assert all(latency.bound(c.arch) <= budget for c in final)
     assert [c.loss for c in final] == sorted(c.loss for c in final)
     with pytest.raises(HatError, match="too tight"):
         Evolution(space, toy_fitness, latency, EvolutionConfig(max_tries=200), progress=False).run(0.001)
+
+
+def test_genes_of_absent_layers_survive_mutation_and_crossover(predictor):
+    """As in HAT, a gene keeps entries for the layers it does not use: mutation and crossover pass
+    them on, and a later mutation that adds the layers brings them back."""
+    p, _ = predictor
+    space = tiny_space()
+    evo = Evolution(space, toy_fitness, LatencyCheck(p), EvolutionConfig(mutation_prob=0.0, crossover_size=4,
+                                                                       mutation_size=4), progress=False)
+    le, ld = space.encoder_layers, space.decoder_layers
+    one_layer = space.smallest()
+    assert one_layer.decoder_layer_num == 1 and ld > 1
+    ffn = slice(4 + 2 * le, 4 + 2 * le + ld)  # decoder FFN entries
+    a, b = space.to_gene(one_layer), space.to_gene(one_layer)
+    big, small = max(space.decoder_ffn_embed_dim_choice), min(space.decoder_ffn_embed_dim_choice)
+    a[ffn] = [small] + [big] * (ld - 1)  # layers 2.. are absent but remembered
+    b[ffn] = [small] + [big] * (ld - 1)
+    a, b = tuple(a), tuple(b)
+    budget = float("inf")
+    for child in evo.mutate(random.Random(0), [a], budget) + evo.crossover(random.Random(0), [a, b], budget):
+        assert child == a  # nothing mutated: the absent layers' entries are passed on unchanged
+    grown = list(a)
+    grown[3 + 2 * le] = ld  # a mutation of the decoder layer number
+    arch = space.from_gene(grown)
+    assert arch.decoder_ffn_embed_dim == (small,) + (big,) * (ld - 1)
+    rng = random.Random(3)
+    genes = [evo.random_gene(rng) for _ in range(50)]
+    absent_values = {g[ffn][-1] for g in genes if g[3 + 2 * le] < ld}
+    assert len(absent_values) > 1  # random genes fill absent layers at random, as HAT's sampler
 
 
 def test_same_seed_same_result_and_resume_after_kill(predictor, tmp_path: Path):
@@ -96,13 +126,65 @@ def test_same_seed_same_result_and_resume_after_kill(predictor, tmp_path: Path):
     assert search(state) == straight
 
 
-def test_search_cli_multi_budget_verify_and_pareto(tmp_path: Path, toy_bin: Path, predictor):
-    _, pred_path = predictor
+def test_resume_with_other_inputs_starts_fresh(predictor, tmp_path: Path, caplog):
+    """A saved state (and its fitness cache) is reused only when every input is unchanged."""
+    p, _ = predictor
+    space, budget = tiny_space(), budget_of(p)
+    state = tmp_path / "state.json"
+
+    def search(fitness, inputs: dict, cfg: EvolutionConfig = SMALL) -> list[float]:
+        evo = Evolution(space, fitness, LatencyCheck(p), cfg, state_path=state, progress=False, inputs=inputs)
+        evo.restore()
+        return [c.loss for c in evo.run(budget)]
+
+    first = search(toy_fitness, {"supernet": "aaa", "valid_cnt_max": 2})
+    assert search(toy_fitness, {"supernet": "aaa", "valid_cnt_max": 2}) == first  # same inputs: resumed
+
+    def other_supernet(arch: ArchConfig) -> float:
+        return toy_fitness(arch) + 100.0
+
+    with caplog.at_level("WARNING"):
+        fresh = search(other_supernet, {"supernet": "bbb", "valid_cnt_max": 2})
+    assert all(loss > 100 for loss in fresh)  # no fitness of the old supernet survives
+    assert "supernet changed" in caplog.text and "starting fresh" in caplog.text
+    assert (tmp_path / "state.json.stale").exists()
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # other evolution settings: that budget is searched afresh
+        again = search(other_supernet, {"supernet": "bbb", "valid_cnt_max": 2},
+                       EvolutionConfig(**{**SMALL.__dict__, "mutation_prob": 0.5}))
+    assert "config changed" in caplog.text and all(loss > 100 for loss in again)
+
+
+def train_supernet(tmp_path: Path, toy_bin: Path, updates: int) -> tuple[Path, Path]:
+    """A tiny supernet trained by train.py: (its space YAML, its save dir)."""
     space_yml = write_space_yaml(tmp_path / "space.yml")
     ckpt = tmp_path / "supernet"
     subprocess.run([sys.executable, str(REPO / "train.py"), f"--configs={space_yml}", "--data", str(toy_bin),
-                    "--save-dir", str(ckpt), "--max-update", "15"], check=True, capture_output=True, timeout=300)
-    p, _ = predictor
+                    "--save-dir", str(ckpt), "--max-update", str(updates)], check=True, capture_output=True,
+                   timeout=300)
+    return space_yml, ckpt
+
+
+def test_search_cli_resume_checks_supernet_and_validation_settings(tmp_path: Path, toy_bin: Path, predictor):
+    p, pred_path = predictor
+    space_yml, ckpt = train_supernet(tmp_path, toy_bin, 5)
+    lo, hi = (LatencyCheck(p).bound(a) for a in (tiny_space().smallest(), tiny_space().largest()))
+    args = [f"--configs={space_yml}", "--evo-iter", "2", "--population-size", "8", "--parent-size", "2",
+            "--mutation-size", "3", "--crossover-size", "3", "--ckpt-path", str(pred_path),
+            "--restore-file", str(ckpt / "checkpoint_last.pt"), "--write-config-path", str(tmp_path / "s.yml"),
+            "--latency-constraint", str(lo + 0.5 * (hi - lo)), "--data", str(toy_bin), "--no-progress-bar"]
+    first = run_cli(*args, "--valid-cnt-max", "2", script="evo_search.py")
+    assert first.returncode == 0, first.stderr
+    resumed = run_cli(*args, "--valid-cnt-max", "2", script="evo_search.py")
+    assert resumed.returncode == 0 and "starting fresh" not in resumed.stderr
+    changed = run_cli(*args, "--valid-cnt-max", "1", script="evo_search.py")
+    assert changed.returncode == 0, changed.stderr
+    assert "valid_cnt_max changed" in changed.stderr and "starting fresh" in changed.stderr
+
+
+def test_search_cli_multi_budget_verify_and_pareto(tmp_path: Path, toy_bin: Path, predictor):
+    p, pred_path = predictor
+    space_yml, ckpt = train_supernet(tmp_path, toy_bin, 15)
     lo, hi = (LatencyCheck(p).bound(a) for a in (tiny_space().smallest(), tiny_space().largest()))
     budgets = [lo + f * (hi - lo) for f in (0.3, 0.6, 1.0)]
     evo = tmp_path / "evo.yml"
@@ -185,3 +267,49 @@ def test_verify_never_ships_a_candidate_measured_over_budget(factor: float):
     else:  # the top 3 break the budget; the walk skips to the best that measures within it
         assert not any(r["meets_budget"] for r in report[:3])
         assert best == within[0]
+
+
+@pytest.mark.parametrize("factor", [1.0, 1.5])
+def test_verify_takes_the_device_drift_out_before_deciding(factor: float, caplog):
+    """A device `factor` x slower for everything (the reference too) ships what a quiet one ships;
+    the report shows measured, normalized latency and the drift factor."""
+    import logging
+
+    from hat.latency.dataset import MeasureSettings
+    from hat.search.evolution import Candidate
+    from hat.search.verify import verify_top
+
+    rng = random.Random(1)
+    archs = {tiny_space().sample(rng) for _ in range(200)}
+    budget = float(np.median([synthetic_latency(a) for a in archs]))
+    ranked = sorted((Candidate(a, -synthetic_latency(a), synthetic_latency(a), 0.0) for a in archs
+                     if synthetic_latency(a) <= budget), key=lambda c: c.loss)
+    reference = tiny_space().middle()
+    with caplog.at_level(logging.INFO, logger="hat.search.verify"):
+        best, report = verify_top(ranked, budget, 3, lambda arch: type("M", (), {"arch": arch})(),
+                                  MeasureSettings(iters=4, rounds=2), _timed_at(factor), reference=reference,
+                                  calibration_ms=synthetic_latency(reference))
+    assert best == ranked[0] and len(report) == 3 and all(r["meets_budget"] for r in report)
+    for r, c in zip(report, ranked):
+        assert r["measured_ms"] == pytest.approx(factor * synthetic_latency(c.arch))
+        assert r["normalized_ms"] == pytest.approx(synthetic_latency(c.arch))
+        assert r["drift"] == pytest.approx(factor)
+    assert f"drift factor {factor:.2f}" in caplog.text
+    # without the reference, the same slow device rejects the top candidates on raw latency
+    if factor > 1:
+        _, raw = verify_top(ranked, budget, 3, lambda arch: type("M", (), {"arch": arch})(),
+                            MeasureSettings(), _timed_at(factor))
+        assert not raw[0]["meets_budget"] and raw[0]["drift"] is None
+
+
+def test_verify_uses_the_datasets_protocol_and_settings():
+    from hat.search.verify import dataset_measure, reference_of
+
+    meta = {"sentence_length": "23", "beam": "5", "iters": "20", "warmup": "5", "threads": "2", "cores": "0-1",
+            "protocol": "hat", "rounds": "4", "runtime": "torch", "latency": "normalized",
+            "calibration_ms": "12.5", "reference": json.dumps(tiny_space().middle().to_dict())}
+    m = dataset_measure(meta, "cpu", iters=3, sentence_length=None)
+    assert (m.sentence_length, m.beam, m.iters, m.warmup, m.threads, m.cores, m.protocol, m.rounds) == \
+        (23, 5, 3, 5, 2, "0-1", "hat", 4)
+    assert reference_of(meta) == {"reference": tiny_space().middle(), "calibration_ms": 12.5}
+    assert reference_of({**meta, "latency": "raw"}) == {}

@@ -126,3 +126,28 @@ def test_compact_checkpoint_round_trip_and_bad_files(tmp_path: Path):
         Transformer.load(foreign)
     with pytest.raises(HatError, match="checkpoint not found"):
         Transformer.load(tmp_path / "missing.pt")
+
+
+def test_dropout_scales_as_hat_residual_and_activation_not_attention():
+    """HAT scales the residual/embedding and activation dropouts by the SubTransformer's embed dim
+    over the SuperTransformer's, per side, and leaves the attention-weight dropout unscaled."""
+    space = tiny_space()
+    settings = ModelSettings(vocab_size=VOCAB, qkv_dim=32, dropout=0.3, attention_dropout=0.2,
+                             activation_dropout=0.1)
+    net = SuperTransformer(space, settings)
+    for cfg in (space.largest(), space.smallest()):
+        net.set_config(cfg)
+        r_enc = cfg.encoder_embed_dim / space.encoder_embed_dim
+        r_dec = cfg.decoder_embed_dim / space.decoder_embed_dim
+        for model in (net, net.export(cfg)):
+            assert model.encoder_dropout == pytest.approx(0.3 * r_enc)
+            assert model.decoder_dropout == pytest.approx(0.3 * r_dec)
+            for layer in model.encoder_layers[:cfg.encoder_layer_num]:
+                assert layer.dropout == pytest.approx(0.3 * r_enc)
+                assert layer.activation_dropout == pytest.approx(0.1 * r_enc)
+                assert layer.self_attn.dropout == 0.2
+            for layer in model.decoder_layers[:cfg.decoder_layer_num]:
+                assert layer.dropout == pytest.approx(0.3 * r_dec)
+                assert layer.activation_dropout == pytest.approx(0.1 * r_dec)
+                assert layer.self_attn.dropout == 0.2 and layer.ende_attn.dropout == 0.2
+    assert space.smallest().encoder_embed_dim < space.encoder_embed_dim  # the test scales something

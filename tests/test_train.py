@@ -176,6 +176,27 @@ def test_bad_restore_file_and_data_are_one_line_errors(tmp_path: Path, toy_bin: 
     assert_one_line_error(result, "--adam-betas")
 
 
+def test_restore_file_follows_fairseqs_rule(tmp_path: Path, toy_bin: Path):
+    """The default name is looked up in --save-dir only: a stray checkpoint_last.pt in the working
+    directory is never picked up; any other --restore-file is a path as given."""
+    cfg = write_space_yaml(tmp_path / "space.yml")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "checkpoint_last.pt").write_bytes(b"a stray file, not this run's checkpoint")
+    save = tmp_path / "ckpt"
+    result = run_cli("train", f"--configs={cfg}", "--data", str(toy_bin), "--save-dir", str(save),
+                     "--max-update", "2", "--no-progress-bar", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert "resumed" not in result.stderr and (save / "checkpoint_last.pt").exists()
+    (work / "mine.pt").write_bytes((save / "checkpoint_last.pt").read_bytes())
+    result = run_cli("train", f"--configs={cfg}", "--data", str(toy_bin), "--save-dir", str(tmp_path / "c2"),
+                     "--max-update", "3", "--restore-file", "mine.pt", "--no-progress-bar", cwd=work)
+    assert result.returncode == 0 and "resumed from mine.pt" in result.stderr, result.stderr
+    result = run_cli("train", f"--configs={cfg}", "--data", str(toy_bin), "--save-dir", str(tmp_path / "c3"),
+                     "--max-update", "1", "--restore-file", "missing.pt", "--no-progress-bar", cwd=work)
+    assert result.returncode == 0 and "--restore-file missing.pt not found: training from scratch" in result.stderr
+
+
 def test_fixed_subtransformer_must_fit_its_supernet(tmp_path: Path, toy_bin: Path):
     big = ArchConfig(128, 48, 4, 1, [96] * 4, [40], [4] * 4, [4], [4], [-1])
     sub = tmp_path / "sub.yml"

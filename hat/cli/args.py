@@ -27,9 +27,15 @@ def arch_given(args: argparse.Namespace) -> bool:
     return any(getattr(args, name_of(key), None) is not None for key in ARCH_KEYS.values())
 
 
-def arch_from_args(args: argparse.Namespace, source: str = "--configs") -> ArchConfig:
+def config_source(args: argparse.Namespace) -> str:
+    """Where the keys came from, for errors: the YAML file(s) given, else --configs (flags)."""
+    files = [f for f in (getattr(args, "configs", None), getattr(args, "sub_configs", None)) if f]
+    return " + ".join(dict.fromkeys(files)) or "--configs"
+
+
+def arch_from_args(args: argparse.Namespace, source: str | None = None) -> ArchConfig:
     return ArchConfig.from_hat_dict({key: getattr(args, name_of(key)) for key in ARCH_KEYS.values()},
-                                    source=source)
+                                    source=source or config_source(args))
 
 
 def add_space_args(p: HatArgumentParser, choices: bool = True) -> None:
@@ -42,9 +48,10 @@ def add_space_args(p: HatArgumentParser, choices: bool = True) -> None:
             g.add_argument(f"--{key}", type=int, nargs="+", metavar="N")
 
 
-def space_from_args(args: argparse.Namespace, source: str = "--configs") -> SearchSpace:
+def space_from_args(args: argparse.Namespace, source: str | None = None) -> SearchSpace:
     keys = {**SUPERNET_KEYS, **CHOICE_KEYS}.values()
-    return SearchSpace.from_hat_dict({k: getattr(args, name_of(k), None) for k in keys}, source=source)
+    return SearchSpace.from_hat_dict({k: getattr(args, name_of(k), None) for k in keys},
+                                     source=source or config_source(args))
 
 
 def add_model_args(p: HatArgumentParser) -> None:

@@ -2,21 +2,28 @@
 checked against PyTorch; beam search then runs on onnxruntime (`hat.onnx_export.OnnxTransformer`).
 
   hat export-onnx --path checkpoints/model.pt --out onnx/ [--data DIR --gen-subset test]
+
+The graphs come from PyTorch's TorchScript exporter (legacy, deprecated, but as exact, no
+slower on onnxruntime and ~20x faster to export) or, with `--exporter dynamo`, from its
+torch.export-based one (needs onnxscript); docs/deployment.md compares them.
 """
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Sequence
+import time
+from collections.abc import Sequence
 
 import torch
 
+from hat.checkpoint import load_checkpoint
 from hat.cli import run_command
 from hat.config import HatArgumentParser
 from hat.data.dataset import DataDir
 from hat.errors import HatError
 from hat.evaluate import translate_dataset
 from hat.onnx_export import OnnxTransformer, export_onnx
+from hat.quantize import cpu_only
 from hat.train.checkpoints import load_model
 
 
@@ -27,6 +34,8 @@ def build_parser() -> HatArgumentParser:
     p.add_argument("--data", help="data directory: translate --gen-subset with both and compare")
     p.add_argument("--gen-subset", default="test")
     p.add_argument("--beam", type=int, default=5)
+    p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",
+                   help="torch.onnx exporter: the legacy TorchScript one, or dynamo (torch.export)")
     p.add_argument("--json", action="store_true")
     return p
 
@@ -49,12 +58,15 @@ def max_logprob_difference(model, onnx: OnnxTransformer, steps: int = 8) -> floa
 
 
 def run(args: argparse.Namespace) -> None:
-    model, _ = load_model(args.path)
-    if any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules()):
+    if cpu_only(load_checkpoint(args.path)):  # before its int8 layers are built
         raise HatError(f"{args.path} is int8-quantized: export the fp32 model")
-    out = export_onnx(model, args.out)
+    model, _ = load_model(args.path)
+    start = time.perf_counter()
+    out = export_onnx(model, args.out, dynamo=args.exporter == "dynamo")
+    seconds = time.perf_counter() - start
     onnx = OnnxTransformer(out)
-    result = {"max_abs_logprob_diff": max_logprob_difference(model, onnx)}
+    result = {"exporter": args.exporter, "export_seconds": seconds,
+              "max_abs_logprob_diff": max_logprob_difference(model, onnx)}
     print(f"{args.path} -> {out}/encoder.onnx, decoder_step.onnx; max |log-prob difference| vs PyTorch: "
           f"{result['max_abs_logprob_diff']:.2e}")
     if args.data:
@@ -62,7 +74,7 @@ def run(args: argparse.Namespace) -> None:
         split = data.split(args.gen_subset)
         a = translate_dataset(model, split, data.tokenizer, beam=args.beam)
         b = translate_dataset(onnx, split, data.tokenizer, beam=args.beam)
-        same = sum(x == y for x, y in zip(a.hypotheses, b.hypotheses))
+        same = sum(x == y for x, y in zip(a.hypotheses, b.hypotheses, strict=True))
         result.update(identical=same, sentences=len(a.hypotheses), bleu_torch=a.sacrebleu, bleu_onnx=b.sacrebleu)
         print(f"{args.gen_subset}: {same}/{len(a.hypotheses)} translations identical; SacreBLEU torch "
               f"{a.sacrebleu:.2f}, onnxruntime {b.sacrebleu:.2f}")

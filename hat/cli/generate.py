@@ -23,6 +23,7 @@ from hat.data.dataset import DataDir
 from hat.errors import HatError
 from hat.evaluate import sacrebleu_score, tokenized_bleu, translate_dataset
 from hat.fsutil import atomic_write
+from hat.generate import MAX_LEN_A, MAX_LEN_B
 from hat.quantize import cpu_only
 from hat.train.checkpoints import load_model
 
@@ -36,8 +37,9 @@ def build_parser() -> HatArgumentParser:
     p.add_argument("--gen-subset", default="test", help="split to translate")
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--lenpen", type=float, default=1.0, help="length penalty")
-    p.add_argument("--max-len-a", type=float, default=1.2, help="max output length = a * source + b")
-    p.add_argument("--max-len-b", type=int, default=10)
+    p.add_argument("--max-len-a", type=float, default=MAX_LEN_A, help="max output length = a * source + b "
+                   "(fairseq's and HAT's defaults, so BLEU compares with theirs)")
+    p.add_argument("--max-len-b", type=int, default=MAX_LEN_B)
     p.add_argument("--max-tokens", type=int, default=4096, help="source tokens per batch")
     p.add_argument("--batch-size", "--max-sentences", type=int, help="accepted for HAT/fairseq habits (unused)")
     p.add_argument("--remove-bpe", nargs="?", const="sentencepiece",

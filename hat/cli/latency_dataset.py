@@ -3,10 +3,14 @@
   python latency_dataset.py --configs=configs/iwslt14.de-en/latency_dataset/cpu.yml
   python latency_dataset.py --configs=SPACE.yml --measure SUB.yml      (time one SubTransformer)
 
-HAT's protocol on the compact model: encoder on one sentence of --sentence-length tokens,
-beam-5 decoder for as many incremental steps, dry runs, --latiter timed runs, mean/std of the
-runs between the 10th and 90th percentile. Rows are appended as measured; re-running the same
-command resumes and stops at --lat-dataset-size.
+The protocol on the compact model (--protocol beam-search: the real beam search, deployment
+latency; --protocol hat: HAT's decoder steps without search, to compare with HAT's CSVs):
+encoder on one sentence of --sentence-length tokens, the decoder for as many incremental
+steps, dry runs, --latiter timed runs, mean/std of the runs between the 10th and 90th
+percentile. Each SubTransformer is timed in --rounds rounds alternating with a fixed reference
+SubTransformer; a row stores the ratio and the normalized latency (ratio x the reference's
+quiet-device calibration). Rows are appended as measured; re-running the same command
+resumes and stops at --lat-dataset-size.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from hat.config import HatArgumentParser
 from hat.data.dataset import DataDir
 from hat.errors import HatError
 from hat.latency.dataset import RUNTIMES, SAMPLINGS, MeasureSettings, collect, device_name, recheck
+from hat.latency.measure import PROTOCOLS, parse_cores
 from hat.space import ArchConfig
 from hat.transformer import Transformer
 
@@ -41,13 +46,19 @@ def build_parser() -> HatArgumentParser:
     g.add_argument("--sentence-length", type=int, default=30, help="dummy sentence (HAT: 23 IWSLT, 30 WMT)")
     g.add_argument("--warmup", type=int, default=5, help="dry runs before timing")
     g.add_argument("--threads", type=int, help="CPU threads (default: torch's); recorded in the CSV")
+    g.add_argument("--cores", help="CPU affinity while timing, e.g. 0-1 (default: as started)")
+    g.add_argument("--protocol", choices=PROTOCOLS, default="beam-search",
+                   help="beam-search: the real beam search (deployment); hat: HAT's protocol")
+    g.add_argument("--rounds", type=int, default=4,
+                   help="rounds alternating each SubTransformer with the reference (A/B)")
+    g.add_argument("--calibration-ms", type=float,
+                   help="the reference's quiet latency on this device (default: the file's, "
+                        "else the fastest of 3 timings at the start)")
     g.add_argument("--runtime", choices=RUNTIMES, default="torch",
                    help="what runs the model: torch (fp32), torch-int8 (dynamic int8), onnxruntime (fp32)")
     g.add_argument("--sampling", choices=SAMPLINGS, default="uniform",
                    help="uniform (HAT) or stratified over a latency proxy (covers small and large nets)")
     g.add_argument("--seed", type=int, default=1, help="sampling seed")
-    g.add_argument("--reference-every", type=int, default=25,
-                   help="re-time the fixed reference SubTransformer every N rows (drift control)")
     g.add_argument("--data", help="data directory: its vocabulary size sizes the output layer")
     g.add_argument("--vocab-size", type=int, default=10_000, help="vocabulary size when --data is absent")
     g.add_argument("--measure", metavar="SUB.yml", help="time this one SubTransformer and print the result")
@@ -72,33 +83,46 @@ def run(args: argparse.Namespace) -> None:
     device = "cuda" if args.latgpu else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise HatError("--latgpu: no CUDA device is available here (use --latcpu)")
-    for name in ("latiter", "lat_dataset_size", "beam", "sentence_length", "reference_every"):
+    for name in ("latiter", "lat_dataset_size", "beam", "sentence_length", "rounds"):
         if getattr(args, name) < 1:
             raise HatError(f"--{name.replace('_', '-')} must be at least 1")
     space = space_from_args(args)
     settings = settings_from_args(args, _vocab_size(args))
+    if args.cores:
+        parse_cores(args.cores)  # a clear error before anything is timed
+    if args.calibration_ms is not None and args.calibration_ms <= 0:
+        raise HatError("--calibration-ms must be positive")
     measure = MeasureSettings(args.sentence_length, args.beam, args.latiter, args.warmup, device, args.threads,
-                              args.runtime)
+                              args.runtime, args.cores, args.protocol, args.rounds)
     if args.measure:
-        arch = space.validate(ArchConfig.from_yaml(args.measure))
+        arch = ArchConfig.from_yaml(args.measure)
+        try:
+            space.validate(arch)
+        except HatError as e:
+            raise HatError(f"{args.measure}: outside the space of --configs: {e}") from None
         lat = measure.time(Transformer(arch, settings))
         print(f"{args.measure}: {lat.summary()}")
         if args.json:
             print(json.dumps(lat.to_dict()))
         return
     report = collect(space, settings, measure, args.lat_dataset_path, args.lat_dataset_size, seed=args.seed,
-                     sampling=args.sampling, reference_every=args.reference_every, progress=not args.latsilent)
+                     sampling=args.sampling, progress=not args.latsilent, calibration_ms=args.calibration_ms)
     print(f"{args.lat_dataset_path}: {args.lat_dataset_size} SubTransformers on {device_name(device)}")
     if report.get("reference_measurements", 0) > 1:
         print(f"drift of the reference SubTransformer over {report['reference_measurements']} timings: "
               f"range {report['drift_range_pct']:.1f}% of its median {report['reference_median_ms']:.1f} ms, "
-              f"first -> last {report['drift_first_to_last_pct']:+.1f}% "
-              f"(normalise with `hat latency-predictor --drift-normalize`)")
+              f"first -> last {report['drift_first_to_last_pct']:+.1f}%")
+    if "calibration_ms" in report:
+        print(f"calibration {report['calibration_ms']:.2f} ms: drift factor median "
+              f"{report['drift_factor_median']:.2f}, max {report['drift_factor_max']:.2f} "
+              f"(taken out of normalized_ms)")
     if args.recheck:
         check = recheck(args.lat_dataset_path, settings, measure, args.recheck, args.seed, not args.latsilent)
         report["recheck"] = check
         print(f"repeatability: {check['rechecked']} rows re-timed, median relative difference "
-              f"{check['median_rel_diff_pct']:.1f}% (max {check['max_rel_diff_pct']:.1f}%)")
+              f"{check['median_rel_diff_pct']:.1f}% (max {check['max_rel_diff_pct']:.1f}%)"
+              + (f", normalized {check['normalized_median_rel_diff_pct']:.1f}%"
+                 if "normalized_median_rel_diff_pct" in check else ""))
     if args.json:
         print(json.dumps(report))
 

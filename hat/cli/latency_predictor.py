@@ -4,6 +4,11 @@ report its accuracy on the held-out test split, or predict one SubTransformer's 
   python latency_predictor.py --configs=configs/iwslt14.de-en/latency_predictor/cpu.yml
   python latency_predictor.py --configs=... --predictor hat          (HAT's recipe)
   python latency_predictor.py --ckpt-path P.pt --predict SUB.yml     (no training)
+
+hat's datasets store each row's normalized latency (ratio to a reference SubTransformer timed
+around it x the reference's quiet-device calibration): the predictor learns it, so datasets
+collected in a slow and a quiet hour agree, and keeps the calibration, protocol and settings
+in its metadata for `hat search --verify-top`. --raw-latency learns the timings as measured.
 """
 from __future__ import annotations
 
@@ -19,8 +24,8 @@ from hat.config import HatArgumentParser
 from hat.errors import HatError
 from hat.latency.dataset import LatencyTable, load_table
 from hat.latency.features import HAT_FEATURE_NORM, cost_terms_from_hat, per_layer_features, per_layer_norm
-from hat.latency.predictor import (Predictor, load_predictor, regression_metrics, split_indices, timed,
-                                   train_ensemble, train_hat_recipe)
+from hat.latency.predictor import (MIN_SPLIT_ROWS, Predictor, load_predictor, regression_metrics,
+                                   split_indices, timed, train_ensemble, train_hat_recipe)
 from hat.space import ArchConfig
 
 
@@ -45,7 +50,9 @@ def build_parser() -> HatArgumentParser:
                    help="auto: per-layer when the dataset stores configs (hat's do), else HAT's 10")
     g.add_argument("--members", type=int, default=5, help="default predictor: ensemble size")
     g.add_argument("--drift-normalize", action="store_true",
-                   help="scale each row by the reference SubTransformer's timing (hat's datasets)")
+                   help="older hat datasets: scale rows by median(reference_ms) / reference_ms")
+    g.add_argument("--raw-latency", action="store_true",
+                   help="learn the latency as timed, not the normalized latency (hat's datasets)")
     g.add_argument("--seed", type=int, default=1, help="shuffle / split / init seed")
     g.add_argument("--plot", help="predicted-vs-measured scatter PNG (default: next to --ckpt-path)")
     g.add_argument("--predict", metavar="SUB.yml", help="predict this SubTransformer's latency (no training)")
@@ -88,10 +95,11 @@ def predict_one(args: argparse.Namespace) -> None:
     predictor = load_predictor(args.ckpt_path, args.feature_norm, args.lat_norm)
     arch = ArchConfig.from_yaml(args.predict)
     mean, std = predictor.predict_archs([arch])
-    print(f"{args.predict}: predicted latency {mean[0]:.2f} ms" + (f" ± {std[0]:.2f}" if std[0] else "")
-          + f"  ({args.ckpt_path})")
+    kind = predictor.meta.get("latency", "raw")
+    spread = f" ± {std[0]:.2f}" if std[0] else ""
+    print(f"{args.predict}: predicted {kind} latency {mean[0]:.2f} ms{spread}  ({args.ckpt_path})")
     if args.json:
-        print(json.dumps({"latency_ms": float(mean[0]), "std_ms": float(std[0])}))
+        print(json.dumps({"latency_ms": float(mean[0]), "std_ms": float(std[0]), "latency": kind}))
 
 
 def train(args: argparse.Namespace) -> None:
@@ -100,7 +108,13 @@ def train(args: argparse.Namespace) -> None:
     hat_norm = args.feature_norm or list(HAT_FEATURE_NORM)
     if len(hat_norm) != args.feature_dim:
         raise HatError(f"--feature-norm has {len(hat_norm)} values but --feature-dim is {args.feature_dim}")
-    table = load_table(args.lat_dataset_path, drift_normalize=args.drift_normalize)
+    if args.drift_normalize and args.raw_latency:
+        raise HatError("choose one of --drift-normalize and --raw-latency")
+    table = load_table(args.lat_dataset_path, drift_normalize=args.drift_normalize, raw=args.raw_latency)
+    if len(table.latency) < MIN_SPLIT_ROWS:
+        raise HatError(f"{args.lat_dataset_path} has {len(table.latency)} rows: a predictor "
+                       f"needs at least {MIN_SPLIT_ROWS} rows for a train/valid/test split (8:1:1, "
+                       f"2 or more in valid and test); measure more with `hat latency-dataset`")
     feature_set = args.features
     if feature_set == "auto":
         feature_set = "per-layer" if table.configs and args.predictor == "default" else "hat10"
@@ -123,11 +137,12 @@ def train(args: argparse.Namespace) -> None:
                                    feature_set, members=args.members, seed=args.seed, layer_counts=counts)
     results = {}
     for name, idx in (("valid", valid_idx), ("test", test_idx)):
-        mean, _ = predictor.predict(feats[idx], cost[idx])
-        results[name] = regression_metrics(mean, table.latency[idx])
+        mean, std = predictor.predict(feats[idx], cost[idx])
+        results[name] = {**regression_metrics(mean, table.latency[idx]), "mean_std_ms": float(std.mean())}
     predictor.metrics = {**results, "train_seconds": seconds, "seed": args.seed}
+    kind = "normalized" if table.normalized else "drift-normalized" if args.drift_normalize else "raw"
     predictor.meta = {"dataset": str(args.lat_dataset_path), "rows": len(table.latency),
-                      "drift_normalized": args.drift_normalize, **table.environment}
+                      "drift_normalized": args.drift_normalize, "latency": kind, **table.environment}
     predictor.save(args.ckpt_path)
     plot = args.plot or str(Path(args.ckpt_path).with_suffix(".png"))
     test_mean, _ = predictor.predict(feats[test_idx], cost[test_idx])
@@ -135,13 +150,16 @@ def train(args: argparse.Namespace) -> None:
     scatter_plot(test_mean, table.latency[test_idx], results["test"], f"{Path(args.lat_dataset_path).stem}: {label}",
                  plot)
     m = results["test"]
-    print(f"{args.lat_dataset_path}: {len(table.latency)} rows, split 8:1:1 (seed {args.seed})")
+    print(f"{args.lat_dataset_path}: {len(table.latency)} rows ({kind} latency"
+          + (f", calibration {table.environment['calibration_ms']} ms" if table.normalized else "")
+          + f"), split 8:1:1 (seed {args.seed})")
     print(f"{label}: trained in {seconds:.1f} s")
     print(f"test ({len(test_idx)}): RMSE {m['rmse']:.2f} ms | MAPE {m['mape']:.2f}% | max APE {m['max_ape']:.1f}% | "
-          f"Kendall tau {m['kendall_tau']:.3f} | Spearman {m['spearman']:.3f}")
+          f"Kendall tau {m['kendall_tau']:.3f} | Spearman {m['spearman']:.3f} | "
+          f"ensemble spread ± {m['mean_std_ms']:.2f} ms (mean std)")
     print(f"saved {args.ckpt_path} and {plot}")
     if args.json:
-        print(json.dumps({**m, "train_seconds": seconds}))
+        print(json.dumps({**m, "train_seconds": seconds, "latency": kind}))
 
 
 def run(args: argparse.Namespace) -> None:

@@ -6,8 +6,10 @@
 
 Fitness is the validation loss with weights inherited from the trained SuperTransformer
 (--restore-file); latency comes from the predictor (--ckpt-path). With --verify-top K the
-final top K are timed on this device and a candidate whose measured latency breaks the
-budget is replaced by the next best that meets it.
+final top K are timed on this device with the latency dataset's protocol and settings,
+interleaved with its reference SubTransformer; the device's drift factor is reported apart
+from the predictor's error, and a candidate whose normalized latency breaks the budget is
+replaced by the next best that meets it.
 """
 from __future__ import annotations
 
@@ -24,13 +26,13 @@ from hat.cli.args import add_evolution_args, add_space_args, evolution_from_args
 from hat.config import HatArgumentParser
 from hat.data.dataset import DataDir
 from hat.errors import HatError
-from hat.fsutil import atomic_write
-from hat.latency.dataset import RUNTIMES, MeasureSettings
+from hat.fsutil import atomic_write, file_sha256
+from hat.latency.dataset import RUNTIMES
 from hat.latency.predictor import load_predictor
 from hat.search.evolution import Evolution, EvolutionConfig, LatencyCheck
-from hat.search.fitness import Fitness
+from hat.search.fitness import Fitness, fitness_inputs
 from hat.search.pareto import pareto_search, plot_front
-from hat.search.verify import verify_top
+from hat.search.verify import dataset_measure, reference_of, verify_top
 from hat.space import SUPERNET_KEYS
 from hat.train.checkpoints import load_supernet
 
@@ -59,11 +61,13 @@ def build_parser() -> HatArgumentParser:
     g.add_argument("--pareto", action="store_true", help="NSGA-II over (loss, predicted latency) instead")
     g.add_argument("--pareto-params", action="store_true", help="Pareto: #params as a third objective")
     g.add_argument("--verify-top", type=int, default=0, metavar="K", help="time the final top K on this device")
-    g.add_argument("--sentence-length", type=int, default=30, help="--verify-top: dummy sentence length")
-    g.add_argument("--beam", type=int, default=5, help="--verify-top: beam size")
-    g.add_argument("--latiter", type=int, default=10, help="--verify-top: timed runs")
-    g.add_argument("--runtime", choices=RUNTIMES, default="torch",
-                   help="--verify-top: the runtime the model ships on (its predictor should match)")
+    g.add_argument("--sentence-length", type=int,
+                   help="--verify-top: dummy sentence length (default: the dataset's, else 30)")
+    g.add_argument("--beam", type=int, help="--verify-top: beam (default: the dataset's, else 5)")
+    g.add_argument("--latiter", type=int,
+                   help="--verify-top: timed runs (default: the dataset's, else 10)")
+    g.add_argument("--runtime", choices=RUNTIMES,
+                   help="--verify-top: the runtime it ships on (default: the dataset's, else torch)")
     g.add_argument("--latgpu", action="store_true", help="--verify-top on the GPU (and evaluate there)")
     g.add_argument("--cpu", action="store_true", help="evaluate on the CPU even if CUDA is available")
     g.add_argument("--no-progress-bar", action="store_true")
@@ -121,8 +125,11 @@ def run(args: argparse.Namespace) -> None:
         print(f"Pareto front of {len(front)} -> {out} (+ .png); {fitness.evaluations} evaluations, "
               f"{time.time() - start:.0f} s")
         return
+    inputs = {**fitness_inputs(args.restore_file, data, args.valid_subset, args.max_tokens, args.valid_cnt_max),
+              "predictor": file_sha256(args.ckpt_path), "predictor_norms": [args.feature_norm, args.lat_norm]}
     evolution = Evolution(space, fitness, latency, cfg, state_path=search_dir / "search_state.json",
-                          log_path=search_dir / "search_log.jsonl", progress=not args.no_progress_bar)
+                          log_path=search_dir / "search_log.jsonl", progress=not args.no_progress_bar,
+                          inputs=inputs)
     evolution.restore()
     budgets = sorted(args.latency_constraint)
     results = []
@@ -132,16 +139,22 @@ def run(args: argparse.Namespace) -> None:
         ranked = evolution.best_within(budget)
         best, verified = ranked[0], []
         if args.verify_top:
-            measure = MeasureSettings(args.sentence_length, args.beam, args.latiter, 2, device, runtime=args.runtime)
-            best, verified = verify_top(ranked, budget, args.verify_top, net.export, measure)
+            measure = dataset_measure(predictor.meta, device, sentence_length=args.sentence_length,
+                                      beam=args.beam, iters=args.latiter, runtime=args.runtime)
+            best, verified = verify_top(ranked, budget, args.verify_top, net.export, measure,
+                                        **reference_of(predictor.meta))
         path = output_path(args.write_config_path, budget, len(budgets) > 1)
         best.arch.to_yaml(path, header=f"found by hat search: budget {budget:g} ms, predicted {best.latency_ms:.1f} ms, "
                                        f"validation loss {best.loss:.4f} (inherited weights)")
         results.append({"budget_ms": budget, **best.to_dict(), "config_path": str(path), "verified": verified})
-        print(f"budget {budget:g} ms: loss {best.loss:.3f}, predicted {best.latency_ms:.1f} ms -> {path}")
+        print(f"budget {budget:g} ms: loss {best.loss:.3f}, predicted {best.latency_ms:.1f} "
+              f"± {best.latency_std_ms:.1f} ms -> {path}")
         for r in verified:
+            drift = (f"  normalized {r['normalized_ms']:.1f} ms  drift x{r['drift']:.2f}"
+                     if r["drift"] is not None else "")
+            verdict = "ok" if r["meets_budget"] else "OVER BUDGET"
             print(f"   verify: loss {r['loss']:.3f}  predicted {r['predicted_ms']:.1f} ms  measured "
-                  f"{r['measured_ms']:.1f} ms  {'ok' if r['meets_budget'] else 'OVER BUDGET'}")
+                  f"{r['measured_ms']:.1f} ms{drift}  {verdict}")
     summary = {"results": results, "evaluations": fitness.evaluations, "fitness_requests": fitness.requests,
                "evaluations_saved": fitness.saved, "seconds": time.time() - start}
     print(f"{fitness.evaluations} fitness evaluations for {fitness.requests} requests "

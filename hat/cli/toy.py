@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from typing import Sequence
 
 from hat.cli import run_command
@@ -25,6 +26,9 @@ def run(args: argparse.Namespace) -> None:
     for name in ("train_size", "valid_size", "test_size"):
         if getattr(args, name) <= 0:
             raise HatError(f"--{name.replace('_', '-')} must be positive")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise HatError(f"--out {args.out} is a file, not a directory: give a directory for "
+                       f"the splits")
     start = time.time()
     sizes = write_toy_task(args.out, args.train_size, args.valid_size, args.test_size, args.seed)
     print(f"wrote toy task {SOURCE_LANG}->{TARGET_LANG} to {args.out}: "

@@ -36,7 +36,9 @@ def add_training_args(p: HatArgumentParser) -> None:
     g = p.add_argument_group("training (fairseq/HAT names)")
     g.add_argument("--data", required=True, help="data directory written by `hat preprocess`")
     g.add_argument("--save-dir", default="checkpoints", help="where checkpoints and train_log.jsonl go")
-    g.add_argument("--restore-file", default="checkpoint_last.pt", help="checkpoint to resume from (in --save-dir)")
+    g.add_argument("--restore-file", default="checkpoint_last.pt",
+                   help="checkpoint to resume from: the default name is looked up in --save-dir, "
+                        "any other path is used as given (fairseq's rule)")
     g.add_argument("--train-subtransformer", action="store_true",
                    help="train the SubTransformer of --configs alone (compact model, from scratch)")
     g.add_argument("--max-tokens", type=int, default=4096, help="tokens per batch, padding included")

@@ -95,6 +95,25 @@ class ParallelDataset:
         )
 
 
+def _read_metadata(meta_file: Path) -> dict:
+    """metadata.json of a data directory; a damaged file raises HatError naming it."""
+    fix = "re-run `hat preprocess` (or restore the file)"
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise HatError(f"{meta_file} is not valid JSON ({e}); {fix}") from None
+    if not isinstance(meta, dict):
+        raise HatError(f"{meta_file} is not valid JSON metadata (a {type(meta).__name__}); {fix}")
+    if "format_version" not in meta:
+        return meta  # an older format: the version check names it
+    missing = [k for k in ("source_lang", "target_lang", "vocab_size", "splits") if k not in meta]
+    if missing:
+        raise HatError(f"{meta_file} lacks {', '.join(missing)}; {fix}")
+    if not isinstance(meta["vocab_size"], int) or not isinstance(meta["splits"], (dict, list)):
+        raise HatError(f"{meta_file}: vocab_size or splits has the wrong type; {fix}")
+    return meta
+
+
 class DataDir:
     """A directory written by `hat preprocess`: metadata, tokenizer and splits."""
 
@@ -104,13 +123,13 @@ class DataDir:
         if not meta_file.is_file():
             raise HatError(f"{self.path} is not a hat data directory (no metadata.json); "
                            f"create it with `hat preprocess`")
-        self.metadata = json.loads(meta_file.read_text(encoding="utf-8"))
+        self.metadata = _read_metadata(meta_file)
         if self.metadata.get("format_version") != FORMAT_VERSION:
             raise HatError(f"{self.path}: data format version {self.metadata.get('format_version')} "
                            f"is not {FORMAT_VERSION}; re-run `hat preprocess`")
         self.source_lang = self.metadata["source_lang"]
         self.target_lang = self.metadata["target_lang"]
-        self.vocab_size = int(self.metadata["vocab_size"])
+        self.vocab_size = self.metadata["vocab_size"]
         self._tokenizer: Tokenizer | None = None
 
     @property
@@ -122,6 +141,11 @@ class DataDir:
     @property
     def splits(self) -> list[str]:
         return list(self.metadata["splits"])
+
+    def split_files(self, name: str) -> list[Path]:
+        """The token and offset arrays of split `name` (what its contents are made of)."""
+        return [self.path / f"{name}.{lang}.{part}.npy" for lang in (self.source_lang, self.target_lang)
+                for part in ("tokens", "offsets")]
 
     def split(self, name: str) -> ParallelDataset:
         if name not in self.metadata["splits"]:

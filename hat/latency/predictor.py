@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from hat.checkpoint import load_checkpoint, save_checkpoint
+from hat.checkpoint import load_checkpoint, load_weights, require_entries, save_checkpoint
 from hat.errors import HatError
 from hat.latency.features import cost_terms_from_hat, hat_features, per_layer_features
+from hat.latency.measure import pinned
 from hat.space import ArchConfig
 
 PREDICTOR_FORMAT = "hat.latency_predictor"
@@ -70,6 +71,9 @@ def regression_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     ape = np.abs(pred - true) / np.abs(true) * 100
     return {"rmse": float(np.sqrt(np.mean((pred - true) ** 2))), "mape": float(ape.mean()),
             "max_ape": float(ape.max()), "kendall_tau": kendall_tau(pred, true), "spearman": spearman(pred, true)}
+
+
+MIN_SPLIT_ROWS = 16  # the fewest rows whose 8:1:1 split leaves 2 in valid and test (rank metrics)
 
 
 def split_indices(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -144,6 +148,9 @@ def load_predictor(path: str, feature_norm: list[float] | None = None, lat_norm:
     are required). Given norms must agree with a self-describing file's."""
     payload = load_checkpoint(path)
     if payload.get("format") == PREDICTOR_FORMAT:
+        require_entries(payload, path, ("kind", "feature_set", "feature_norm", "lat_norm",
+                                        "hidden_dim", "hidden_layer_num", "layer_counts",
+                                        "physics", "nets"))
         # HAT's feature-norm / lat-norm keys describe HAT-feature MLPs; a mismatch would silently
         # shift every prediction, so it is an error (other predictors carry their own norms)
         if payload["feature_set"] == "hat10" and feature_norm is not None \
@@ -155,7 +162,7 @@ def load_predictor(path: str, feature_norm: list[float] | None = None, lat_norm:
         nets = []
         for state in payload["nets"]:
             net = HatNet(len(payload["feature_norm"]), payload["hidden_dim"], payload["hidden_layer_num"])
-            net.load_state_dict(state)
+            load_weights(net, state, path, hint=" it describes")
             nets.append(net)
         physics = payload["physics"]
         return Predictor(payload["kind"], payload["feature_set"], payload["feature_norm"], payload["lat_norm"], nets,
@@ -170,7 +177,7 @@ def load_predictor(path: str, feature_norm: list[float] | None = None, lat_norm:
     hidden = payload["first_layer.weight"].shape[0]
     n_layers = len({k.split(".")[1] for k in payload if k.startswith("layers.")})
     net = HatNet(payload["first_layer.weight"].shape[1], hidden, n_layers)
-    net.load_state_dict(payload)
+    load_weights(net, payload, path, hint=" of HAT's latency predictor")
     if len(feature_norm) != net.first_layer.in_features:
         raise HatError(f"--feature-norm has {len(feature_norm)} values but {path} takes "
                        f"{net.first_layer.in_features} features")
@@ -243,25 +250,28 @@ def train_ensemble(features: np.ndarray, cost_terms: np.ndarray, latency: np.nda
     x = torch.as_tensor(np.asarray(features) / np.asarray(feature_norm), dtype=torch.float32)
     target = torch.as_tensor(np.log(np.asarray(latency) / base), dtype=torch.float32)
     nets, boots = [], []
-    for m in range(members):
-        torch.manual_seed(seed * 100 + m)
-        gen = torch.Generator().manual_seed(seed * 100 + m)
-        boot = torch.randint(0, len(x), (len(x),), generator=gen)  # bootstrap sample per member
-        boots.append(boot)
-        net = HatNet(x.shape[1], hidden_dim, hidden_layer_num)
-        nn.init.zeros_(net.predict.weight)
-        nn.init.zeros_(net.predict.bias)
-        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-        batches = _batches(len(boot), min(256, len(boot)), gen)
-        for _ in range(steps):
-            idx = boot[next(batches)]
-            loss = torch.mean(torch.abs(net(x[idx]) - target[idx]))  # L1 in log space ~ relative error
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        nets.append(net.eval())
+    # One thread: a tiny MLP gains nothing from intra-op threads, and on a busy 2-core host two
+    # threads made this 6-19x slower (186 s vs 10-28 s for 2,500 steps, side by side).
+    with pinned(threads=1):
+        for m in range(members):
+            torch.manual_seed(seed * 100 + m)
+            gen = torch.Generator().manual_seed(seed * 100 + m)
+            boot = torch.randint(0, len(x), (len(x),), generator=gen)  # bootstrap sample per member
+            boots.append(boot)
+            net = HatNet(x.shape[1], hidden_dim, hidden_layer_num)
+            nn.init.zeros_(net.predict.weight)
+            nn.init.zeros_(net.predict.bias)
+            opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+            batches = _batches(len(boot), min(256, len(boot)), gen)
+            for _ in range(steps):
+                idx = boot[next(batches)]
+                loss = torch.mean(torch.abs(net(x[idx]) - target[idx]))  # L1 in log space ~ relative error
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+            nets.append(net.eval())
     alpha = oob_shrinkage(nets, boots, x, target)
     with torch.no_grad():  # the correction is linear in the last layer: scale it there
         for net in nets:

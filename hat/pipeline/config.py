@@ -9,7 +9,9 @@ from hat.cli.args import (add_evolution_args, add_model_args, add_space_args, ev
                           settings_from_args, space_from_args)
 from hat.config import HatArgumentParser
 from hat.errors import HatError
+from hat.generate import MAX_LEN_A, MAX_LEN_B
 from hat.latency.dataset import MeasureSettings
+from hat.latency.predictor import MIN_SPLIT_ROWS
 from hat.search.evolution import EvolutionConfig
 from hat.space import SearchSpace
 from hat.train.schedule import SCHEDULERS, ScheduleConfig
@@ -40,6 +42,8 @@ class PipelineConfig:
     verify_top: int = 3
     gen_beam: int = 5
     lenpen: float = 1.0
+    max_len_a: float = MAX_LEN_A
+    max_len_b: int = MAX_LEN_B
     baselines: int = 4
 
     def settings(self, vocab_size: int) -> ModelSettings:
@@ -102,6 +106,8 @@ def build_parser(prog: str, description: str) -> HatArgumentParser:
     g = p.add_argument_group("test")
     g.add_argument("--gen-beam", type=int, default=5, help="beam for the BLEU test")
     g.add_argument("--lenpen", type=float, default=1.0)
+    g.add_argument("--max-len-a", type=float, default=MAX_LEN_A, help="max output length = a * source + b")
+    g.add_argument("--max-len-b", type=int, default=MAX_LEN_B)
     g.add_argument("--baselines", type=int, default=4, help="plain Transformers scaled down from the largest")
     add_space_args(p)
     add_model_args(p)
@@ -116,6 +122,9 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     for name in ("supernet_max_update", "subtransformer_max_update", "lat_dataset_size", "latiter"):
         if getattr(args, name) < 1:
             raise HatError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.lat_dataset_size < MIN_SPLIT_ROWS:
+        raise HatError(f"--lat-dataset-size {args.lat_dataset_size}: the latency predictor needs at least "
+                       f"{MIN_SPLIT_ROWS} rows for its train/valid/test split")
     if args.fp16 and not args.latgpu:
         raise HatError("--fp16 trains on the GPU: add --latgpu, or use --bf16 on the CPU")
     if not 0 < args.finetune_fraction <= 1:
@@ -140,4 +149,5 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
         finetune_inherited=args.finetune_inherited, finetune_fraction=args.finetune_fraction, measure=measure,
         lat_dataset_size=args.lat_dataset_size, evolution=evolution, budgets_ms=args.latency_constraint or [],
         budget_fractions=[] if args.latency_constraint else args.latency_constraint_fraction,
-        verify_top=args.verify_top, gen_beam=args.gen_beam, lenpen=args.lenpen, baselines=args.baselines)
+        verify_top=args.verify_top, gen_beam=args.gen_beam, lenpen=args.lenpen, max_len_a=args.max_len_a,
+        max_len_b=args.max_len_b, baselines=args.baselines)

@@ -50,9 +50,10 @@ def plot_predicted_vs_measured(results: dict, path: Path) -> None:
     pts = results["predictor"]["test_points"]
     ax.scatter([m for m, _ in pts], [p for _, p in pts], s=14, alpha=0.7, label="latency dataset, test split")
     verified = [v for r in results["search"]["results"] for v in r["verified"]]
-    ax.scatter([v["measured_ms"] for v in verified], [v["predicted_ms"] for v in verified], marker="*", s=90,
+    measured = [v.get("decided_ms", v["measured_ms"]) for v in verified]  # normalized when a reference was timed
+    ax.scatter(measured, [v["predicted_ms"] for v in verified], marker="*", s=90,
                c="C3", label="search candidates (--verify-top)")
-    values = [x for m, p in pts for x in (m, p)] + [x for v in verified for x in (v["measured_ms"], v["predicted_ms"])]
+    values = [x for m, p in pts for x in (m, p)] + measured + [v["predicted_ms"] for v in verified]
     lo, hi = min(values), max(values)
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="predicted = measured")
     m = results["predictor"]["test"]

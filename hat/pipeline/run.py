@@ -2,9 +2,13 @@
 
 data -> supernet -> latency -> predictor -> search -> models (found + baselines) -> evaluate -> report
 
-A stage is skipped when its `done.json` exists (written atomically at its end); a stage
-that was interrupted resumes from its own checkpoints (training), rows (latency dataset)
-or state (search). So a killed pipeline, re-run, finishes with the same results.
+Each stage records its inputs in `done.json` (written atomically at its end): the hash of its
+own settings and the identity of each upstream stage (whose record holds the digests of its
+outputs). A stage is skipped only when these match; otherwise it reruns from scratch, and so
+does everything downstream of it, with one log line saying why. A stage that was interrupted
+resumes from its own checkpoints (training), rows (latency dataset) or state (search) when its
+inputs are the same (`inputs.json`, written as it starts). So a killed pipeline, re-run,
+finishes with the same results, and a changed setting never reuses stale work.
 """
 from __future__ import annotations
 
@@ -12,9 +16,10 @@ import dataclasses
 import json
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -23,7 +28,7 @@ from hat.data.dataset import DataDir
 from hat.data.preprocess import preprocess
 from hat.data.toy import write_toy_task
 from hat.evaluate import translate_dataset
-from hat.fsutil import atomic_write
+from hat.fsutil import atomic_write, file_sha256, json_sha256
 from hat.latency.dataset import Timer, collect, load_table, protocol_timer
 from hat.latency.features import cost_terms_from_hat, per_layer_features, per_layer_norm
 from hat.latency.predictor import load_predictor, regression_metrics, split_indices, train_ensemble
@@ -31,8 +36,8 @@ from hat.pipeline.baselines import baseline_family
 from hat.pipeline.config import PipelineConfig
 from hat.profile import count_flops
 from hat.search.evolution import Evolution, LatencyCheck
-from hat.search.fitness import Fitness
-from hat.search.verify import verify_top
+from hat.search.fitness import Fitness, fitness_inputs
+from hat.search.verify import reference_of, verify_top
 from hat.space import ArchConfig
 from hat.supernet import SuperTransformer
 from hat.train.checkpoints import load_model, load_supernet
@@ -51,39 +56,91 @@ class Pipeline:
         self.dir = Path(cfg.run_dir)
         self.device = torch.device(cfg.measure.device)
         self.world = DistInfo(device=self.device)
+        self._identity: dict[str, str] = {}  # stage -> sha256 of its done record
 
     # --- stage bookkeeping ----------------------------------------------------------------
-    def stage(self, name: str, fn: Callable[[Path], dict]) -> dict:
-        """Run `fn(stage_dir)` unless the stage is done; return its result."""
+    def stage(self, name: str, fn: Callable[[Path], dict], settings: dict,
+              upstream: Sequence[str] = ()) -> dict:
+        """Run `fn(stage_dir)` unless the stage is done with the same inputs; return its result."""
         path = self.dir / name
-        done = path / "done.json"
-        if done.exists():
+        inputs = {"settings": json_sha256(settings), **{f"upstream {u}": self._identity[u] for u in upstream}}
+        done, started = path / "done.json", path / "inputs.json"
+        record = _read_json(done)
+        if record is not None and record.get("inputs") == inputs:
             log.info("stage %-13s done (skipped)", name)
-            return json.loads(done.read_text())
-        log.info("stage %-13s running", name)
+            self._identity[name] = json_sha256(record)
+            return record["result"]
+        previous = record["inputs"] if record is not None and "inputs" in record else _read_json(started)
+        if previous is not None and previous != inputs:
+            log.info("stage %-13s reruns: %s changed", name, ", ".join(_changed(previous, inputs)))
+            shutil.rmtree(path)
+        elif record is not None:
+            log.info("stage %-13s reruns: its done.json records no inputs", name)
+            shutil.rmtree(path)
+        else:
+            log.info("stage %-13s running", name)
         path.mkdir(parents=True, exist_ok=True)
+        with atomic_write(started) as f:
+            json.dump(inputs, f)
         start = time.time()
         result = fn(path)
+        record = {"inputs": inputs, "result": result}
         with atomic_write(done) as f:
-            json.dump(result, f, indent=1)
+            json.dump(record, f, indent=1)
         with open(self.dir / "pipeline_log.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps({"stage": name, "seconds": round(time.time() - start, 1)}) + "\n")
+        self._identity[name] = json_sha256(record)
         return result
 
     def run(self) -> dict:
         """Every stage in order; the results the report is made of."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        results = {"data": self.stage("data", self.prepare_data)}
-        results["supernet"] = self.stage("supernet", self.train_supernet)
-        results["latency"] = self.stage("latency", self.collect_latency)
-        results["predictor"] = self.stage("predictor", self.train_predictor)
-        results["search"] = self.stage("search", self.search)
+        c = self.cfg
+        results = {"data": self.stage("data", self.prepare_data, self._data_settings())}
+        model = dataclasses.asdict(c.settings(results["data"]["vocab_size"]))
+        recipe = {"model": model, "train": dataclasses.asdict(c.train)}
+        results["supernet"] = self.stage(
+            "supernet", self.train_supernet,
+            {**recipe, "space": c.space.to_hat_dict(), "updates": c.supernet_updates, "sampling": c.sampling},
+            ["data"])
+        results["latency"] = self.stage(
+            "latency", self.collect_latency,
+            {"space": c.space.to_hat_dict(), "model": model, "measure": dataclasses.asdict(c.measure),
+             "rows": c.lat_dataset_size, "seed": c.train.seed})
+        results["predictor"] = self.stage("predictor", self.train_predictor, {"seed": c.train.seed}, ["latency"])
+        results["search"] = self.stage(
+            "search", self.search,
+            {"evolution": dataclasses.asdict(c.evolution), "budgets_ms": c.budgets_ms,
+             "budget_fractions": c.budget_fractions, "verify_top": c.verify_top,
+             "measure": dataclasses.asdict(c.measure), "max_tokens": c.train.max_tokens},
+            ["data", "supernet", "predictor"])
         models = {f"hat@{r['budget_ms']:.1f}ms": r["arch"] for r in results["search"]["results"]}
-        models.update({name: arch.to_dict() for name, arch in baseline_family(self.cfg.space, self.cfg.baselines).items()})
-        results["models"] = {name: self.stage(f"models/{name}", self._trainer_for(name, arch))
-                             for name, arch in models.items()}
-        results["evaluate"] = self.stage("evaluate", lambda d: self.evaluate(models, d))
+        models.update({name: arch.to_dict() for name, arch in baseline_family(c.space, c.baselines).items()})
+        results["models"] = {}
+        for name, arch in models.items():
+            inherited = name.startswith("hat@") and c.finetune_inherited
+            settings = {**recipe, "arch": arch, "updates": c.subtransformer_updates,
+                        "finetune_fraction": c.finetune_fraction if inherited else None}
+            results["models"][name] = self.stage(f"models/{name}", self._trainer_for(name, arch), settings,
+                                                 ["data"] + (["supernet"] if inherited else []))
+        results["evaluate"] = self.stage(
+            "evaluate", lambda d: self.evaluate(models, d),
+            {"models": sorted(models), "gen_beam": c.gen_beam, "lenpen": c.lenpen,
+             "max_len": [c.max_len_a, c.max_len_b],
+             "measure": dataclasses.asdict(c.measure), "max_tokens": c.train.max_tokens},
+            ["data"] + [f"models/{name}" for name in models])
         return results
+
+    def _data_settings(self) -> dict:
+        c = self.cfg
+        if c.toy:
+            return {"toy": list(c.toy_sizes), "vocab_size": c.vocab_size, "seed": c.train.seed}
+        files = {}
+        for key in ("trainpref", "validpref", "testpref"):
+            for lang in (c.raw["source_lang"], c.raw["target_lang"]):
+                f = Path(f"{c.raw[key]}.{lang}")
+                files[f"{key}.{lang}"] = file_sha256(f) if f.is_file() else None  # preprocess names it
+        return {"raw": c.raw, "raw_sha256": files, "vocab_size": c.vocab_size}
 
     # --- stages -------------------------------------------------------------------------------
     def prepare_data(self, out: Path) -> dict:
@@ -110,8 +167,9 @@ class Pipeline:
         trainer = Trainer(model, train_cfg, self._data(), sampler, self.world, meta)
         trainer.resume()
         valid = trainer.train()
+        checkpoint = save_dir / "checkpoint_last.pt"
         return {"updates": trainer.state.updates, "valid": {k: v for k, v in valid.items() if k.endswith("loss")},
-                "checkpoint": str(save_dir / "checkpoint_last.pt")}
+                "checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint)}
 
     def train_supernet(self, out: Path) -> dict:
         torch.manual_seed(self.cfg.train.seed)
@@ -125,7 +183,8 @@ class Pipeline:
         settings = self.cfg.settings(self._data().vocab_size)
         report = collect(self.cfg.space, settings, self.cfg.measure, out / "latency.csv", self.cfg.lat_dataset_size,
                          seed=self.cfg.train.seed, progress=self.progress, timer=self.timer)
-        return {"csv": str(out / "latency.csv"), "rows": self.cfg.lat_dataset_size, "drift": report}
+        return {"csv": str(out / "latency.csv"), "rows": self.cfg.lat_dataset_size, "drift": report,
+                "sha256": file_sha256(out / "latency.csv")}
 
     def train_predictor(self, out: Path) -> dict:
         table = load_table(self.dir / "latency/latency.csv")
@@ -138,8 +197,9 @@ class Pipeline:
         pred, _ = predictor.predict(feats[test], cost[test])
         metrics = regression_metrics(pred, table.latency[test])
         predictor.metrics = {"test": metrics}
+        predictor.meta = {"latency": "normalized" if table.normalized else "raw", **table.environment}
         predictor.save(str(out / "predictor.pt"))
-        return {"predictor": str(out / "predictor.pt"), "test": metrics,
+        return {"predictor": str(out / "predictor.pt"), "sha256": file_sha256(out / "predictor.pt"), "test": metrics,
                 "test_points": [[float(m), float(p)] for m, p in zip(table.latency[test], pred)]}
 
     def _budgets(self, latency: LatencyCheck) -> list[float]:
@@ -149,11 +209,15 @@ class Pipeline:
         return [round(lo + f * (hi - lo), 1) for f in sorted(self.cfg.budget_fractions)]
 
     def search(self, out: Path) -> dict:
-        net, _ = load_supernet(self.dir / "supernet/checkpoint_last.pt")
-        latency = LatencyCheck(load_predictor(str(self.dir / "predictor/predictor.pt")))
-        fitness = Fitness(net, self._data().split("valid"), self.cfg.train.max_tokens, device=self.device)
+        supernet_file, predictor_file = self.dir / "supernet/checkpoint_last.pt", self.dir / "predictor/predictor.pt"
+        net, _ = load_supernet(supernet_file)
+        latency = LatencyCheck(load_predictor(str(predictor_file)))
+        data = self._data()
+        fitness = Fitness(net, data.split("valid"), self.cfg.train.max_tokens, device=self.device)
+        inputs = {**fitness_inputs(supernet_file, data, "valid", self.cfg.train.max_tokens, None),
+                  "predictor": file_sha256(predictor_file)}
         evolution = Evolution(self.cfg.space, fitness, latency, self.cfg.evolution, out / "search_state.json",
-                              out / "search_log.jsonl", progress=self.progress)
+                              out / "search_log.jsonl", progress=self.progress, inputs=inputs)
         evolution.restore()
         budgets = self._budgets(latency)
         for budget in budgets:
@@ -161,7 +225,8 @@ class Pipeline:
         results = []
         for budget in budgets:
             ranked = evolution.best_within(budget)
-            best, verified = verify_top(ranked, budget, self.cfg.verify_top, net.export, self.cfg.measure, self.timer)
+            best, verified = verify_top(ranked, budget, self.cfg.verify_top, net.export, self.cfg.measure, self.timer,
+                                        **reference_of(latency.predictor.meta))
             best.arch.to_yaml(out / f"hat@{budget:.1f}ms.yml", header=f"hat pipeline: budget {budget} ms")
             results.append({"budget_ms": budget, **best.to_dict(), "verified": verified})
         c = self.cfg.evolution
@@ -193,7 +258,7 @@ class Pipeline:
             model.to(self.device)
             tr = translate_dataset(model, test, data.tokenizer, beam=self.cfg.gen_beam,
                                    max_tokens=self.cfg.train.max_tokens, len_penalty=self.cfg.lenpen,
-                                   device=self.device)
+                                   max_len_a=self.cfg.max_len_a, max_len_b=self.cfg.max_len_b, device=self.device)
             with atomic_write(out / f"{name}.hyp.txt") as f:
                 f.writelines(h + "\n" for h in tr.hypotheses)
             lat = self.timer(model, self.cfg.measure)
@@ -212,3 +277,16 @@ def summary_rows(results: dict[str, Any]) -> list[dict]:
         rows.append({"model": name, "kind": "HAT" if r else "baseline", "budget_ms": r["budget_ms"] if r else None,
                      "predicted_ms": round(r["latency_ms"], 2) if r else None, **ev})
     return rows
+
+
+def _read_json(path: Path) -> dict | None:
+    """A stage record, or None when absent or torn (the stage then reruns)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _changed(old: dict, new: dict) -> list[str]:
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

@@ -5,11 +5,14 @@ with inherited weights), then adds `mutation_size` children (each gene resampled
 probability `mutation_prob`) and `crossover_size` children (each gene from one of two
 parents); a child whose predicted latency is over the budget is never admitted. The
 state (population, iteration, random state, fitness cache) is saved atomically after every
-iteration, so a killed search resumes from its last completed iteration.
+iteration, so a killed search resumes from its last completed iteration; a state made from
+other inputs (supernet, predictor, data, validation or evolution settings) is never resumed.
 """
 from __future__ import annotations
 
 import json
+import logging
+import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -23,6 +26,9 @@ from hat.errors import HatError
 from hat.fsutil import atomic_write
 from hat.latency.predictor import Predictor
 from hat.space import ArchConfig, SearchSpace
+
+log = logging.getLogger(__name__)
+STATE_FORMAT = 2  # 2: populations are genes (1: SubTransformers)
 
 
 @dataclass(frozen=True)
@@ -67,12 +73,16 @@ class LatencyCheck:
         return self.bound(arch) <= budget
 
 
+Gene = tuple[int, ...]  # HAT's gene layout (SearchSpace.gene_choices): every layer of the supernet
+
+
 @dataclass
 class Candidate:
     arch: ArchConfig
     loss: float
     latency_ms: float
     latency_std_ms: float
+    gene: Gene | None = None  # the gene it was decoded from (entries of absent layers included)
 
     def to_dict(self) -> dict:
         return {"arch": self.arch.to_dict(), "loss": self.loss, "latency_ms": self.latency_ms,
@@ -82,59 +92,70 @@ class Candidate:
 class Evolution:
     def __init__(self, space: SearchSpace, fitness: Callable[[ArchConfig], float], latency: LatencyCheck,
                  cfg: EvolutionConfig, state_path: Path | None = None, log_path: Path | None = None,
-                 progress: bool = True):
+                 progress: bool = True, inputs: dict | None = None):
+        """`inputs` identifies everything that decides a fitness or a predicted latency (file
+        digests of the supernet, the predictor and the data, the validation settings): a saved
+        state made from other inputs is never resumed."""
         cfg.check()
         self.space, self.fitness, self.latency, self.cfg = space, fitness, latency, cfg
         self.state_path, self.log_path, self.progress = state_path, log_path, progress
+        self.inputs = json.loads(json.dumps(inputs or {}))
         self.choices = space.gene_choices()
         self.seen: dict[ArchConfig, Candidate] = {}  # every SubTransformer evaluated, any budget
 
     # --- genetic operators ----------------------------------------------------------------
-    def _admit(self, gene: list[int], budget: float) -> ArchConfig | None:
+    # The population is a list of genes, not of SubTransformers: as in HAT, the entries of layers
+    # a gene does not use are kept through mutation and crossover, so a later mutation that adds
+    # a layer brings them back.
+    def _admit(self, gene: Gene, budget: float) -> ArchConfig | None:
         try:
             arch = self.space.from_gene(gene)
         except HatError:  # e.g. attention to more encoder layers than the child has
             return None
         return arch if self.latency.meets(arch, budget) else None
 
-    def _fill(self, n: int, make: Callable[[], list[int]], budget: float, what: str) -> list[ArchConfig]:
-        out: list[ArchConfig] = []
+    def _fill(self, n: int, make: Callable[[], Gene], budget: float, what: str) -> list[Gene]:
+        out: list[Gene] = []
         for _ in range(self.cfg.max_tries):
             if len(out) == n:
                 return out
-            arch = self._admit(make(), budget)
-            if arch is not None:
-                out.append(arch)
+            gene = tuple(make())
+            if self._admit(gene, budget) is not None:
+                out.append(gene)
         if len(out) < n:
             smallest = self.latency.bound(self.space.smallest())
             raise HatError(f"budget {budget:g} ms is too tight: {self.cfg.max_tries} {what} gave only {len(out)} of {n} "
                            f"SubTransformers within it (the smallest SubTransformer is predicted at {smallest:.1f} ms)")
         return out
 
-    def random_population(self, rng: random.Random, budget: float) -> list[ArchConfig]:
-        return self._fill(self.cfg.population_size, lambda: self.space.to_gene(self.space.sample(rng)), budget,
-                          "random samples")
+    def random_gene(self, rng: random.Random) -> Gene:
+        """A random SubTransformer (the space's sampler) with random entries for its absent layers."""
+        return tuple(self.space.to_gene(self.space.sample(rng), absent=rng.choice))
 
-    def mutate(self, rng: random.Random, parents: list[ArchConfig], budget: float) -> list[ArchConfig]:
+    def random_population(self, rng: random.Random, budget: float) -> list[Gene]:
+        return self._fill(self.cfg.population_size, lambda: self.random_gene(rng), budget, "random samples")
+
+    def mutate(self, rng: random.Random, parents: list[Gene], budget: float) -> list[Gene]:
         def make() -> list[int]:
-            gene = self.space.to_gene(rng.choice(parents))
+            gene = rng.choice(parents)
             return [rng.choice(opts) if rng.random() < self.cfg.mutation_prob else g
                     for g, opts in zip(gene, self.choices)]
         return self._fill(self.cfg.mutation_size, make, budget, "mutations")
 
-    def crossover(self, rng: random.Random, parents: list[ArchConfig], budget: float) -> list[ArchConfig]:
+    def crossover(self, rng: random.Random, parents: list[Gene], budget: float) -> list[Gene]:
         def make() -> list[int]:
             a, b = rng.sample(parents, 2)
-            return [rng.choice(pair) for pair in zip(self.space.to_gene(a), self.space.to_gene(b))]
+            return [rng.choice(pair) for pair in zip(a, b)]
         return self._fill(self.cfg.crossover_size, make, budget, "crossovers")
 
     # --- the loop ---------------------------------------------------------------------------
-    def _rank(self, population: list[ArchConfig]) -> list[Candidate]:
+    def _rank(self, population: list[Gene]) -> list[Candidate]:
         scored = []
-        for arch in population:
+        for gene in population:
+            arch = self.space.from_gene(gene)
             mean, std = self.latency(arch)
-            scored.append(Candidate(arch, self.fitness(arch), mean, std))
-            self.seen[arch] = scored[-1]
+            scored.append(Candidate(arch, self.fitness(arch), mean, std, gene))
+            self.seen.setdefault(arch, scored[-1])
         return sorted(scored, key=lambda c: c.loss)
 
     def best_within(self, budget: float) -> list[Candidate]:
@@ -157,7 +178,7 @@ class Evolution:
         t0 = time.time()
         for it in range(start, self.cfg.evo_iter):
             ranked = self._rank(population)
-            parents = [c.arch for c in ranked[:self.cfg.parent_size]]
+            parents = [c.gene for c in ranked[:self.cfg.parent_size]]
             children = self.mutate(rng, parents, budget) + self.crossover(rng, parents, budget)
             self._log(budget, it + 1, ranked, time.time() - t0)
             population = parents + children
@@ -186,30 +207,51 @@ class Evolution:
 
     # --- resumable state ----------------------------------------------------------------------
     def _fingerprint(self, budget: float) -> dict:
-        return {"budget": budget, "config": asdict(self.cfg), "space": self.space.to_hat_dict()}
+        return json.loads(json.dumps({"budget": budget, "config": asdict(self.cfg),
+                                      "space": self.space.to_hat_dict(), "format": STATE_FORMAT}))
 
-    def _save_state(self, budget: float, iteration: int, population: list[ArchConfig], rng: random.Random) -> None:
+    def _save_state(self, budget: float, iteration: int, population: list[Gene], rng: random.Random) -> None:
         if self.state_path is None:
             return
         states = self._read_states()
         states[f"{budget:g}"] = {"fingerprint": self._fingerprint(budget), "iteration": iteration,
-                                 "population": [a.to_dict() for a in population],
+                                 "population": [list(g) for g in population],
                                  "rng": _rng_to_json(rng.getstate())}
-        payload = {"states": states, "evaluated": [[a.to_dict(), c.loss] for a, c in self.seen.items()]}
+        payload = {"inputs": self.inputs, "states": states,
+                   "evaluated": [[a.to_dict(), c.loss] for a, c in self.seen.items()]}
         with atomic_write(self.state_path) as f:
             json.dump(payload, f)
 
-    def _read_states(self) -> dict:
+    def _read_payload(self) -> dict:
         if self.state_path is None or not self.state_path.exists():
             return {}
-        return json.loads(self.state_path.read_text())["states"]
+        try:
+            payload = json.loads(self.state_path.read_text())
+        except ValueError as e:
+            raise HatError(f"{self.state_path}: not a search state ({e}); delete it to start afresh") from None
+        if not isinstance(payload, dict) or not {"states", "evaluated"} <= payload.keys():
+            raise HatError(f"{self.state_path}: not a search state (no states / evaluated); delete it to "
+                           f"start afresh")
+        return payload
+
+    def _read_states(self) -> dict:
+        return self._read_payload().get("states", {})
 
     def restore(self) -> None:
-        """Reload what an earlier (killed) run of this search evaluated (and the fitness cache)."""
-        if self.state_path is None or not self.state_path.exists():
+        """Reload what an earlier (killed) run of this search evaluated into the fitness cache,
+        if that run had the same inputs; otherwise set its state aside and start fresh."""
+        payload = self._read_payload()
+        if not payload:
+            return
+        changed = _changed_keys(payload.get("inputs", {}), self.inputs)
+        if changed:
+            stale = self.state_path.with_name(self.state_path.name + ".stale")
+            os.replace(self.state_path, stale)
+            log.warning("search state %s was made with other inputs (%s changed): starting fresh (old state "
+                        "kept as %s)", self.state_path, ", ".join(changed), stale.name)
             return
         cache = getattr(self.fitness, "cache", None)
-        for arch_dict, loss in json.loads(self.state_path.read_text())["evaluated"]:
+        for arch_dict, loss in payload["evaluated"]:
             arch = ArchConfig.from_dict(arch_dict)
             self.seen[arch] = Candidate(arch, loss, *self.latency(arch))
             if cache is not None:
@@ -219,12 +261,19 @@ class Evolution:
         state = self._read_states().get(f"{budget:g}")
         if state is None:
             return None
-        if state["fingerprint"] != json.loads(json.dumps(self._fingerprint(budget))):
-            raise HatError(f"{self.state_path} belongs to a search with other settings; delete it or use another "
-                           f"--search-dir to start afresh")
+        if state["fingerprint"] != self._fingerprint(budget):
+            changed = _changed_keys(state["fingerprint"], self._fingerprint(budget))
+            log.warning("budget %g ms: the saved search used other settings (%s changed): searching afresh",
+                        budget, ", ".join(changed))
+            return None
         rng = random.Random()
         rng.setstate(_rng_from_json(state["rng"]))
-        return [ArchConfig.from_dict(a) for a in state["population"]], state["iteration"], rng
+        return [tuple(g) for g in state["population"]], state["iteration"], rng
+
+
+def _changed_keys(old: dict, new: dict) -> list[str]:
+    """The top-level keys whose values differ between two fingerprints (sorted)."""
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
 def _rng_to_json(state: tuple) -> list:

@@ -8,11 +8,13 @@ evenly over the length-sorted list (HAT kept the first ones: only the shortest s
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 
 from hat.data.batching import TokenBatcher
-from hat.data.dataset import ParallelDataset
+from hat.data.dataset import DataDir, ParallelDataset
+from hat.fsutil import file_sha256
 from hat.space import ArchConfig
 from hat.supernet import SuperTransformer
 from hat.train.criterion import label_smoothed_nll
@@ -58,3 +60,13 @@ class Fitness:
     def saved(self) -> int:
         """Evaluations the cache spared."""
         return self.requests - self.evaluations
+
+
+def fitness_inputs(supernet_file: str | Path, data: DataDir, subset: str, max_tokens: int,
+                   valid_cnt_max: int | None, label_smoothing: float = 0.1) -> dict:
+    """What decides a fitness value: the supernet's and the validation split's contents
+    (sha256) and the validation settings. A search resumes only when these are unchanged."""
+    return {"supernet": file_sha256(supernet_file),
+            "data": [file_sha256(f) for f in data.split_files(subset)],
+            "valid_subset": subset, "max_tokens": max_tokens, "valid_cnt_max": valid_cnt_max,
+            "label_smoothing": label_smoothing}

@@ -1,40 +1,84 @@
 """`--verify-top K`: time the best candidates on this device; never ship one over budget.
 
-The top K (by validation loss) are timed. If none meets the budget, the predictor
-under-estimates this device as it is now (drift, load, another runtime): the walk goes on
-down the ranking, skipping candidates whose prediction scaled by the worst measured/predicted
-ratio seen so far still breaks the budget, and timing the others until one meets it.
+The top K (by validation loss) are timed with the latency dataset's protocol and settings (the
+predictor's metadata), each interleaved with the dataset's reference SubTransformer. The
+reference's timing over its quiet-device calibration is the device's drift factor; the
+candidate's ratio to the reference x the calibration is its normalized latency, which the
+budget is decided on (the predictor learnt normalized latency): a slow hour does not reject a
+candidate, only the predictor's own error does. Without a reference (older predictors) the
+timed latency decides.
+
+If none meets the budget, the walk goes on down the ranking, skipping candidates whose
+prediction scaled by the worst measured/predicted ratio seen so far still breaks the budget,
+and timing the others until one meets it.
 """
 from __future__ import annotations
 
+import json
 import logging
-from typing import Callable
+import random
+import statistics
+from typing import Any, Callable
 
-from hat.latency.dataset import MeasureSettings, Timer, protocol_timer
+from hat.latency.dataset import MeasureSettings, Timer, interleaved, protocol_timer
 from hat.search.evolution import Candidate
 from hat.space import ArchConfig
 from hat.transformer import Transformer
 
 log = logging.getLogger(__name__)
+INT_KEYS = ("sentence_length", "beam", "iters", "warmup", "threads", "rounds")
+STR_KEYS = ("runtime", "cores", "protocol")
+
+
+def dataset_measure(meta: dict[str, Any], device: str, **override: Any) -> MeasureSettings:
+    """The latency dataset's protocol and settings (a predictor's metadata), on `device`;
+    `override` values that are not None win."""
+    values: dict[str, Any] = {"iters": 10, "warmup": 2}  # for predictors that record none
+    values.update({k: int(float(meta[k])) for k in INT_KEYS if meta.get(k) not in (None, "")})
+    values.update({k: str(meta[k]) for k in STR_KEYS if meta.get(k)})
+    values.update({k: v for k, v in override.items() if v is not None})
+    return MeasureSettings(device=device, **values)
+
+
+def reference_of(meta: dict[str, Any]) -> dict[str, Any]:
+    """verify_top's `reference` and `calibration_ms` from a predictor's metadata (or none)."""
+    if not meta.get("reference") or not meta.get("calibration_ms") or meta.get("latency") != "normalized":
+        return {}
+    return {"reference": ArchConfig.from_dict(json.loads(meta["reference"])),
+            "calibration_ms": float(meta["calibration_ms"])}
 
 
 def verify_top(candidates: list[Candidate], budget: float, k: int, build: Callable[[ArchConfig], Transformer],
-               measure: MeasureSettings, timer: Timer = protocol_timer,
-               max_extra: int = 20) -> tuple[Candidate, list[dict]]:
+               measure: MeasureSettings, timer: Timer = protocol_timer, max_extra: int = 20,
+               reference: ArchConfig | None = None, calibration_ms: float | None = None,
+               seed: int = 1) -> tuple[Candidate, list[dict]]:
     """Time the first `k` candidates (best first) and, if none meets `budget`, up to `max_extra`
     more chosen by the calibrated walk; return the best one measured within budget (else the
-    fastest measured) and the predicted-vs-measured report (one row per timed candidate)."""
+    fastest measured) and the report (one row per timed candidate: predicted, measured,
+    normalized latency and the device's drift factor). With `reference` and `calibration_ms`
+    the budget is decided on normalized latency, else on the timed latency."""
     report: list[dict] = []
+    ref_model = build(reference) if reference is not None and calibration_ms else None
+    rng = random.Random(seed)
 
     def time_one(c: Candidate) -> None:
-        measured = timer(build(c.arch), measure).total_ms
-        report.append({"loss": c.loss, "predicted_ms": c.latency_ms, "measured_ms": measured,
-                       "meets_budget": measured <= budget, "arch": c.arch.to_dict(), "top_k": len(report) < k})
+        model = build(c.arch)
+        row = {"loss": c.loss, "predicted_ms": c.latency_ms, "predicted_std_ms": c.latency_std_ms}
+        if ref_model is None:
+            measured = timer(model, measure).total_ms
+            row.update(measured_ms=measured, normalized_ms=None, reference_ms=None, drift=None, decided_ms=measured)
+        else:
+            res = interleaved(model, ref_model, measure, timer, rng)
+            row.update(measured_ms=res.latency.total_ms, normalized_ms=res.normalized_ms(calibration_ms),
+                       reference_ms=res.reference_ms, drift=res.reference_ms / calibration_ms,
+                       decided_ms=res.normalized_ms(calibration_ms))
+        report.append({**row, "meets_budget": row["decided_ms"] <= budget, "arch": c.arch.to_dict(),
+                       "top_k": len(report) < k})
 
     timed = list(candidates[:k])
     for c in timed:
         time_one(c)
-    ratio = max((r["measured_ms"] / r["predicted_ms"] for r in report), default=1.0)
+    ratio = max((r["decided_ms"] / r["predicted_ms"] for r in report), default=1.0)
     for c in candidates[k:]:
         if any(r["meets_budget"] for r in report) or len(timed) >= k + max_extra:
             break
@@ -42,15 +86,21 @@ def verify_top(candidates: list[Candidate], budget: float, k: int, build: Callab
             continue
         timed.append(c)
         time_one(c)
-        ratio = max(ratio, report[-1]["measured_ms"] / report[-1]["predicted_ms"])
+        ratio = max(ratio, report[-1]["decided_ms"] / report[-1]["predicted_ms"])
+    if ref_model is not None and report:
+        log.info("budget %g ms: device drift factor %.2f (reference %.1f ms now, %.1f ms "
+                 "calibrated); the budget is decided on normalized latency", budget,
+                 statistics.median(r["drift"] for r in report),
+                 statistics.median(r["reference_ms"] for r in report), calibration_ms)
     for c, r in zip(timed, report):
         if r["meets_budget"]:
             if not r["top_k"]:
-                log.warning("budget %g ms: the top %d measured over budget (worst measured/predicted %.2f); "
-                            "shipping the best candidate that measured within it", budget, k, ratio)
+                log.warning("budget %g ms: the top %d measured over budget (worst measured/predicted "
+                            "%.2f after drift); shipping the best candidate that measured within it",
+                            budget, k, ratio)
             return c, report
-    log.warning("budget %g ms: no candidate timed within budget (measured/predicted up to %.2f); returning the "
-                "fastest measured: re-collect the latency dataset on this device as it is now, or search with "
-                "--latency-std-k", budget, ratio)
-    fastest = min(range(len(report)), key=lambda i: report[i]["measured_ms"])
+    log.warning("budget %g ms: no candidate timed within budget (measured/predicted up to %.2f); "
+                "returning the fastest measured: re-collect the latency dataset on this device as it "
+                "is now, or search with --latency-std-k", budget, ratio)
+    fastest = min(range(len(report)), key=lambda i: report[i]["decided_ms"])
     return timed[fastest], report

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from hat.checkpoint import load_checkpoint, save_checkpoint
+from hat.checkpoint import load_checkpoint, load_weights, require_entries, save_checkpoint
 from hat.errors import HatError
 from hat.fsutil import fsync_dir
 from hat.quantize import QUANTIZED_FORMAT, load_quantized
@@ -96,6 +96,9 @@ def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
         if state.keys() != total.keys():
             raise HatError(f"{path} has different weights than {paths[0]}: cannot average them")
         for k, v in state.items():
+            if v.shape != total[k].shape:
+                raise HatError(f"{path}: {k} has shape {tuple(v.shape)}, {tuple(total[k].shape)} "
+                               f"in {paths[0]}: cannot average them")
             if v.is_floating_point():
                 total[k] += v.double()
     out = {k: v for k, v in first.items() if k not in ("optimizer", "scheduler", "scaler")}
@@ -110,9 +113,10 @@ def load_supernet(path: str | Path) -> tuple[SuperTransformer, dict[str, Any]]:
     payload = load_checkpoint(path)
     if payload.get("format") != TRAIN_FORMAT or payload.get("kind") != "supernet":
         raise HatError(f"{path} is not a SuperTransformer checkpoint written by `hat train`")
+    require_entries(payload, path, ("space", "settings", "model"))
     net = SuperTransformer(SearchSpace.from_hat_dict(payload["space"], source=str(path)),
                            ModelSettings.from_dict(payload["settings"]))
-    net.load_state_dict(payload["model"])
+    load_weights(net, payload["model"], path, hint=" of the space it describes")
     return net.eval(), payload
 
 
@@ -127,15 +131,20 @@ def load_model(path: str | Path, arch: ArchConfig | None = None) -> tuple[Transf
         return load_quantized(payload, path), payload
     if fmt != TRAIN_FORMAT:
         raise HatError(f"{path} is not a hat checkpoint (format: {fmt or 'none'})")
+    require_entries(payload, path, ("kind", "settings"))
     settings = ModelSettings.from_dict(payload["settings"])
     if payload["kind"] == "subtransformer":
+        require_entries(payload, path, ("arch", "model"))
         model = Transformer(ArchConfig.from_dict(payload["arch"]), settings)
-        model.load_state_dict(payload["model"])
+        load_weights(model, payload["model"], path, hint=" it describes")
         return model.eval(), payload
     if arch is None:
         raise HatError(f"{path} is a SuperTransformer: pass --configs SUB.yml to choose the SubTransformer")
     net, _ = load_supernet(path)
-    return net.export(arch).eval(), payload
+    try:
+        return net.export(arch).eval(), payload
+    except HatError as e:
+        raise HatError(f"{path}: the SubTransformer is outside its space: {e}") from None
 
 
 def move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:

@@ -33,6 +33,7 @@ from hat.train.schedule import ScheduleConfig, build_scheduler
 from hat.transformer import EncoderDecoder
 
 log = logging.getLogger(__name__)
+DEFAULT_RESTORE_FILE = "checkpoint_last.pt"  # looked up in --save-dir (fairseq's rule)
 LN2 = math.log(2)
 # Under autocast PyTorch picks cuDNN's SDPA, which builds a graph for every new (batch, length)
 # shape (~20 ms forward + ~28 ms backward per call on an H100): token-bucketed batches made fp16
@@ -76,7 +77,7 @@ class TrainConfig:
     distill_weight: float = 1.0  # sandwich: share of the distillation loss for the non-largest nets
     log_interval: int = 50
     progress_bar: bool = True
-    restore_file: str = "checkpoint_last.pt"
+    restore_file: str = DEFAULT_RESTORE_FILE
 
 
 @dataclass
@@ -99,6 +100,13 @@ class JsonlLog:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
                 f.flush()
+
+
+def restore_path(restore_file: str, save_dir: str | Path) -> Path:
+    """Where `--restore-file` points: the default name in `save_dir`, anything else as given."""
+    if restore_file == DEFAULT_RESTORE_FILE:
+        return Path(save_dir) / restore_file
+    return Path(restore_file)
 
 
 class Trainer:
@@ -145,22 +153,24 @@ class Trainer:
         raise HatError(f"unknown precision {p}")
 
     def resume(self) -> bool:
-        """Load `restore_file` (relative to save_dir) if it exists; True if resumed."""
-        path = Path(self.cfg.restore_file)
-        if not path.is_absolute() and not path.exists():
-            path = Path(self.cfg.save_dir) / path
-        if not path.exists():
-            return False
-        from hat.checkpoint import load_checkpoint
+        """Load the checkpoint to resume from if it exists; True if resumed.
 
-        payload = load_checkpoint(path, kind=TRAIN_FORMAT)
-        try:
-            self.model.load_state_dict(payload["model"])
-        except RuntimeError as e:
-            raise HatError(f"{path} does not match this model (different space or architecture?): "
-                           f"{str(e).splitlines()[0]}") from None
+        fairseq's rule: the default name (checkpoint_last.pt) is looked up in save_dir, any other
+        `restore_file` is a path as given (a stray file in the working directory is never used)."""
+        path = restore_path(self.cfg.restore_file, self.cfg.save_dir)
+        if not path.exists():
+            if self.cfg.restore_file != DEFAULT_RESTORE_FILE:  # fairseq trains from scratch too
+                log.warning("--restore-file %s not found: training from scratch", path)
+            return False
+        from hat.checkpoint import (load_checkpoint, load_optimizer_state, load_weights,
+                                    require_entries)
+
+        payload = load_checkpoint(path, kind=TRAIN_FORMAT, require=("model",))
+        load_weights(self.model, payload["model"], path,
+                     hint=" being trained (different space or architecture?)")
         if payload.get("optimizer") is not None:
-            self.optimizer.load_state_dict(payload["optimizer"])
+            require_entries(payload, path, ("scheduler", "train_state", "rng"))
+            load_optimizer_state(self.optimizer, payload["optimizer"], path)
             move_optimizer_state(self.optimizer, self.device)
             self.scheduler.load_state_dict(payload["scheduler"])
             if self.scaler is not None and payload.get("scaler"):
