@@ -1,4 +1,5 @@
 """HAT-style entry point: `python average_checkpoints.py ...` == `hat average ...`."""
+
 from hat.cli.average import main
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """HAT-style entry point: `python download_model.py --model-name=...` == `hat download ...`."""
+
 from hat.cli.download import main
 
 if __name__ == "__main__":

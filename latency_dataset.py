@@ -1,4 +1,5 @@
 """HAT-style entry point: `python latency_dataset.py --configs=...` == `hat latency-dataset ...`."""
+
 from hat.cli.latency_dataset import main
 
 if __name__ == "__main__":

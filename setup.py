@@ -1,4 +1,5 @@
 """Shim for `pip install --editable .` habits; all metadata lives in pyproject.toml."""
+
 from setuptools import setup
 
 setup()

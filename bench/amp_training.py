@@ -9,6 +9,7 @@ updates/s, target tokens/s, the speed-up over fp32 and the last training loss.
     python bench/amp_training.py --data data/binary/multi30k_en_de \
         --space configs/multi30k/supertransformer/space0.yml [--space other.yml] --updates 300
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,20 +32,38 @@ from hat.transformer import ModelSettings
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-def build_trainers(space: SearchSpace, data: DataDir, max_tokens: int, work: Path, seed: int) -> dict[str, Trainer]:
+def build_trainers(
+    space: SearchSpace, data: DataDir, max_tokens: int, work: Path, seed: int
+) -> dict[str, Trainer]:
     device = torch.device("cuda")
     torch.manual_seed(seed)
-    init = SuperTransformer(space, ModelSettings(vocab_size=data.vocab_size, qkv_dim=space.qkv_dim, dropout=0.1))
+    init = SuperTransformer(
+        space, ModelSettings(vocab_size=data.vocab_size, qkv_dim=space.qkv_dim, dropout=0.1)
+    )
     trainers = {}
     for precision in PRECISIONS:
         net = SuperTransformer(space, init.settings)
         net.load_state_dict(init.state_dict())
-        cfg = TrainConfig(save_dir=str(work / precision), max_tokens=max_tokens, precision=precision, seed=seed,
-                          schedule=ScheduleConfig("inverse_sqrt", lr=1e-3, warmup_updates=100, warmup_init_lr=1e-7),
-                          progress_bar=False, log_interval=10**9)
+        cfg = TrainConfig(
+            save_dir=str(work / precision),
+            max_tokens=max_tokens,
+            precision=precision,
+            seed=seed,
+            schedule=ScheduleConfig(
+                "inverse_sqrt", lr=1e-3, warmup_updates=100, warmup_init_lr=1e-7
+            ),
+            progress_bar=False,
+            log_interval=10**9,
+        )
         Path(cfg.save_dir).mkdir(parents=True)
-        trainers[precision] = Trainer(net, cfg, data, ConfigSampler(space, "uniform", seed), DistInfo(device=device),
-                                      {"kind": "supernet"})
+        trainers[precision] = Trainer(
+            net,
+            cfg,
+            data,
+            ConfigSampler(space, "uniform", seed),
+            DistInfo(device=device),
+            {"kind": "supernet"},
+        )
     return trainers
 
 
@@ -73,15 +92,21 @@ def run_space(space_path: str, data: DataDir, args: argparse.Namespace) -> dict:
     n_params = sum(x.numel() for x in trainers["fp32"].model.parameters())
     result = {"space": Path(space_path).name, "supernet_params": n_params, "timed_updates": timed}
     for p in PRECISIONS:
-        result[p] = {"updates_per_s": round(timed / seconds[p], 2), "tokens_per_s": round(tokens[p] / seconds[p]),
-                     "speedup_vs_fp32": round(seconds["fp32"] / seconds[p], 3), "last_loss": round(last[p], 3)}
+        result[p] = {
+            "updates_per_s": round(timed / seconds[p], 2),
+            "tokens_per_s": round(tokens[p] / seconds[p]),
+            "speedup_vs_fp32": round(seconds["fp32"] / seconds[p], 3),
+            "last_loss": round(last[p], 3),
+        }
     return result
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data", required=True)
-    p.add_argument("--space", action="append", required=True, help="HAT supertransformer YAML (repeatable)")
+    p.add_argument(
+        "--space", action="append", required=True, help="HAT supertransformer YAML (repeatable)"
+    )
     p.add_argument("--updates", type=int, default=300)
     p.add_argument("--round", type=int, default=50, help="updates per precision before switching")
     p.add_argument("--max-tokens", type=int, default=4096)
@@ -91,8 +116,17 @@ def main() -> None:
         raise SystemExit("error: this benchmark needs a CUDA device")
     data = DataDir(args.data)
     for space in args.space:
-        print(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-                          "max_tokens": args.max_tokens, **run_space(space, data, args)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "device": torch.cuda.get_device_name(),
+                    "torch": torch.__version__,
+                    "max_tokens": args.max_tokens,
+                    **run_space(space, data, args),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

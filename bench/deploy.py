@@ -20,6 +20,7 @@ intra-op threads as torch (`OMP_NUM_THREADS`, `torch.get_num_threads()`).
     python bench/deploy.py --path runs/m30k_base/checkpoint_best.pt \
         --data data/binary/multi30k_en_de
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,10 @@ from hat.transformer import Transformer
 def first(split: ParallelDataset, n: int) -> ParallelDataset:
     """The first `n` pairs of `split`."""
     n = min(n, len(split))
-    return ParallelDataset(TokenArray(split.src.tokens, split.src.offsets[:n + 1]),
-                           TokenArray(split.tgt.tokens, split.tgt.offsets[:n + 1]))
+    return ParallelDataset(
+        TokenArray(split.src.tokens, split.src.offsets[: n + 1]),
+        TokenArray(split.tgt.tokens, split.tgt.offsets[: n + 1]),
+    )
 
 
 def stored_weight(tensors: dict[str, Any], name: str, in_features: int) -> dict[str, torch.Tensor]:
@@ -107,8 +110,9 @@ def torchao_int8(dequantized: Transformer, tensors: dict[str, Any]) -> nn.Module
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--path", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--gen-subset", default="test")
@@ -131,14 +135,18 @@ def main() -> None:
     int8 = save_quantized(model, tmp / "int8.pt", "int8")["tensors"]
     dequantized = copy.deepcopy(model)
     dequantized.load_state_dict(dequantize_state(int8))
-    builders = {"int8": lambda: load_model(tmp / "int8.pt")[0],
-                "int8-old-per-tensor": lambda: old_int8(dequantized)}
+    builders = {
+        "int8": lambda: load_model(tmp / "int8.pt")[0],
+        "int8-old-per-tensor": lambda: old_int8(dequantized),
+    }
     if importlib.util.find_spec("torchao"):
         builders["int8-torchao"] = lambda: torchao_int8(dequantized, int8)
     for name, build in builders.items():
         models[name] = build()
-        info[name] = {"weights_bytes": storage_bytes(int8),
-                      "runs_stored_int8": runs_stored_int8(models[name], int8)}
+        info[name] = {
+            "weights_bytes": storage_bytes(int8),
+            "runs_stored_int8": runs_stored_int8(models[name], int8),
+        }
     kmeans = save_quantized(model, tmp / "kmeans4.pt", "kmeans", 4)["tensors"]
     models["kmeans4"] = load_model(tmp / "kmeans4.pt")[0]
     info["kmeans4"] = {"weights_bytes": storage_bytes(kmeans)}
@@ -147,9 +155,11 @@ def main() -> None:
         out = export_onnx(model, tmp / name, dynamo=dynamo)
         seconds = time.perf_counter() - start
         models[name] = OnnxTransformer(out, threads=torch.get_num_threads())  # as many as torch
-        info[name] = {"weights_bytes": sum(f.stat().st_size for f in out.glob("*.onnx")),
-                      "export_seconds": seconds,
-                      "max_abs_logprob_diff": max_logprob_difference(model, models[name])}
+        info[name] = {
+            "weights_bytes": sum(f.stat().st_size for f in out.glob("*.onnx")),
+            "export_seconds": seconds,
+            "max_abs_logprob_diff": max_logprob_difference(model, models[name]),
+        }
     subset = first(split, args.throughput_sentences)
     latency: dict[str, list[float]] = {name: [] for name in models}
     throughput: dict[str, list[float]] = {name: [] for name in models}
@@ -167,13 +177,20 @@ def main() -> None:
         reference = reference or tr.hypotheses
         lat, tput = statistics.median(latency[name]), statistics.median(throughput[name])
         same = sum(a == b for a, b in zip(reference, tr.hypotheses, strict=True))
-        row = {"runtime": name, **info[name],
-               "size_ratio_vs_fp32": fp32 / info[name]["weights_bytes"],
-               "sacrebleu": tr.sacrebleu, "identical_to_fp32": same, "sentences": len(split),
-               "latency_ms": lat, "speedup_vs_fp32": statistics.median(latency["fp32"]) / lat,
-               "throughput_sent_per_s": tput,
-               "throughput_vs_fp32": tput / statistics.median(throughput["fp32"]),
-               "threads": torch.get_num_threads(), "torch": torch.__version__}
+        row = {
+            "runtime": name,
+            **info[name],
+            "size_ratio_vs_fp32": fp32 / info[name]["weights_bytes"],
+            "sacrebleu": tr.sacrebleu,
+            "identical_to_fp32": same,
+            "sentences": len(split),
+            "latency_ms": lat,
+            "speedup_vs_fp32": statistics.median(latency["fp32"]) / lat,
+            "throughput_sent_per_s": tput,
+            "throughput_vs_fp32": tput / statistics.median(throughput["fp32"]),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        }
         print(json.dumps(row), flush=True)
 
 

@@ -41,6 +41,7 @@ completion, compare:
 A kill that lands after the process has already finished counts as not landed (its re-run is
 still compared). Child processes run with OMP_NUM_THREADS=--threads.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,26 +62,65 @@ REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 SPACE = {  # tests/conftest.py tiny_space(), HAT's keys
-    "encoder-embed-dim": 64, "decoder-embed-dim": 48, "encoder-ffn-embed-dim": 96,
-    "decoder-ffn-embed-dim": 80, "encoder-layers": 4, "decoder-layers": 3,
-    "encoder-attention-heads": 4, "decoder-attention-heads": 4, "qkv-dim": 32,
-    "encoder-embed-choice": [64, 48, 32], "decoder-embed-choice": [48, 32],
-    "encoder-ffn-embed-dim-choice": [96, 64], "decoder-ffn-embed-dim-choice": [80, 40],
-    "encoder-layer-num-choice": [4, 3], "decoder-layer-num-choice": [3, 2, 1],
-    "encoder-self-attention-heads-choice": [4, 2], "decoder-self-attention-heads-choice": [4, 2],
+    "encoder-embed-dim": 64,
+    "decoder-embed-dim": 48,
+    "encoder-ffn-embed-dim": 96,
+    "decoder-ffn-embed-dim": 80,
+    "encoder-layers": 4,
+    "decoder-layers": 3,
+    "encoder-attention-heads": 4,
+    "decoder-attention-heads": 4,
+    "qkv-dim": 32,
+    "encoder-embed-choice": [64, 48, 32],
+    "decoder-embed-choice": [48, 32],
+    "encoder-ffn-embed-dim-choice": [96, 64],
+    "decoder-ffn-embed-dim-choice": [80, 40],
+    "encoder-layer-num-choice": [4, 3],
+    "decoder-layer-num-choice": [3, 2, 1],
+    "encoder-self-attention-heads-choice": [4, 2],
+    "decoder-self-attention-heads-choice": [4, 2],
     "decoder-ende-attention-heads-choice": [4, 2, 1],
-    "decoder-arbitrary-ende-attn-choice": [-1, 1, 2]}
-TRAIN_KEYS = {"max-tokens": 600, "dropout": 0.2, "lr": 0.002, "warmup-updates": 20,
-              "warmup-init-lr": 1e-5, "log-interval": 1, "no-progress-bar": True, "cpu": True,
-              "seed": 3}
+    "decoder-arbitrary-ende-attn-choice": [-1, 1, 2],
+}
+TRAIN_KEYS = {
+    "max-tokens": 600,
+    "dropout": 0.2,
+    "lr": 0.002,
+    "warmup-updates": 20,
+    "warmup-init-lr": 1e-5,
+    "log-interval": 1,
+    "no-progress-bar": True,
+    "cpu": True,
+    "seed": 3,
+}
 TRAIN_UPDATES, LAT_ROWS = 100, 20
 PIPELINE_FLAGS = [  # tests/test_pipeline.py tiny_args
-    "--toy-train-size=1500", "--toy-valid-size=80", "--toy-test-size=60", "--vocab-size=400",
-    "--max-tokens=1500", "--supernet-max-update=25", "--subtransformer-max-update=12",
-    "--lat-dataset-size=16", "--latiter=1", "--lat-warmup=0", "--sentence-length=6",
-    "--evo-iter=2", "--population-size=8", "--parent-size=2", "--mutation-size=3",
-    "--crossover-size=3", "--latency-constraint-fraction", "0.3", "0.8", "--verify-top=1",
-    "--gen-beam=2", "--baselines=2", "--warmup-updates=5", "--dropout=0.1", "--max-len-b=12"]
+    "--toy-train-size=1500",
+    "--toy-valid-size=80",
+    "--toy-test-size=60",
+    "--vocab-size=400",
+    "--max-tokens=1500",
+    "--supernet-max-update=25",
+    "--subtransformer-max-update=12",
+    "--lat-dataset-size=16",
+    "--latiter=1",
+    "--lat-warmup=0",
+    "--sentence-length=6",
+    "--evo-iter=2",
+    "--population-size=8",
+    "--parent-size=2",
+    "--mutation-size=3",
+    "--crossover-size=3",
+    "--latency-constraint-fraction",
+    "0.3",
+    "0.8",
+    "--verify-top=1",
+    "--gen-beam=2",
+    "--baselines=2",
+    "--warmup-updates=5",
+    "--dropout=0.1",
+    "--max-len-b=12",
+]
 for _k, _v in SPACE.items():
     PIPELINE_FLAGS += [f"--{_k}"] + ([str(x) for x in _v] if isinstance(_v, list) else [str(_v)])
 
@@ -92,8 +132,9 @@ def proxy_timer(model, measure):
     from hat.latency.measure import Latency
 
     ms = proxy_cost(model.arch, measure.sentence_length, measure.beam, model.settings.qkv_dim) / 1e5
-    return Latency(ms * 0.2, ms * 0.8, 0.0, 0.0, "cpu", 1, measure.sentence_length, measure.beam,
-                   measure.iters)
+    return Latency(
+        ms * 0.2, ms * 0.8, 0.0, 0.0, "cpu", 1, measure.sentence_length, measure.beam, measure.iters
+    )
 
 
 def pipeline_child(argv: list[str]) -> int:
@@ -116,16 +157,22 @@ class Runner:
         """Run `cmd` to the end (stdout+stderr appended to `out`); seconds and exit status."""
         start = time.perf_counter()
         with open(out, "a") as f:
-            rc = subprocess.run(cmd, check=False, cwd=REPO, env=self.env, stdout=f,
-                                stderr=subprocess.STDOUT, timeout=1800).returncode
+            rc = subprocess.run(
+                cmd,
+                check=False,
+                cwd=REPO,
+                env=self.env,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                timeout=1800,
+            ).returncode
         return time.perf_counter() - start, rc
 
     def run_watching(self, cmd: list[str], out: Path, watch: Path) -> tuple[float, int, float]:
         """`run`, also timing when `watch` (the command's first state on disk) appears."""
         start, seen = time.perf_counter(), None
         with open(out, "a") as f:
-            proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=f,
-                                    stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=f, stderr=subprocess.STDOUT)
             while proc.poll() is None:
                 if seen is None and watch.exists():
                     seen = time.perf_counter() - start
@@ -137,8 +184,14 @@ class Runner:
         """Start `cmd` in a new session, SIGKILL its process group after `delay` s; True if the
         kill landed (the process was still running)."""
         with open(out, "a") as f:
-            proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=f,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                cwd=REPO,
+                env=self.env,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             try:
                 proc.wait(timeout=delay)
                 return False
@@ -190,10 +243,21 @@ class Train(Command):
     FIELDS = ("loss", "nll_loss", "lr", "gnorm", "ntokens")
 
     def cmd(self, d):
-        return [PY, str(REPO / "train.py"), f"--configs={self.work / 'train.yml'}",
-                "--data", str(self.work / "bin"), "--save-dir", str(d),
-                "--max-update", str(TRAIN_UPDATES), "--save-interval-updates", "5",
-                "--keep-interval-updates", "2"]
+        return [
+            PY,
+            str(REPO / "train.py"),
+            f"--configs={self.work / 'train.yml'}",
+            "--data",
+            str(self.work / "bin"),
+            "--save-dir",
+            str(d),
+            "--max-update",
+            str(TRAIN_UPDATES),
+            "--save-interval-updates",
+            "5",
+            "--keep-interval-updates",
+            "2",
+        ]
 
     def at_kill(self, d):
         import torch
@@ -222,23 +286,32 @@ class Train(Command):
                 fails.append(f"update {r['update']}: {', '.join(diff)} differ from the reference")
         updates = {r["update"] for r in train}
         if updates != set(reference) or train[-1]["update"] != max(reference):
-            fails.append(f"updates logged {len(updates)}, last {train[-1]['update']}; "
-                         f"reference {len(reference)}, last {max(reference)}")
+            fails.append(
+                f"updates logged {len(updates)}, last {train[-1]['update']}; "
+                f"reference {len(reference)}, last {max(reference)}"
+            )
         for i, r in enumerate(log):
             if r["type"] == "resume":
-                nxt = next((x for x in log[i + 1:] if x["type"] == "train"), None)
+                nxt = next((x for x in log[i + 1 :] if x["type"] == "train"), None)
                 if nxt is not None and nxt["update"] != r["update"] + 1:
-                    fails.append(f"resumed at update {r['update']} but continued at "
-                                 f"{nxt['update']}")
+                    fails.append(
+                        f"resumed at update {r['update']} but continued at {nxt['update']}"
+                    )
         resumes = [r["update"] for r in log if r["type"] == "resume"]
         if kill.get("checkpoint_update") and kill["checkpoint_update"] not in resumes:
-            fails.append(f"killed with checkpoint_last at update {kill['checkpoint_update']}; "
-                         f"resumed at {resumes}")
+            fails.append(
+                f"killed with checkpoint_last at update {kill['checkpoint_update']}; "
+                f"resumed at {resumes}"
+            )
         trial["resumed_at_update"] = resumes[-1] if resumes else 0
 
         def losses(records: list[dict]) -> list[dict]:
-            return [{k: v for k, v in r.items() if k.endswith("loss")}
-                    for r in records if r["type"] == "valid"]
+            return [
+                {k: v for k, v in r.items() if k.endswith("loss")}
+                for r in records
+                if r["type"] == "valid"
+            ]
+
         last_valid, ref_valid = losses(log), losses(jsonl(ref / "train_log.jsonl"))
         if not last_valid or last_valid[-1] != ref_valid[-1]:
             fails.append(f"final validation {last_valid[-1:]} != reference {ref_valid[-1]}")
@@ -254,10 +327,29 @@ class Latency(Command):
     first_state = "lat.csv"
 
     def cmd(self, d):
-        return [PY, str(REPO / "latency_dataset.py"), f"--configs={self.work / 'space.yml'}",
-                "--lat-dataset-path", str(d / "lat.csv"), "--lat-dataset-size", str(LAT_ROWS),
-                "--latiter", "2", "--warmup", "1", "--rounds", "2", "--sentence-length", "10",
-                "--vocab-size", "400", "--seed", "1", "--latsilent", "--cpu"]
+        return [
+            PY,
+            str(REPO / "latency_dataset.py"),
+            f"--configs={self.work / 'space.yml'}",
+            "--lat-dataset-path",
+            str(d / "lat.csv"),
+            "--lat-dataset-size",
+            str(LAT_ROWS),
+            "--latiter",
+            "2",
+            "--warmup",
+            "1",
+            "--rounds",
+            "2",
+            "--sentence-length",
+            "10",
+            "--vocab-size",
+            "400",
+            "--seed",
+            "1",
+            "--latsilent",
+            "--cpu",
+        ]
 
     @staticmethod
     def rows(data: bytes) -> tuple[list[dict], bytes]:
@@ -307,15 +399,40 @@ class Search(Command):
         self.budgets = budgets
 
     def cmd(self, d):
-        return [PY, str(REPO / "evo_search.py"), f"--configs={self.work / 'space.yml'}",
-                "--evo-iter", "15", "--population-size", "10", "--parent-size", "3",
-                "--mutation-size", "4", "--crossover-size", "3",
-                "--ckpt-path", str(self.work / "setup/predictor.pt"),
-                "--restore-file", str(self.work / "setup/supernet.pt"),
-                "--write-config-path", str(d / "best.yml"),
-                "--latency-constraint", *map(str, self.budgets), "--data", str(self.work / "bin"),
-                "--valid-cnt-max", "4", "--max-tokens", "600", "--seed", "1", "--no-progress-bar",
-                "--json", "--cpu"]
+        return [
+            PY,
+            str(REPO / "evo_search.py"),
+            f"--configs={self.work / 'space.yml'}",
+            "--evo-iter",
+            "15",
+            "--population-size",
+            "10",
+            "--parent-size",
+            "3",
+            "--mutation-size",
+            "4",
+            "--crossover-size",
+            "3",
+            "--ckpt-path",
+            str(self.work / "setup/predictor.pt"),
+            "--restore-file",
+            str(self.work / "setup/supernet.pt"),
+            "--write-config-path",
+            str(d / "best.yml"),
+            "--latency-constraint",
+            *map(str, self.budgets),
+            "--data",
+            str(self.work / "bin"),
+            "--valid-cnt-max",
+            "4",
+            "--max-tokens",
+            "600",
+            "--seed",
+            "1",
+            "--no-progress-bar",
+            "--json",
+            "--cpu",
+        ]
 
     def at_kill(self, d):
         try:
@@ -345,11 +462,14 @@ class Search(Command):
                 fails.append(f"{y.name} differs from the reference's")
 
         def records(p: Path) -> list[dict]:
-            return [{k: v for k, v in r.items() if k not in self.VOLATILE}
-                    for r in jsonl(p / "search_log.jsonl")]
+            return [
+                {k: v for k, v in r.items() if k not in self.VOLATILE}
+                for r in jsonl(p / "search_log.jsonl")
+            ]
 
         def key(r: dict) -> tuple:
             return r["budget_ms"], r["iteration"]
+
         want = {key(r): r for r in records(ref)}
         got = records(d)
         if {key(r) for r in got} != set(want):
@@ -377,8 +497,15 @@ class PipelineCmd(Command):
 
     def at_kill(self, d):
         run = d / "run"
-        started = sorted(p.parent.relative_to(run).as_posix() for p in run.glob("**/inputs.json")
-                         if not (p.parent / "done.json").exists()) if run.exists() else []
+        started = (
+            sorted(
+                p.parent.relative_to(run).as_posix()
+                for p in run.glob("**/inputs.json")
+                if not (p.parent / "done.json").exists()
+            )
+            if run.exists()
+            else []
+        )
         return {"stages_in_progress": started}
 
     @staticmethod
@@ -409,17 +536,26 @@ class PipelineCmd(Command):
                 fails.append("report.md differs from the reference's")
             hyps = sorted(p.name for p in (ref / "run/evaluate").glob("*.hyp.txt"))
         else:  # model | kind | budget | predicted | measured | BLEU | #params | FLOPs
+
             def det(rows):
-                return ([[r[0], r[1], r[5], r[6], r[7]] for r in rows if r[1] == "baseline"],
-                        sum(r[1] == "HAT" for r in rows))
+                return (
+                    [[r[0], r[1], r[5], r[6], r[7]] for r in rows if r[1] == "baseline"],
+                    sum(r[1] == "HAT" for r in rows),
+                )
+
             if det(self.table(d)) != det(self.table(ref)):
-                fails.append(f"report table (baselines: model, kind, BLEU, #params, FLOPs; HAT "
-                             f"rows) {det(self.table(d))} != reference {det(self.table(ref))}")
+                fails.append(
+                    f"report table (baselines: model, kind, BLEU, #params, FLOPs; HAT "
+                    f"rows) {det(self.table(d))} != reference {det(self.table(ref))}"
+                )
             hyps = sorted(p.name for p in (ref / "run/evaluate").glob("transformer_*.hyp.txt"))
         want, got = self.stage_results(ref), self.stage_results(d)
         if self.timer == "real":  # the stages before any timing, and the baselines' training
-            want = {k: v for k, v in want.items()
-                    if k in ("data", "supernet") or k.startswith("models/transformer_")}
+            want = {
+                k: v
+                for k, v in want.items()
+                if k in ("data", "supernet") or k.startswith("models/transformer_")
+            }
         bad = sorted(k for k in want if got.get(k) != want[k])
         if bad:
             fails.append(f"done.json results of {bad} differ from the reference's")
@@ -439,12 +575,45 @@ def setup(work: Path, runner: Runner) -> None:
     if not (work / "bin/metadata.json").exists():
         log = work / "setup.txt"
         raw = work / "raw"
-        for cmd in ([PY, "-m", "hat", "toy", "--out", str(raw), "--train-size", "2000",
-                     "--valid-size", "100", "--test-size", "60", "--seed", "7"],
-                    [PY, "-m", "hat", "preprocess", "-s", "en", "-t", "de",
-                     "--trainpref", str(raw / "train"), "--validpref", str(raw / "valid"),
-                     "--testpref", str(raw / "test"), "--destdir", str(work / "bin"),
-                     "--vocab-size", "400", "--overwrite"]):
+        for cmd in (
+            [
+                PY,
+                "-m",
+                "hat",
+                "toy",
+                "--out",
+                str(raw),
+                "--train-size",
+                "2000",
+                "--valid-size",
+                "100",
+                "--test-size",
+                "60",
+                "--seed",
+                "7",
+            ],
+            [
+                PY,
+                "-m",
+                "hat",
+                "preprocess",
+                "-s",
+                "en",
+                "-t",
+                "de",
+                "--trainpref",
+                str(raw / "train"),
+                "--validpref",
+                str(raw / "valid"),
+                "--testpref",
+                str(raw / "test"),
+                "--destdir",
+                str(work / "bin"),
+                "--vocab-size",
+                "400",
+                "--overwrite",
+            ],
+        ):
             _, rc = runner.run(cmd, log)
             if rc:
                 raise SystemExit(f"setup failed: {' '.join(cmd)} (see {log})")
@@ -460,8 +629,9 @@ def reference(c: Command, runner: Runner) -> tuple[float, float]:
     ref.mkdir(parents=True)
     seconds, rc, first = runner.run_watching(c.cmd(ref), ref / "stdout.txt", ref / c.first_state)
     if rc:
-        raise SystemExit(f"{c.name}: the reference run failed (exit {rc}, "
-                         f"see {ref / 'stdout.txt'})")
+        raise SystemExit(
+            f"{c.name}: the reference run failed (exit {rc}, see {ref / 'stdout.txt'})"
+        )
     done.write_text(json.dumps([seconds, first]))
     return seconds, first
 
@@ -475,10 +645,23 @@ def search_inputs(work: Path, runner: Runner, train: Train, latency: Latency) ->
     reference(latency, runner)
     shutil.copyfile(train.root / "ref/checkpoint_last.pt", setup_dir / "supernet.pt")
     if not (setup_dir / "predictor.pt").exists():
-        _, rc = runner.run([PY, str(REPO / "latency_predictor.py"),
-                            "--lat-dataset-path", str(latency.root / "ref/lat.csv"),
-                            "--ckpt-path", str(setup_dir / "predictor.pt"), "--predictor", "hat",
-                            "--train-steps", "300", "--seed", "1"], setup_dir / "predictor.txt")
+        _, rc = runner.run(
+            [
+                PY,
+                str(REPO / "latency_predictor.py"),
+                "--lat-dataset-path",
+                str(latency.root / "ref/lat.csv"),
+                "--ckpt-path",
+                str(setup_dir / "predictor.pt"),
+                "--predictor",
+                "hat",
+                "--train-steps",
+                "300",
+                "--seed",
+                "1",
+            ],
+            setup_dir / "predictor.txt",
+        )
         if rc:
             raise SystemExit(f"predictor training failed (see {setup_dir / 'predictor.txt'})")
     from hat.latency.predictor import load_predictor
@@ -494,9 +677,14 @@ def search_inputs(work: Path, runner: Runner, train: Train, latency: Latency) ->
 def trials(c: Command, runner: Runner, kills: int, seed: int) -> tuple[dict, list[str]]:
     ref_seconds, first = reference(c, runner)
     rng = random.Random(f"{seed}-{c.name}")
-    out = {"reference_seconds": round(ref_seconds, 1), "first_state_s": round(first, 1),
-           "kills_tried": 0, "kills_landed": 0,
-           "survived": 0, "trials": []}
+    out = {
+        "reference_seconds": round(ref_seconds, 1),
+        "first_state_s": round(first, 1),
+        "kills_tried": 0,
+        "kills_landed": 0,
+        "survived": 0,
+        "trials": [],
+    }
     failures = []
     for k in range(1, kills + 1):
         d = c.root / f"kill{k}"
@@ -506,8 +694,11 @@ def trials(c: Command, runner: Runner, kills: int, seed: int) -> tuple[dict, lis
         landed = runner.kill_after(c.cmd(d), d / "killed.txt", delay)
         kill = c.at_kill(d)
         seconds, rc = runner.run(c.cmd(d), d / "stdout.txt")
-        trial = {"kill_at_s": round(delay, 1), "landed": landed,
-                 "resume_seconds": round(seconds, 1)}
+        trial = {
+            "kill_at_s": round(delay, 1),
+            "landed": landed,
+            "resume_seconds": round(seconds, 1),
+        }
         if c.name == "train":
             trial.update(kill)
         fails = [f"resumed run exited {rc}"] if rc else c.compare(c.root / "ref", d, kill, trial)
@@ -521,21 +712,27 @@ def trials(c: Command, runner: Runner, kills: int, seed: int) -> tuple[dict, lis
     out["max_resume_seconds"] = max((t["resume_seconds"] for t in out["trials"]), default=0)
     if c.name == "latency":
         out["rows_lost"] = sum(t.get("rows_lost", 0) for t in out["trials"])
-        out["max_rows_lost_per_kill"] = max((t.get("rows_lost", 0) for t in out["trials"]),
-                                            default=0)
+        out["max_rows_lost_per_kill"] = max(
+            (t.get("rows_lost", 0) for t in out["trials"]), default=0
+        )
     return out, failures
 
 
 def main() -> int:
     if sys.argv[1:2] == ["--pipeline-child"]:
         return pipeline_child(sys.argv[2:])
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--kills", type=int, default=5, help="kill trials per command")
     p.add_argument("--seed", type=int, default=1, help="seed of the kill times")
     p.add_argument("--work", help="work folder (kept; reference runs found there are reused)")
-    p.add_argument("--only", nargs="+", choices=("train", "latency", "search", "pipeline"),
-                   default=["train", "latency", "search", "pipeline"])
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=("train", "latency", "search", "pipeline"),
+        default=["train", "latency", "search", "pipeline"],
+    )
     p.add_argument("--pipeline-timer", choices=("proxy", "real"), default="proxy")
     p.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the commands")
     args = p.parse_args()
@@ -556,18 +753,25 @@ def main() -> int:
             commands.append(Search(work, search_inputs(work, runner, train, latency)))
         else:
             commands.append(PipelineCmd(work, args.pipeline_timer))
-    result = {"kills": args.kills, "seed": args.seed, "threads": args.threads,
-              "pipeline_timer": args.pipeline_timer, "commands": {}}
+    result = {
+        "kills": args.kills,
+        "seed": args.seed,
+        "threads": args.threads,
+        "pipeline_timer": args.pipeline_timer,
+        "commands": {},
+    }
     failures: list[str] = []
     for c in commands:
         result["commands"][c.name], fails = trials(c, runner, args.kills, args.seed)
         failures += fails
     per = result["commands"].values()
-    result["totals"] = {"kills_tried": sum(r["kills_tried"] for r in per),
-                        "kills_landed": sum(r["kills_landed"] for r in per),
-                        "survived": sum(r["survived"] for r in per),
-                        "rows_lost": result["commands"].get("latency", {}).get("rows_lost"),
-                        "seconds": round(time.perf_counter() - start, 1)}
+    result["totals"] = {
+        "kills_tried": sum(r["kills_tried"] for r in per),
+        "kills_landed": sum(r["kills_landed"] for r in per),
+        "survived": sum(r["survived"] for r in per),
+        "rows_lost": result["commands"].get("latency", {}).get("rows_lost"),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
     result["failures"] = failures
     if tmp and not failures:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -16,6 +16,7 @@ line per result and writes them to OUT/results.json.
     python bench/latency_repeatability.py [--n 30] [--gap-min 20] [--latiter 10] [--threads 1] \
         [--out runs/latency_repeat]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,9 +59,11 @@ class Load:
     """A background process keeping one core busy, started and stopped here."""
 
     def __init__(self, core: int, seconds: float):
-        self.proc = multiprocessing.get_context("spawn").Process(target=_burn, args=(core, seconds), daemon=True)
+        self.proc = multiprocessing.get_context("spawn").Process(
+            target=_burn, args=(core, seconds), daemon=True
+        )
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         self.proc.start()
         time.sleep(2)
         return self
@@ -72,9 +75,14 @@ class Load:
 
 def totals(path: Path) -> dict[int, tuple[float, float, float]]:
     """config_id -> (raw ms, normalized ms, drift factor)."""
-    return {int(r["config_id"]): (float(r["latency_mean_encoder"]) + float(r["latency_mean_decoder"]),
-                                  float(r["normalized_ms"]), float(r["reference_ms"]) / float(r["calibration_ms"]))
-            for r in read_rows(path)}
+    return {
+        int(r["config_id"]): (
+            float(r["latency_mean_encoder"]) + float(r["latency_mean_decoder"]),
+            float(r["normalized_ms"]),
+            float(r["reference_ms"]) / float(r["calibration_ms"]),
+        )
+        for r in read_rows(path)
+    }
 
 
 def compare(a: dict, b: dict) -> dict:
@@ -82,14 +90,21 @@ def compare(a: dict, b: dict) -> dict:
     ids = sorted(set(a) & set(b))
     raw = [abs(b[i][0] - a[i][0]) / a[i][0] * 100 for i in ids]
     norm = [abs(b[i][1] - a[i][1]) / a[i][1] * 100 for i in ids]
-    return {"n": len(ids), "raw_median_pct": statistics.median(raw), "raw_max_pct": max(raw),
-            "normalized_median_pct": statistics.median(norm), "normalized_max_pct": max(norm),
-            "raw_median_ratio": statistics.median(b[i][0] / a[i][0] for i in ids),
-            "drift_factor_median": statistics.median(b[i][2] for i in ids)}
+    return {
+        "n": len(ids),
+        "raw_median_pct": statistics.median(raw),
+        "raw_max_pct": max(raw),
+        "normalized_median_pct": statistics.median(norm),
+        "normalized_max_pct": max(norm),
+        "raw_median_ratio": statistics.median(b[i][0] / a[i][0] for i in ids),
+        "drift_factor_median": statistics.median(b[i][2] for i in ids),
+    }
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--n", type=int, default=30)
     p.add_argument("--gap-min", type=float, default=20.0)
     p.add_argument("--latiter", type=int, default=10)
@@ -97,16 +112,24 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--threads", type=int, help="torch threads while timing (default: torch's)")
     p.add_argument("--load-core", type=int, default=1, help="the core the background load uses")
-    p.add_argument("--parts", nargs="+", default=["quiet", "later", "loaded", "verify", "predictor"])
+    p.add_argument(
+        "--parts", nargs="+", default=["quiet", "later", "loaded", "verify", "predictor"]
+    )
     p.add_argument("--out", default="runs/latency_repeat")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cli = build_parser().parse_args([f"--configs={SPACE}", "--vocab-size", "8000"])
     space, settings = space_from_args(cli), settings_from_args(cli, 8000)
-    measure = MeasureSettings(30, 5, args.latiter, args.warmup, "cpu", args.threads, rounds=args.rounds)
-    results: dict = {"machine": os.uname().nodename, "cpus": sorted(os.sched_getaffinity(0)),
-                     "load_at_start": core_load(), "args": vars(args)}
+    measure = MeasureSettings(
+        30, 5, args.latiter, args.warmup, "cpu", args.threads, rounds=args.rounds
+    )
+    results: dict = {
+        "machine": os.uname().nodename,
+        "cpus": sorted(os.sched_getaffinity(0)),
+        "load_at_start": core_load(),
+        "args": vars(args),
+    }
 
     def record(name: str, value) -> None:
         results[name] = value
@@ -123,14 +146,37 @@ def main() -> None:
     if "later" in args.parts:
         time.sleep(max(0.0, args.gap_min * 60 - (time.time() - start)))
         later = out / "later.csv"
-        collect(space, settings, measure, later, args.n, seed=7, progress=False, calibration_ms=calibration)
-        record("repeatability", {**compare(totals(quiet), totals(later)),
-                                 "minutes_between_starts": round((time.time() - start) / 60, 1)})
+        collect(
+            space,
+            settings,
+            measure,
+            later,
+            args.n,
+            seed=7,
+            progress=False,
+            calibration_ms=calibration,
+        )
+        record(
+            "repeatability",
+            {
+                **compare(totals(quiet), totals(later)),
+                "minutes_between_starts": round((time.time() - start) / 60, 1),
+            },
+        )
     if "loaded" in args.parts:
         loaded = out / "loaded.csv"
         with Load(args.load_core, 3600):
             record("load_during", core_load())
-            collect(space, settings, measure, loaded, args.n, seed=7, progress=False, calibration_ms=calibration)
+            collect(
+                space,
+                settings,
+                measure,
+                loaded,
+                args.n,
+                seed=7,
+                progress=False,
+                calibration_ms=calibration,
+            )
         record("under_load", compare(totals(quiet), totals(loaded)))
     if "verify" in args.parts:
         rows = read_rows(quiet)
@@ -138,37 +184,81 @@ def main() -> None:
         norm = [float(r["normalized_ms"]) for r in rows]
         budget = float(np.median(norm))
         rng = random.Random(0)  # a loss that prefers bigger models, as a supernet's does
-        ranked = sorted((Candidate(a, -ms * rng.uniform(0.9, 1.1), ms, 0.0) for a, ms in zip(archs, norm)
-                         if ms <= budget), key=lambda c: c.loss)
+        ranked = sorted(
+            (
+                Candidate(a, -ms * rng.uniform(0.9, 1.1), ms, 0.0)
+                for a, ms in zip(archs, norm)
+                if ms <= budget
+            ),
+            key=lambda c: c.loss,
+        )
         reference = ArchConfig.from_dict(json.loads(rows[0]["reference"]))
 
         def verify():
-            best, report = verify_top(ranked, budget, 3, lambda a: Transformer(a, settings), measure,
-                                      reference=reference, calibration_ms=calibration)
-            return best.arch.to_dict(), [{k: r[k] for k in ("predicted_ms", "measured_ms", "normalized_ms",
-                                                            "drift", "meets_budget")} for r in report]
+            best, report = verify_top(
+                ranked,
+                budget,
+                3,
+                lambda a: Transformer(a, settings),
+                measure,
+                reference=reference,
+                calibration_ms=calibration,
+            )
+            return best.arch.to_dict(), [
+                {
+                    k: r[k]
+                    for k in (
+                        "predicted_ms",
+                        "measured_ms",
+                        "normalized_ms",
+                        "drift",
+                        "meets_budget",
+                    )
+                }
+                for r in report
+            ]
 
         quiet_best, quiet_report = verify()
         with Load(args.load_core, 3600):
             loaded_best, loaded_report = verify()
-        record("verify", {"budget_ms": budget, "same_shipped": quiet_best == loaded_best,
-                          "quiet": quiet_report, "loaded": loaded_report})
+        record(
+            "verify",
+            {
+                "budget_ms": budget,
+                "same_shipped": quiet_best == loaded_best,
+                "quiet": quiet_report,
+                "loaded": loaded_report,
+            },
+        )
     if "predictor" in args.parts:
         files = [f for f in (quiet, out / "later.csv", out / "loaded.csv") if f.exists()]
         tables = [load_table(f) for f in files]
         configs = [c for t in tables for c in t.configs]
         feats = np.array([per_layer_features(c, 3, 3) for c in configs])
         cost = cost_terms_from_hat(np.concatenate([t.features for t in tables]))
-        latency = {"normalized": np.concatenate([t.latency for t in tables]),
-                   "raw": np.concatenate([t.raw_latency for t in tables])}
+        latency = {
+            "normalized": np.concatenate([t.latency for t in tables]),
+            "raw": np.concatenate([t.raw_latency for t in tables]),
+        }
         mape = {}
         for kind, y in latency.items():
             per_seed = []
             for seed in range(3):
                 train, _, test = split_indices(len(y), seed)
-                pred = train_ensemble(feats[train], cost[train], y[train], per_layer_norm(3, 3), "per-layer",
-                                      members=3, steps=500, seed=seed, layer_counts=(3, 3))
-                per_seed.append(regression_metrics(pred.predict(feats[test], cost[test])[0], y[test])["mape"])
+                pred = train_ensemble(
+                    feats[train],
+                    cost[train],
+                    y[train],
+                    per_layer_norm(3, 3),
+                    "per-layer",
+                    members=3,
+                    steps=500,
+                    seed=seed,
+                    layer_counts=(3, 3),
+                )
+                per_seed.append(
+                    regression_metrics(pred.predict(feats[test], cost[test])[0], y[test])["mape"]
+                )
             mape[kind] = {"mape_mean": statistics.fmean(per_seed), "mape_per_seed": per_seed}
         record("predictor", {"rows": len(configs), "files": [f.name for f in files], **mape})
 

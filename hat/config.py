@@ -8,14 +8,15 @@ YAML also carries ``data`` and ``max-tokens``, a SuperTransformer YAML carries t
 keys the search does not use) is accepted and ignored, so one file serves every step and
 HAT's files load unchanged into every command.
 """
+
 from __future__ import annotations
 
 import argparse
 import difflib
 import functools
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import configargparse
 import yaml
@@ -62,8 +63,12 @@ class HatArgumentParser(configargparse.ArgumentParser):
         )
         self._config_options = tuple(config_options)
         for option in self._config_options:
-            self.add_argument(option, is_config_file=True, metavar="FILE.yml",
-                              help="YAML file with HAT's dashed key names; flags override it")
+            self.add_argument(
+                option,
+                is_config_file=True,
+                metavar="FILE.yml",
+                help="YAML file with HAT's dashed key names; flags override it",
+            )
 
     def error(self, message: str):  # argparse calls this for every usage error
         raise HatError(f"{self.prog}: {message} (see `{self.prog} --help`)")
@@ -83,16 +88,24 @@ class HatArgumentParser(configargparse.ArgumentParser):
         for token in argv:
             key = token[2:].split("=", 1)[0] if token.startswith("--") else None
             if key and key not in own and key not in HAT_KEYS and key in all_command_keys():
-                raise HatError(f"{self.prog}: --{key} is not an option of this command (another hat command "
-                               f"takes it); see `{self.prog} --help`")
+                raise HatError(
+                    f"{self.prog}: --{key} is not an option of this command (another hat command "
+                    f"takes it); see `{self.prog} --help`"
+                )
 
     def known_keys(self) -> set[str]:
-        return {s[2:] for action in self._actions for s in action.option_strings if s.startswith("--")}
+        return {
+            s[2:] for action in self._actions for s in action.option_strings if s.startswith("--")
+        }
 
     def _accept_other_commands_hat_keys(self) -> None:
         for key in sorted((HAT_KEYS | all_command_keys()) - self.known_keys()):
-            self.add_argument(f"--{key}", nargs="*", help=argparse.SUPPRESS,
-                              dest=f"unused_hat_key_{key.replace('-', '_')}")
+            self.add_argument(
+                f"--{key}",
+                nargs="*",
+                help=argparse.SUPPRESS,
+                dest=f"unused_hat_key_{key.replace('-', '_')}",
+            )
 
     def _config_paths(self, args: list[str] | None) -> list[str]:
         argv = sys.argv[1:] if args is None else args
@@ -112,8 +125,10 @@ class HatArgumentParser(configargparse.ArgumentParser):
             if str(key) not in known:
                 close = difflib.get_close_matches(str(key), sorted(known), n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise HatError(f"{path}: unknown key '{key}'{hint}; "
-                               f"`{self.prog} --help` lists the keys this command takes")
+                raise HatError(
+                    f"{path}: unknown key '{key}'{hint}; "
+                    f"`{self.prog} --help` lists the keys this command takes"
+                )
 
 
 @functools.lru_cache(maxsize=1)
@@ -145,5 +160,7 @@ def load_yaml(path: str | Path) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise HatError(f"{path}: expected a mapping of 'key: value' lines, got {type(data).__name__}")
+        raise HatError(
+            f"{path}: expected a mapping of 'key: value' lines, got {type(data).__name__}"
+        )
     return data

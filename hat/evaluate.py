@@ -4,6 +4,7 @@ SacreBLEU is computed on detokenized text (sacrebleu's own 13a tokenization). HA
 "normal" BLEU is tokenized BLEU: both sides tokenized (13a) and, for WMT En-De, hyphenated
 compounds split as `a ##AT##-##AT## b` (the convention of HAT's and fairseq's WMT scores).
 """
+
 from __future__ import annotations
 
 import re
@@ -49,7 +50,9 @@ def split_compounds(text: str) -> str:
     return text
 
 
-def tokenized_bleu(hypotheses: list[str], references: list[str], compound_split: bool = False) -> float:
+def tokenized_bleu(
+    hypotheses: list[str], references: list[str], compound_split: bool = False
+) -> float:
     """HAT's "normal" BLEU: BLEU of 13a-tokenized text, compounds split for WMT."""
     tok = Tokenizer13a()
 
@@ -57,31 +60,50 @@ def tokenized_bleu(hypotheses: list[str], references: list[str], compound_split:
         s = tok(s)
         return split_compounds(s) if compound_split else s
 
-    return sacrebleu.corpus_bleu([prep(h) for h in hypotheses], [[prep(r) for r in references]],
-                                 tokenize="none", force=True).score
+    return sacrebleu.corpus_bleu(
+        [prep(h) for h in hypotheses], [[prep(r) for r in references]], tokenize="none", force=True
+    ).score
 
 
 @torch.no_grad()
-def translate_dataset(model: EncoderDecoder, dataset: ParallelDataset, tokenizer: Tokenizer, beam: int = 5,
-                      max_tokens: int = 4096, len_penalty: float = 1.0, max_len_a: float = MAX_LEN_A,
-                      max_len_b: int = MAX_LEN_B, device: torch.device | str = "cpu",
-                      progress: bool = False) -> Translations:
+def translate_dataset(
+    model: EncoderDecoder,
+    dataset: ParallelDataset,
+    tokenizer: Tokenizer,
+    beam: int = 5,
+    max_tokens: int = 4096,
+    len_penalty: float = 1.0,
+    max_len_a: float = MAX_LEN_A,
+    max_len_b: int = MAX_LEN_B,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> Translations:
     """Translate every pair of `dataset` (in length-sorted batches), in the original order."""
     was_training = model.training
     model.eval()
     start = time.time()
     # a source longer than the model's positions cannot be encoded: the batcher reports it,
     # and its hypothesis stays empty (it still counts in BLEU)
-    batches = TokenBatcher(dataset.src_sizes, dataset.src_sizes, max_tokens,
-                           max_positions=(model.settings.max_source_positions,) * 2, shuffle=False).batches(1)
+    batches = TokenBatcher(
+        dataset.src_sizes,
+        dataset.src_sizes,
+        max_tokens,
+        max_positions=(model.settings.max_source_positions,) * 2,
+        shuffle=False,
+    ).batches(1)
     hyp_ids: dict[int, list[int]] = {}
-    for indices in tqdm(batches, desc="translate", unit="batch", disable=not progress or None, leave=False):
+    for indices in tqdm(
+        batches, desc="translate", unit="batch", disable=not progress or None, leave=False
+    ):
         batch = dataset.collate(indices.tolist())
         src = batch.src_tokens.to(device)
         if beam == 1:
             best = [h.tokens for h in greedy_search(model, src, max_len_a, max_len_b, len_penalty)]
         else:
-            best = [hyps[0].tokens for hyps in beam_search(model, src, beam, max_len_a, max_len_b, len_penalty)]
+            best = [
+                hyps[0].tokens
+                for hyps in beam_search(model, src, beam, max_len_a, max_len_b, len_penalty)
+            ]
         hyp_ids.update(zip(indices.tolist(), best))
     model.train(was_training)
     order = range(len(dataset))
@@ -89,4 +111,5 @@ def translate_dataset(model: EncoderDecoder, dataset: ParallelDataset, tokenizer
         sources=tokenizer.decode([dataset.src[i] for i in order]),
         hypotheses=tokenizer.decode([hyp_ids.get(i, []) for i in order]),
         references=tokenizer.decode([dataset.tgt[i] for i in order]),
-        seconds=time.time() - start)
+        seconds=time.time() - start,
+    )

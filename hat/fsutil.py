@@ -1,5 +1,6 @@
 """Atomic file and directory writes (a crash never leaves a half-written artefact behind) and
 content digests for resume checks."""
+
 from __future__ import annotations
 
 import contextlib
@@ -8,8 +9,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 
 def _umask() -> int:

@@ -4,6 +4,7 @@ Both work on any :class:`~hat.transformer.EncoderDecoder`: the compact Transform
 SuperTransformer with a SubTransformer set. Scores are sums of token log-probabilities
 (</s> included) divided by ``length ** len_penalty`` (fairseq's convention).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,7 +13,6 @@ import torch
 
 from hat.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from hat.transformer import EncoderDecoder, EncoderOut
-
 
 # Output length cap `a * source length + b`: fairseq's defaults, which HAT's test.sh uses too,
 # so BLEU compares with theirs. The one place these defaults live.
@@ -26,10 +26,14 @@ class Hypothesis:
     log_prob: float  # total log-probability, </s> included
 
 
-def max_output_length(model: EncoderDecoder, src_tokens: torch.Tensor, max_len_a: float, max_len_b: int) -> int:
+def max_output_length(
+    model: EncoderDecoder, src_tokens: torch.Tensor, max_len_a: float, max_len_b: int
+) -> int:
     """`a * source length + b` tokens (before </s>), capped by the model's positions."""
     src_len = int(src_tokens.ne(PAD_ID).sum(dim=1).max())
-    return max(1, min(int(max_len_a * src_len + max_len_b), model.settings.max_target_positions - 1))
+    return max(
+        1, min(int(max_len_a * src_len + max_len_b), model.settings.max_target_positions - 1)
+    )
 
 
 def _mask_specials(lprobs: torch.Tensor, step: int, max_len: int, min_len: int) -> None:
@@ -44,9 +48,16 @@ def _mask_specials(lprobs: torch.Tensor, step: int, max_len: int, min_len: int) 
 
 
 @torch.no_grad()
-def beam_search(model: EncoderDecoder, src_tokens: torch.Tensor, beam: int = 5,
-                max_len_a: float = MAX_LEN_A, max_len_b: int = MAX_LEN_B, len_penalty: float = 1.0, min_len: int = 0,
-                enc: EncoderOut | None = None) -> list[list[Hypothesis]]:
+def beam_search(
+    model: EncoderDecoder,
+    src_tokens: torch.Tensor,
+    beam: int = 5,
+    max_len_a: float = MAX_LEN_A,
+    max_len_b: int = MAX_LEN_B,
+    len_penalty: float = 1.0,
+    min_len: int = 0,
+    enc: EncoderOut | None = None,
+) -> list[list[Hypothesis]]:
     """The `beam` best hypotheses of each source row of `src_tokens` (B, S), best first.
 
     Finished hypotheses (those that produced </s>) are never extended; a sentence stops
@@ -84,8 +95,13 @@ def beam_search(model: EncoderDecoder, src_tokens: torch.Tensor, beam: int = 5,
                 if len(finalized[sid]) < beam:
                     row = b * beam + beam_list[b][j]
                     log_prob = scores_list[b][j]
-                    finalized[sid].append(Hypothesis(tokens[row, 1:step + 1].tolist(),
-                                                     log_prob / (step + 1) ** len_penalty, log_prob))
+                    finalized[sid].append(
+                        Hypothesis(
+                            tokens[row, 1 : step + 1].tolist(),
+                            log_prob / (step + 1) ** len_penalty,
+                            log_prob,
+                        )
+                    )
         done = [len(finalized[sid]) >= beam for sid in sentence_ids]
         if all(done) or step == max_len:
             break
@@ -110,8 +126,14 @@ def beam_search(model: EncoderDecoder, src_tokens: torch.Tensor, beam: int = 5,
 
 
 @torch.no_grad()
-def greedy_search(model: EncoderDecoder, src_tokens: torch.Tensor, max_len_a: float = MAX_LEN_A,
-                  max_len_b: int = MAX_LEN_B, len_penalty: float = 1.0, min_len: int = 0) -> list[Hypothesis]:
+def greedy_search(
+    model: EncoderDecoder,
+    src_tokens: torch.Tensor,
+    max_len_a: float = MAX_LEN_A,
+    max_len_b: int = MAX_LEN_B,
+    len_penalty: float = 1.0,
+    min_len: int = 0,
+) -> list[Hypothesis]:
     """Arg-max decoding, one hypothesis per source row."""
     bsz, device = src_tokens.shape[0], src_tokens.device
     max_len = max_output_length(model, src_tokens, max_len_a, max_len_b)
@@ -134,4 +156,7 @@ def greedy_search(model: EncoderDecoder, src_tokens: torch.Tensor, max_len_a: fl
                 out[b].append(tok)
         if all(finished):
             break
-    return [Hypothesis(toks, lp / (len(toks) + 1) ** len_penalty, lp) for toks, lp in zip(out, log_probs)]
+    return [
+        Hypothesis(toks, lp / (len(toks) + 1) ** len_penalty, lp)
+        for toks, lp in zip(out, log_probs)
+    ]

@@ -23,6 +23,7 @@ The fairseq keys map to hat's as follows (`{i}`: layer number):
     encoder.layer_norm / decoder.layer_norm           -> encoder_norm / decoder_norm (pre-norm models)
     *.embed_positions._float_tensor, *.version        -> dropped (positions are recomputed: fairseq's table)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,10 +53,22 @@ _ALLOWED = {
     ("argparse", "Namespace"): argparse.Namespace,
     ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
     ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-    ("builtins", "set"): set, ("builtins", "frozenset"): frozenset, ("builtins", "slice"): slice,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "slice"): slice,
 }
-for _name in ("FloatStorage", "DoubleStorage", "HalfStorage", "LongStorage", "IntStorage", "ByteStorage",
-              "BoolStorage", "BFloat16Storage", "CharStorage", "ShortStorage"):
+for _name in (
+    "FloatStorage",
+    "DoubleStorage",
+    "HalfStorage",
+    "LongStorage",
+    "IntStorage",
+    "ByteStorage",
+    "BoolStorage",
+    "BFloat16Storage",
+    "CharStorage",
+    "ShortStorage",
+):
     _ALLOWED[("torch", _name)] = getattr(torch, _name)
 
 
@@ -83,13 +96,16 @@ class _AllowListUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) in _ALLOWED:
             return _ALLOWED[(module, name)]
-        if module in ("numpy.core.multiarray", "numpy._core.multiarray", "numpy") and _numpy_global(module, name):
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray", "numpy") and _numpy_global(
+            module, name
+        ):
             return _numpy_global(module, name)
         return type(name, (Placeholder,), {"__module__": "hat.hub.placeholder." + module})
 
 
 class _SafePickle:
     """A pickle module for torch.load whose Unpickler only builds allow-listed classes."""
+
     Unpickler = _AllowListUnpickler
     load = staticmethod(lambda f, **kw: _AllowListUnpickler(f, **kw).load())
     __name__ = "hat.hub.safe_pickle"
@@ -103,9 +119,13 @@ def read_hat_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(p, map_location="cpu", pickle_module=_SafePickle, weights_only=False)
     except Exception as e:  # torch/pickle raise many kinds on foreign or torn files
-        raise HatError(f"{path} is not a readable HAT checkpoint: {type(e).__name__}: {str(e)[:160]}") from None
+        raise HatError(
+            f"{path} is not a readable HAT checkpoint: {type(e).__name__}: {str(e)[:160]}"
+        ) from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "args" not in ckpt:
-        raise HatError(f"{path} is not a HAT/fairseq checkpoint (expected a dict with 'args' and 'model')")
+        raise HatError(
+            f"{path} is not a HAT/fairseq checkpoint (expected a dict with 'args' and 'model')"
+        )
     return ckpt
 
 
@@ -121,7 +141,9 @@ def _hat_space(args: argparse.Namespace) -> SearchSpace:
         raise HatError(f"the checkpoint's args lack SuperTransformer dims: {e}") from None
 
 
-def convert_state_dict(fairseq: dict[str, torch.Tensor], share_all: bool) -> dict[str, torch.Tensor]:
+def convert_state_dict(
+    fairseq: dict[str, torch.Tensor], share_all: bool
+) -> dict[str, torch.Tensor]:
     """fairseq/HAT key names -> hat's (see the module docstring)."""
     out: dict[str, torch.Tensor] = {}
     pending: dict[str, dict[str, torch.Tensor]] = collections.defaultdict(dict)
@@ -136,14 +158,21 @@ def convert_state_dict(fairseq: dict[str, torch.Tensor], share_all: bool) -> dic
                 out["src_embed_tokens.weight"] = value
             continue
         if key == "decoder.embed_out":
-            raise HatError("the checkpoint has an untied output projection (decoder.embed_out); hat ties it "
-                           "to the decoder embeddings")
+            raise HatError(
+                "the checkpoint has an untied output projection (decoder.embed_out); hat ties it "
+                "to the decoder embeddings"
+            )
         key = re.sub(r"^(encoder|decoder)\.layer_norm\.", r"\1_norm.", key)
         key = re.sub(r"^(encoder|decoder)\.layers\.", r"\1_layers.", key)
-        key = key.replace("self_attn_layer_norm", "self_attn_norm").replace("encoder_attn_layer_norm", "ende_attn_norm")
+        key = key.replace("self_attn_layer_norm", "self_attn_norm").replace(
+            "encoder_attn_layer_norm", "ende_attn_norm"
+        )
         key = key.replace("final_layer_norm", "ffn_norm").replace("encoder_attn.", "ende_attn.")
-        m = re.match(r"^(.*\.(self_attn|ende_attn))\.(in_proj_weight|in_proj_bias|[qkv]_proj\.weight|[qkv]_proj\.bias|"
-                     r"[qkv]_proj_weight)$", key)
+        m = re.match(
+            r"^(.*\.(self_attn|ende_attn))\.(in_proj_weight|in_proj_bias|[qkv]_proj\.weight|[qkv]_proj\.bias|"
+            r"[qkv]_proj_weight)$",
+            key,
+        )
         if m:
             part = m.group(3).replace("_proj.", "_proj_").replace("in_proj_", "in_")
             pending[m.group(1)][part] = value
@@ -156,7 +185,9 @@ def convert_state_dict(fairseq: dict[str, torch.Tensor], share_all: bool) -> dic
             elif all(f"{x}_proj_{kind}" in parts for x in "qkv"):
                 q, k, v = (parts[f"{x}_proj_{kind}"] for x in "qkv")
             else:
-                raise HatError(f"{prefix}: cannot find its {kind} q/k/v projections in the checkpoint")
+                raise HatError(
+                    f"{prefix}: cannot find its {kind} q/k/v projections in the checkpoint"
+                )
             if prefix.endswith("self_attn"):
                 out[f"{prefix}.in_proj.{kind}"] = torch.cat([q, k, v])
             else:
@@ -175,17 +206,23 @@ def import_hat_checkpoint(path: str | Path) -> SuperTransformer:
     share_all = bool(getattr(args, "share_all_embeddings", False))
     state = convert_state_dict(ckpt["model"], share_all)
     vocab = state["embed_tokens.weight"].shape[0]
-    settings = ModelSettings(vocab_size=vocab, qkv_dim=space.qkv_dim, dropout=float(getattr(args, "dropout", 0.1)),
-                             attention_dropout=float(getattr(args, "attention_dropout", 0.0)),
-                             share_all_embeddings=share_all,
-                             normalize_before=bool(getattr(args, "encoder_normalize_before", False)),
-                             max_source_positions=int(getattr(args, "max_source_positions", 1024)),
-                             max_target_positions=int(getattr(args, "max_target_positions", 1024)))
+    settings = ModelSettings(
+        vocab_size=vocab,
+        qkv_dim=space.qkv_dim,
+        dropout=float(getattr(args, "dropout", 0.1)),
+        attention_dropout=float(getattr(args, "attention_dropout", 0.0)),
+        share_all_embeddings=share_all,
+        normalize_before=bool(getattr(args, "encoder_normalize_before", False)),
+        max_source_positions=int(getattr(args, "max_source_positions", 1024)),
+        max_target_positions=int(getattr(args, "max_target_positions", 1024)),
+    )
     net = SuperTransformer(space, settings)
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise HatError(f"{path}: the weights do not map onto hat's SuperTransformer (missing: {missing[:4]}, "
-                       f"unexpected: {unexpected[:4]}); see the key mapping in hat/hub.py")
+        raise HatError(
+            f"{path}: the weights do not map onto hat's SuperTransformer (missing: {missing[:4]}, "
+            f"unexpected: {unexpected[:4]}); see the key mapping in hat/hub.py"
+        )
     return net.eval()
 
 
@@ -193,13 +230,15 @@ def import_hat_checkpoint(path: str | Path) -> SuperTransformer:
 REGISTRY_FILE = Path(__file__).with_name("model_registry.json")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9@][A-Za-z0-9._@-]{0,199}")  # a plain file name: no '/', no '..'
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_PREVIEW_HINT = ("a preview page? a Dropbox '?dl=0' link serves one; "
-                 "the '?dl=1' form downloads the file")
+_PREVIEW_HINT = (
+    "a preview page? a Dropbox '?dl=0' link serves one; the '?dl=1' form downloads the file"
+)
 
 
 class ModelSource(NamedTuple):
     """A model to download: its cache name (a registry name or a sanitised file name), its URL,
     the sha256 it must have (None: the one recorded at its first download) and its registry kind."""
+
     name: str
     url: str
     sha256: str | None
@@ -227,16 +266,20 @@ def resolve(name: str | None, url: str | None = None, sha256: str | None = None)
     if not url:
         if name and not entry:
             known = ", ".join(list(models)[:2])
-            raise HatError(f"'{name}' is not in the registry (e.g. {known}; see --list): "
-                           "pass --url URL to download it")
+            raise HatError(
+                f"'{name}' is not in the registry (e.g. {known}; see --list): "
+                "pass --url URL to download it"
+            )
         raise HatError(f"no download URL for '{name}': pass --url")
     if urllib.parse.urlsplit(url).scheme not in ("http", "https", "file"):
         raise HatError(f"--url {url!r} is not an http(s) or file URL")
     if name:
         if not _SAFE_NAME.fullmatch(name):
-            raise HatError(f"model name {name!r} is neither a registry name nor a plain file "
-                           "name (letters, digits, '._@-'; no '/' or '..'): it would leave the "
-                           "cache dir")
+            raise HatError(
+                f"model name {name!r} is neither a registry name nor a plain file "
+                "name (letters, digits, '._@-'; no '/' or '..'): it would leave the "
+                "cache dir"
+            )
         stem = name
     else:
         base = urllib.parse.unquote(urllib.parse.urlsplit(url).path).rsplit("/", 1)[-1]
@@ -272,8 +315,11 @@ def checkpoint_problem(path: Path) -> str | None:
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("args"), argparse.Namespace):
         return "a file that is not a HAT/fairseq checkpoint (no 'args' Namespace)"
     model = ckpt.get("model")
-    if not isinstance(model, dict) or not model \
-            or not all(isinstance(v, torch.Tensor) for v in model.values()):
+    if (
+        not isinstance(model, dict)
+        or not model
+        or not all(isinstance(v, torch.Tensor) for v in model.values())
+    ):
         return "a file that is not a HAT/fairseq checkpoint (no 'model' state dict of tensors)"
     if "encoder.embed_tokens.weight" not in model and "decoder.embed_tokens.weight" not in model:
         return "a checkpoint that is not a HAT Transformer's (no embed_tokens in its 'model')"
@@ -289,30 +335,49 @@ def _fetch(src: ModelSource, part: Path, progress: bool, timeout: float) -> None
         with urllib.request.urlopen(request, timeout=timeout) as response:
             if "text/html" in (response.headers.get("Content-Type") or "").lower():
                 part.unlink(missing_ok=True)
-                raise HatError(f"{src.name}: {src.url} served an HTML page, not a checkpoint "
-                               f"({_PREVIEW_HINT}); nothing was saved")
+                raise HatError(
+                    f"{src.name}: {src.url} served an HTML page, not a checkpoint "
+                    f"({_PREVIEW_HINT}); nothing was saved"
+                )
             if have and response.status != 206:  # the server ignored the range: start over
                 have = 0
             length = response.headers.get("Content-Length")
             total = int(length) + have if length and length.strip().isdigit() else None
-            with open(part, "ab" if have else "wb") as f, \
-                    tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=src.name,
-                         disable=not progress or None) as bar:
+            with (
+                open(part, "ab" if have else "wb") as f,
+                tqdm(
+                    total=total,
+                    initial=have,
+                    unit="B",
+                    unit_scale=True,
+                    desc=src.name,
+                    disable=not progress or None,
+                ) as bar,
+            ):
                 for chunk in iter(lambda: response.read(1 << 16), b""):
                     f.write(chunk)
                     bar.update(len(chunk))
     except (urllib.error.URLError, OSError) as e:
-        raise HatError(f"download of {src.name} from {src.url} failed ({e}); "
-                       "re-run to resume") from None
+        raise HatError(
+            f"download of {src.name} from {src.url} failed ({e}); re-run to resume"
+        ) from None
     size = part.stat().st_size
     if total is not None and size != total:
         part.unlink()
-        raise HatError(f"download of {src.name} from {src.url} truncated: got {size} of {total} "
-                       "bytes (the server's Content-Length); nothing was saved, re-run to retry")
+        raise HatError(
+            f"download of {src.name} from {src.url} truncated: got {size} of {total} "
+            "bytes (the server's Content-Length); nothing was saved, re-run to retry"
+        )
 
 
-def download(name: str | None, cache_dir: str | Path, url: str | None = None,
-             sha256: str | None = None, progress: bool = True, timeout: float = 60.0) -> Path:
+def download(
+    name: str | None,
+    cache_dir: str | Path,
+    url: str | None = None,
+    sha256: str | None = None,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> Path:
     """Download model `name` (or the file at `url`) into `cache_dir` and return its path.
 
     The body goes to `<name>.pt.part` (resumed when present) and is renamed to `<name>.pt` only
@@ -331,8 +396,10 @@ def download(name: str | None, cache_dir: str | Path, url: str | None = None,
     try:
         recorded = json.loads(recorded_file.read_text()) if recorded_file.exists() else {}
     except ValueError:
-        raise HatError(f"{recorded_file} is not valid JSON: fix or delete it (it holds the sha256 "
-                       "each model had at its first download)") from None
+        raise HatError(
+            f"{recorded_file} is not valid JSON: fix or delete it (it holds the sha256 "
+            "each model had at its first download)"
+        ) from None
     expected = src.sha256 or recorded.get(src.name)
     if dest.exists() and (expected is None or sha256_of(dest) == expected):
         return dest
@@ -340,8 +407,10 @@ def download(name: str | None, cache_dir: str | Path, url: str | None = None,
     try:
         digest = sha256_of(part)
         if expected and digest != expected:
-            raise HatError(f"{src.name}: the sha256 {digest} of {src.url} does not match the "
-                           f"expected {expected}; the download was deleted")
+            raise HatError(
+                f"{src.name}: the sha256 {digest} of {src.url} does not match the "
+                f"expected {expected}; the download was deleted"
+            )
         problem = checkpoint_problem(part)
         if problem:
             raise HatError(f"{src.name}: {src.url} served {problem}; nothing was saved")

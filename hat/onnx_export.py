@@ -6,6 +6,7 @@ the static keys/values and the self-attention cache -> log-probabilities and the
 :class:`OnnxTransformer` drives them with the same interface as the PyTorch model, so
 `beam_search`, `translate_dataset` and the latency protocol run on onnxruntime unchanged.
 """
+
 from __future__ import annotations
 
 import copy
@@ -43,7 +44,12 @@ class EncoderGraph(nn.Module):
         outs = [enc.padding_mask]
         for layer in m.decoder_layers:
             memory, _ = enc.memory(layer.ende_layers)
-            kv = _heads(layer.ende_attn.kv_proj(memory), 2, layer.ende_attn.num_heads, layer.ende_attn.qkv_dim)
+            kv = _heads(
+                layer.ende_attn.kv_proj(memory),
+                2,
+                layer.ende_attn.num_heads,
+                layer.ende_attn.qkv_dim,
+            )
             outs += [kv[0], kv[1]]
         return tuple(outs)
 
@@ -55,13 +61,21 @@ class DecoderStepGraph(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, tokens: torch.Tensor, step: torch.Tensor, padding_mask: torch.Tensor, *cache: torch.Tensor):
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        step: torch.Tensor,
+        padding_mask: torch.Tensor,
+        *cache: torch.Tensor,
+    ):
         m = self.model
         dim = m.arch.decoder_embed_dim
-        pos = m.decoder_positions.table.index_select(0, step.reshape(1) + m.decoder_positions.OFFSET)[:, :dim]
+        pos = m.decoder_positions.table.index_select(
+            0, step.reshape(1) + m.decoder_positions.OFFSET
+        )[:, :dim]
         x = m.embed_tokens(tokens, dim) * math.sqrt(dim) + pos
         layers = list(m.decoder_layers)
-        ende, past = cache[:2 * len(layers)], cache[2 * len(layers):]
+        ende, past = cache[: 2 * len(layers)], cache[2 * len(layers) :]
         present = []
         for i, layer in enumerate(layers):
             a = layer.self_attn
@@ -74,7 +88,11 @@ class DecoderStepGraph(nn.Module):
             e = layer.ende_attn
             q = _heads(e.q_proj(x), 1, e.num_heads, e.qkv_dim)[0]
             mask = (~padding_mask).repeat(1, layer.ende_layers)[:, None, None, :]
-            h = e.out_proj(attention_math(q, ende[2 * i], ende[2 * i + 1], mask).transpose(1, 2).reshape(n, 1, e.qkv_dim))
+            h = e.out_proj(
+                attention_math(q, ende[2 * i], ende[2 * i + 1], mask)
+                .transpose(1, 2)
+                .reshape(n, 1, e.qkv_dim)
+            )
             x = layer.ende_attn_norm(x + h)
             x = layer.ffn_norm(x + layer._ffn(x))
         logits = m.output_layer(x[:, 0])
@@ -84,11 +102,14 @@ class DecoderStepGraph(nn.Module):
 def require(package: str) -> None:
     """A one-line error, not an ImportError traceback, when the `onnx` extra is not installed."""
     if importlib.util.find_spec(package) is None:
-        raise HatError(f"{package} is not installed: pip install 'hardware-aware-transformers[onnx]'")
+        raise HatError(
+            f"{package} is not installed: pip install 'hardware-aware-transformers[onnx]'"
+        )
 
 
-def export_onnx(model: Transformer, out_dir: str | Path, opset: int = 18,
-                dynamo: bool = False) -> Path:
+def export_onnx(
+    model: Transformer, out_dir: str | Path, opset: int = 18, dynamo: bool = False
+) -> Path:
     """Write encoder.onnx, decoder_step.onnx and model.json (config) into `out_dir`.
 
     `dynamo`: PyTorch's torch.export-based exporter (needs onnxscript). The default is still the
@@ -125,44 +146,94 @@ def export_onnx(model: Transformer, out_dir: str | Path, opset: int = 18,
             # torch has AUTO only)
             dyn = getattr(torch.export.Dim, "DYNAMIC", torch.export.Dim.AUTO)
             options = dict(opset_version=opset, dynamo=True, external_data=False, verbose=False)
-            torch.onnx.export(encoder, (src,), out / "encoder.onnx", input_names=["src_tokens"],
-                              output_names=enc_names,
-                              dynamic_shapes={"src_tokens": {0: dyn, 1: dyn}}, **options)
+            torch.onnx.export(
+                encoder,
+                (src,),
+                out / "encoder.onnx",
+                input_names=["src_tokens"],
+                output_names=enc_names,
+                dynamic_shapes={"src_tokens": {0: dyn, 1: dyn}},
+                **options,
+            )
             cache = tuple({0: dyn, 2: dyn} for _ in dec_args[3:])
-            torch.onnx.export(decoder, dec_args, out / "decoder_step.onnx", input_names=dec_names,
-                              output_names=["log_probs", *present_names], **options,
-                              dynamic_shapes={"tokens": {0: dyn}, "step": None,
-                                              "padding_mask": {0: dyn, 1: dyn}, "cache": cache})
+            torch.onnx.export(
+                decoder,
+                dec_args,
+                out / "decoder_step.onnx",
+                input_names=dec_names,
+                output_names=["log_probs", *present_names],
+                **options,
+                dynamic_shapes={
+                    "tokens": {0: dyn},
+                    "step": None,
+                    "padding_mask": {0: dyn, 1: dyn},
+                    "cache": cache,
+                },
+            )
         else:
-            _export_torchscript(encoder, decoder, src, dec_args, out, opset, enc_names, dec_names,
-                                present_names)
+            _export_torchscript(
+                encoder, decoder, src, dec_args, out, opset, enc_names, dec_names, present_names
+            )
     with atomic_write(out / "model.json") as f:
-        json.dump({"arch": model.arch.to_dict(), "settings": model.settings.to_dict(),
-                   "heads": [list(h) for h in heads]}, f)
+        json.dump(
+            {
+                "arch": model.arch.to_dict(),
+                "settings": model.settings.to_dict(),
+                "heads": [list(h) for h in heads],
+            },
+            f,
+        )
     return out
 
 
-def _export_torchscript(encoder: nn.Module, decoder: nn.Module, src: torch.Tensor,
-                        dec_args: tuple[torch.Tensor, ...], out: Path, opset: int,
-                        enc_names: list[str], dec_names: list[str],
-                        present_names: list[str]) -> None:
+def _export_torchscript(
+    encoder: nn.Module,
+    decoder: nn.Module,
+    src: torch.Tensor,
+    dec_args: tuple[torch.Tensor, ...],
+    out: Path,
+    opset: int,
+    enc_names: list[str],
+    dec_names: list[str],
+    present_names: list[str],
+) -> None:
     """The legacy (TorchScript) exporter; PyTorch's deprecation warning is left visible."""
     mem = {n: {0: "batch", 2: "mem_len"} for n in enc_names[1:]}
     rows = {n: {0: "rows", 2: "mem_len"} for n in enc_names[1:]}
-    rows |= {n: {0: "rows", 2: "past_len"} for n in dec_names[3 + len(mem):]}
+    rows |= {n: {0: "rows", 2: "past_len"} for n in dec_names[3 + len(mem) :]}
     rows |= {n: {0: "rows", 2: "len"} for n in present_names}
-    rows |= {"tokens": {0: "rows"}, "log_probs": {0: "rows"},
-             "padding_mask": {0: "rows", 1: "src_len"}}
+    rows |= {
+        "tokens": {0: "rows"},
+        "log_probs": {0: "rows"},
+        "padding_mask": {0: "rows", 1: "src_len"},
+    }
     with warnings.catch_warnings():
         # the tracer flags Python-side constants (head dims, the positions bound check)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(encoder, (src,), out / "encoder.onnx", input_names=["src_tokens"],
-                          output_names=enc_names, opset_version=opset, dynamo=False,
-                          dynamic_axes={"src_tokens": {0: "batch", 1: "src_len"},
-                                        "padding_mask": {0: "batch", 1: "src_len"}, **mem})
-        torch.onnx.export(decoder, dec_args, out / "decoder_step.onnx", input_names=dec_names,
-                          output_names=["log_probs", *present_names], opset_version=opset,
-                          dynamo=False, dynamic_axes=rows)
+        torch.onnx.export(
+            encoder,
+            (src,),
+            out / "encoder.onnx",
+            input_names=["src_tokens"],
+            output_names=enc_names,
+            opset_version=opset,
+            dynamo=False,
+            dynamic_axes={
+                "src_tokens": {0: "batch", 1: "src_len"},
+                "padding_mask": {0: "batch", 1: "src_len"},
+                **mem,
+            },
+        )
+        torch.onnx.export(
+            decoder,
+            dec_args,
+            out / "decoder_step.onnx",
+            input_names=dec_names,
+            output_names=["log_probs", *present_names],
+            opset_version=opset,
+            dynamo=False,
+            dynamic_axes=rows,
+        )
 
 
 class _OrtEncoderOut:
@@ -202,8 +273,12 @@ class OnnxTransformer:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.encoder = ort.InferenceSession(str(d / "encoder.onnx"), options, providers=["CPUExecutionProvider"])
-        self.decoder = ort.InferenceSession(str(d / "decoder_step.onnx"), options, providers=["CPUExecutionProvider"])
+        self.encoder = ort.InferenceSession(
+            str(d / "encoder.onnx"), options, providers=["CPUExecutionProvider"]
+        )
+        self.decoder = ort.InferenceSession(
+            str(d / "decoder_step.onnx"), options, providers=["CPUExecutionProvider"]
+        )
 
     def eval(self) -> OnnxTransformer:
         return self
@@ -215,9 +290,13 @@ class OnnxTransformer:
         return self
 
     def encode(self, src_tokens: torch.Tensor) -> _OrtEncoderOut:
-        return _OrtEncoderOut(self.encoder.run(None, {"src_tokens": src_tokens.cpu().numpy().astype(np.int64)}))
+        return _OrtEncoderOut(
+            self.encoder.run(None, {"src_tokens": src_tokens.cpu().numpy().astype(np.int64)})
+        )
 
-    def start_decoding(self, enc: _OrtEncoderOut, beam: int = 1, max_steps: int | None = None) -> _OrtState:
+    def start_decoding(
+        self, enc: _OrtEncoderOut, beam: int = 1, max_steps: int | None = None
+    ) -> _OrtState:
         rep = lambda a: np.repeat(a, beam, axis=0) if beam > 1 else a  # noqa: E731
         rows = enc.padding_mask.shape[0] * beam
         past = [np.zeros((rows, h, 0, qkv // h), np.float32) for h, qkv in self.heads for _ in "kv"]
@@ -225,8 +304,13 @@ class OnnxTransformer:
 
     def decode_step(self, tokens: torch.Tensor, state: _OrtState) -> torch.Tensor:
         names = [i.name for i in self.decoder.get_inputs()]
-        values = [tokens.cpu().numpy().astype(np.int64)[:, None], np.array(state.step, np.int64), state.padding_mask,
-                  *state.ende, *state.past]
+        values = [
+            tokens.cpu().numpy().astype(np.int64)[:, None],
+            np.array(state.step, np.int64),
+            state.padding_mask,
+            *state.ende,
+            *state.past,
+        ]
         outputs = self.decoder.run(None, dict(zip(names, values, strict=True)))
         state.past, state.step = outputs[1:], state.step + 1
         return torch.from_numpy(outputs[0])

@@ -5,6 +5,7 @@ multiply-accumulates counted by torchprofile (attention scores and weighted sums
 included: it handles `scaled_dot_product_attention`) for one sentence of L tokens:
 encoder on the source, decoder on a target of the same length.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -61,17 +62,22 @@ def analytic_flops(arch: ArchConfig, qkv_dim: int, sentence_length: int) -> int:
     for i, ffn in enumerate(arch.decoder_ffn_embed_dim):
         mem = L * arch.ende_layers(i)
         macs += L * d * 3 * q + L * L * q * 2 + L * q * d  # self-attention
-        macs += L * d * q + mem * e * 2 * q + L * mem * q * 2 + L * q * d  # encoder-decoder attention
+        macs += (
+            L * d * q + mem * e * 2 * q + L * mem * q * 2 + L * q * d
+        )  # encoder-decoder attention
         macs += 2 * L * d * ffn
     return 2 * macs
 
 
 def profile(model: Transformer, sentence_length: int = 30) -> Profile:
     """#params and FLOPs of a compact model (its weights do not matter)."""
-    return Profile(params=model.num_params(), params_total=model.num_params(embeddings=True),
-                   flops=count_flops(model, sentence_length),
-                   flops_total=count_flops(model, sentence_length, output_layer=True),
-                   sentence_length=sentence_length)
+    return Profile(
+        params=model.num_params(),
+        params_total=model.num_params(embeddings=True),
+        flops=count_flops(model, sentence_length),
+        flops_total=count_flops(model, sentence_length, output_layer=True),
+        sentence_length=sentence_length,
+    )
 
 
 def analytic_params(arch: ArchConfig, qkv_dim: int) -> int:
@@ -80,5 +86,7 @@ def analytic_params(arch: ArchConfig, qkv_dim: int) -> int:
     attention = lambda dim, kv: dim * q + q + 2 * (kv * q + q) + q * dim + dim  # noqa: E731  q, k, v, out
     ffn = lambda dim, f: 2 * dim * f + f + dim  # noqa: E731
     enc = sum(attention(e, e) + ffn(e, f) + 4 * e for f in arch.encoder_ffn_embed_dim)
-    dec = sum(attention(d, d) + attention(d, e) + ffn(d, f) + 6 * d for f in arch.decoder_ffn_embed_dim)
+    dec = sum(
+        attention(d, d) + attention(d, e) + ffn(d, f) + 6 * d for f in arch.decoder_ffn_embed_dim
+    )
     return enc + dec

@@ -10,6 +10,7 @@ A quantized checkpoint (`format: hat.quantized`) stores the compact model's conf
   centroids plus the packed b-bit index of each weight; loading dequantizes to fp32.
 Either loads with `load_model`, so a quantized model is accepted wherever a compact one is.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,12 +33,14 @@ METHODS = ("int8", "kmeans")
 # --- bit packing ----------------------------------------------------------------------------
 def pack_bits(values: np.ndarray, bits: int) -> np.ndarray:
     """Pack integers in [0, 2^bits) into a uint8 stream, `bits` bits each."""
-    planes = ((values.astype(np.uint16)[:, None] >> np.arange(bits, dtype=np.uint16)) & 1).astype(np.uint8)
+    planes = ((values.astype(np.uint16)[:, None] >> np.arange(bits, dtype=np.uint16)) & 1).astype(
+        np.uint8
+    )
     return np.packbits(planes.reshape(-1))
 
 
 def unpack_bits(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
-    planes = np.unpackbits(packed)[:count * bits].reshape(count, bits).astype(np.uint16)
+    planes = np.unpackbits(packed)[: count * bits].reshape(count, bits).astype(np.uint16)
     return (planes << np.arange(bits, dtype=np.uint16)).sum(axis=1)
 
 
@@ -45,8 +48,10 @@ def unpack_bits(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
 def kmeans_1d(values: torch.Tensor, k: int, iters: int = 25) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's algorithm on scalars: (sorted centroids (k,), index of each value)."""
     x = values.flatten().double()
-    centroids = torch.quantile(x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:100_000]],
-                               torch.linspace(0, 1, k, dtype=torch.float64))
+    centroids = torch.quantile(
+        x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:100_000]],
+        torch.linspace(0, 1, k, dtype=torch.float64),
+    )
     for _ in range(iters):
         centroids = centroids.sort().values
         index = torch.bucketize(x, (centroids[1:] + centroids[:-1]) / 2)
@@ -75,12 +80,18 @@ def quantize_state(model: Transformer, method: str, bits: int = 8) -> dict[str, 
             tensors[name] = t.clone()
         elif method == "int8":
             scale = (t.abs().amax(dim=1) / 127).clamp_min(1e-12)
-            tensors[name] = {"int8": torch.round(t / scale[:, None]).clamp(-127, 127).to(torch.int8),
-                             "scale": scale}
+            tensors[name] = {
+                "int8": torch.round(t / scale[:, None]).clamp(-127, 127).to(torch.int8),
+                "scale": scale,
+            }
         else:
-            centroids, index = kmeans_1d(t, 2 ** bits)
-            tensors[name] = {"codebook": centroids, "bits": bits, "shape": list(t.shape),
-                             "packed": torch.from_numpy(pack_bits(index.numpy(), bits))}
+            centroids, index = kmeans_1d(t, 2**bits)
+            tensors[name] = {
+                "codebook": centroids,
+                "bits": bits,
+                "shape": list(t.shape),
+                "packed": torch.from_numpy(pack_bits(index.numpy(), bits)),
+            }
     return tensors
 
 
@@ -93,7 +104,9 @@ def dequantize_state(tensors: dict[str, Any]) -> dict[str, torch.Tensor]:
             out[name] = t["int8"].float() * t["scale"][:, None]
         else:
             count = int(np.prod(t["shape"]))
-            index = torch.from_numpy(unpack_bits(t["packed"].numpy(), t["bits"], count).astype(np.int64))
+            index = torch.from_numpy(
+                unpack_bits(t["packed"].numpy(), t["bits"], count).astype(np.int64)
+            )
             out[name] = t["codebook"][index].view(t["shape"])
     return out
 
@@ -111,8 +124,9 @@ def int8_linear(int8: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | No
     """A dynamic int8 linear layer (torch.ao, CPU) computing with exactly these int8 weights
     (out, in) and per-output-row fp32 scales (out,): no re-quantization."""
     out_features, in_features = int8.shape
-    layer = torch.ao.nn.quantized.dynamic.Linear(in_features, out_features, bias_=bias is not None,
-                                                 dtype=torch.qint8)
+    layer = torch.ao.nn.quantized.dynamic.Linear(
+        in_features, out_features, bias_=bias is not None, dtype=torch.qint8
+    )
     zero = torch.zeros(out_features, dtype=torch.int64)
     weight = torch._make_per_channel_quantized_tensor(int8.contiguous(), scale.double(), zero, 0)
     layer.set_weight_bias(weight, None if bias is None else bias.detach().float().clone())
@@ -146,12 +160,20 @@ def dynamic_int8(model: Transformer) -> Transformer:
     return int8_linears(q, tensors)
 
 
-def save_quantized(model: Transformer, path: str | Path, method: str, bits: int = 8,
-                   spm_model: bytes | None = None) -> dict[str, Any]:
+def save_quantized(
+    model: Transformer, path: str | Path, method: str, bits: int = 8, spm_model: bytes | None = None
+) -> dict[str, Any]:
     tensors = quantize_state(model, method, bits)
-    payload = {"format": QUANTIZED_FORMAT, "version": 1, "method": method, "bits": 8 if method == "int8" else bits,
-               "arch": model.arch.to_dict(), "settings": model.settings.to_dict(), "tensors": tensors,
-               "spm_model": spm_model}
+    payload = {
+        "format": QUANTIZED_FORMAT,
+        "version": 1,
+        "method": method,
+        "bits": 8 if method == "int8" else bits,
+        "arch": model.arch.to_dict(),
+        "settings": model.settings.to_dict(),
+        "tensors": tensors,
+        "spm_model": spm_model,
+    }
     save_checkpoint(payload, path)
     return payload
 
@@ -172,5 +194,6 @@ def load_quantized(payload: dict[str, Any], path: str | Path) -> Transformer:
         return int8_linears(model, payload["tensors"]) if payload["method"] == "int8" else model
     except (RuntimeError, KeyError) as e:
         first = str(e).splitlines()[0]
-        raise HatError(f"{path}: quantized weights do not match the architecture: {first}") \
-            from None
+        raise HatError(
+            f"{path}: quantized weights do not match the architecture: {first}"
+        ) from None

@@ -4,13 +4,15 @@
 Arbitrary encoder-decoder attention follows HAT's encoding: a decoder layer with value -1
 attends to the last encoder layer, 1 to the last two, 2 to the last three (v -> v + 1).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import yaml
 
@@ -32,8 +34,12 @@ ARCH_KEYS = {
     "decoder_arbitrary_ende_attn": "decoder-arbitrary-ende-attn-all-subtransformer",
 }
 _ENCODER_LISTS = ("encoder_ffn_embed_dim", "encoder_self_attention_heads")
-_DECODER_LISTS = ("decoder_ffn_embed_dim", "decoder_self_attention_heads",
-                  "decoder_ende_attention_heads", "decoder_arbitrary_ende_attn")
+_DECODER_LISTS = (
+    "decoder_ffn_embed_dim",
+    "decoder_self_attention_heads",
+    "decoder_ende_attention_heads",
+    "decoder_arbitrary_ende_attn",
+)
 
 # SearchSpace field -> HAT's SuperTransformer YAML key
 SUPERNET_KEYS = {
@@ -62,10 +68,12 @@ CHOICE_KEYS = {
 
 # choice field -> the supernet field it may not exceed
 _CHOICE_LIMITS = {
-    "encoder_embed_choice": "encoder_embed_dim", "decoder_embed_choice": "decoder_embed_dim",
+    "encoder_embed_choice": "encoder_embed_dim",
+    "decoder_embed_choice": "decoder_embed_dim",
     "encoder_ffn_embed_dim_choice": "encoder_ffn_embed_dim",
     "decoder_ffn_embed_dim_choice": "decoder_ffn_embed_dim",
-    "encoder_layer_num_choice": "encoder_layers", "decoder_layer_num_choice": "decoder_layers",
+    "encoder_layer_num_choice": "encoder_layers",
+    "decoder_layer_num_choice": "decoder_layers",
     "encoder_self_attention_heads_choice": "encoder_attention_heads",
     "decoder_self_attention_heads_choice": "decoder_attention_heads",
     "decoder_ende_attention_heads_choice": "decoder_attention_heads",
@@ -78,8 +86,10 @@ def ende_layer_count(value: int) -> int:
         return 1
     if value >= 1:
         return value + 1
-    raise HatError(f"arbitrary encoder-decoder attention value {value} is not -1, 1, 2, ... "
-                   f"(-1: last encoder layer, 1: last two, 2: last three)")
+    raise HatError(
+        f"arbitrary encoder-decoder attention value {value} is not -1, 1, 2, ... "
+        f"(-1: last encoder layer, 1: last two, 2: last three)"
+    )
 
 
 def _as_int(value: Any, key: str) -> int:
@@ -121,20 +131,33 @@ class ArchConfig:
     def __post_init__(self) -> None:
         for name, key in ARCH_KEYS.items():
             is_list = name in _ENCODER_LISTS + _DECODER_LISTS
-            value = _as_int_list(getattr(self, name), key) if is_list else _as_int(getattr(self, name), key)
+            value = (
+                _as_int_list(getattr(self, name), key)
+                if is_list
+                else _as_int(getattr(self, name), key)
+            )
             object.__setattr__(self, name, value)
-            if name != "decoder_arbitrary_ende_attn" and min(value if is_list else (value,), default=1) <= 0:
+            if (
+                name != "decoder_arbitrary_ende_attn"
+                and min(value if is_list else (value,), default=1) <= 0
+            ):
                 raise HatError(f"{key} must be positive, got {value}")
-        for names, num, num_name in ((_ENCODER_LISTS, self.encoder_layer_num, "encoder_layer_num"),
-                                     (_DECODER_LISTS, self.decoder_layer_num, "decoder_layer_num")):
+        for names, num, num_name in (
+            (_ENCODER_LISTS, self.encoder_layer_num, "encoder_layer_num"),
+            (_DECODER_LISTS, self.decoder_layer_num, "decoder_layer_num"),
+        ):
             for name in names:
                 if len(getattr(self, name)) != num:
-                    raise HatError(f"{ARCH_KEYS[name]} has {len(getattr(self, name))} entries but "
-                                   f"{ARCH_KEYS[num_name]} is {num}; give one entry per layer")
+                    raise HatError(
+                        f"{ARCH_KEYS[name]} has {len(getattr(self, name))} entries but "
+                        f"{ARCH_KEYS[num_name]} is {num}; give one entry per layer"
+                    )
         for i, v in enumerate(self.decoder_arbitrary_ende_attn):
             if ende_layer_count(v) > self.encoder_layer_num:
-                raise HatError(f"decoder layer {i} attends to the last {ende_layer_count(v)} encoder "
-                               f"layers (arbitrary attention {v}) but there are {self.encoder_layer_num}")
+                raise HatError(
+                    f"decoder layer {i} attends to the last {ende_layer_count(v)} encoder "
+                    f"layers (arbitrary attention {v}) but there are {self.encoder_layer_num}"
+                )
 
     def ende_layers(self, layer: int) -> int:
         """How many of the last encoder layers decoder layer `layer` attends to."""
@@ -143,10 +166,12 @@ class ArchConfig:
     # --- conversions -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Plain field-name dict (lists), for checkpoints and JSON."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ArchConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ArchConfig:
         missing = [k for k in ARCH_KEYS if k not in d]
         if missing:
             raise HatError(f"architecture is missing {', '.join(missing)}")
@@ -157,7 +182,7 @@ class ArchConfig:
         return {ARCH_KEYS[k]: v for k, v in self.to_dict().items()}
 
     @classmethod
-    def from_hat_dict(cls, d: dict[str, Any], source: str = "config") -> "ArchConfig":
+    def from_hat_dict(cls, d: dict[str, Any], source: str = "config") -> ArchConfig:
         """Read HAT's `*-subtransformer` keys. Lists longer than the layer number are cut to it
         (HAT's gene layout keeps entries for absent layers, and HAT ignores them)."""
         missing = [key for key in ARCH_KEYS.values() if d.get(key) is None]
@@ -165,7 +190,10 @@ class ArchConfig:
             raise HatError(f"{source}: missing SubTransformer key(s) {', '.join(missing)}")
         values = {name: d[key] for name, key in ARCH_KEYS.items()}
         try:
-            for names, num_name in ((_ENCODER_LISTS, "encoder_layer_num"), (_DECODER_LISTS, "decoder_layer_num")):
+            for names, num_name in (
+                (_ENCODER_LISTS, "encoder_layer_num"),
+                (_DECODER_LISTS, "decoder_layer_num"),
+            ):
                 num = _as_int(values[num_name], ARCH_KEYS[num_name])
                 for name in names:
                     values[name] = _as_int_list(values[name], ARCH_KEYS[name])[:num]
@@ -174,7 +202,7 @@ class ArchConfig:
             raise HatError(f"{source}: {e}") from None
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "ArchConfig":
+    def from_yaml(cls, path: str | Path) -> ArchConfig:
         return cls.from_hat_dict(load_yaml(path), source=str(path))
 
     def to_yaml(self, path: str | Path, header: str = "") -> None:
@@ -186,11 +214,13 @@ class ArchConfig:
                 f.write(f"{key}: {value}\n")
 
     def __str__(self) -> str:
-        return (f"enc {self.encoder_embed_dim}x{self.encoder_layer_num} ffn {list(self.encoder_ffn_embed_dim)} "
-                f"heads {list(self.encoder_self_attention_heads)} | dec {self.decoder_embed_dim}x"
-                f"{self.decoder_layer_num} ffn {list(self.decoder_ffn_embed_dim)} heads "
-                f"{list(self.decoder_self_attention_heads)}/{list(self.decoder_ende_attention_heads)} "
-                f"ende {list(self.decoder_arbitrary_ende_attn)}")
+        return (
+            f"enc {self.encoder_embed_dim}x{self.encoder_layer_num} ffn {list(self.encoder_ffn_embed_dim)} "
+            f"heads {list(self.encoder_self_attention_heads)} | dec {self.decoder_embed_dim}x"
+            f"{self.decoder_layer_num} ffn {list(self.decoder_ffn_embed_dim)} heads "
+            f"{list(self.decoder_self_attention_heads)}/{list(self.decoder_ende_attention_heads)} "
+            f"ende {list(self.decoder_arbitrary_ende_attn)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -236,24 +266,32 @@ class SearchSpace:
                 object.__setattr__(self, name, value)
         for heads_key in ("encoder_attention_heads", "decoder_attention_heads"):
             if self.qkv_dim % getattr(self, heads_key):
-                raise HatError(f"{SUPERNET_KEYS[heads_key]} {getattr(self, heads_key)} does not divide "
-                               f"qkv-dim {self.qkv_dim}")
+                raise HatError(
+                    f"{SUPERNET_KEYS[heads_key]} {getattr(self, heads_key)} does not divide "
+                    f"qkv-dim {self.qkv_dim}"
+                )
         for choice, limit in _CHOICE_LIMITS.items():
             for v in getattr(self, choice) or ():
                 if v <= 0:
                     raise HatError(f"{CHOICE_KEYS[choice]} has a non-positive value {v}")
                 if v > getattr(self, limit):
-                    raise HatError(f"{CHOICE_KEYS[choice]} has {v}, larger than the supernet's "
-                                   f"{SUPERNET_KEYS[limit]} {getattr(self, limit)}")
+                    raise HatError(
+                        f"{CHOICE_KEYS[choice]} has {v}, larger than the supernet's "
+                        f"{SUPERNET_KEYS[limit]} {getattr(self, limit)}"
+                    )
                 if "heads" in choice and self.qkv_dim % v:
-                    raise HatError(f"{CHOICE_KEYS[choice]} has {v} heads, which does not divide "
-                                   f"qkv-dim {self.qkv_dim}")
+                    raise HatError(
+                        f"{CHOICE_KEYS[choice]} has {v} heads, which does not divide "
+                        f"qkv-dim {self.qkv_dim}"
+                    )
         min_enc_layers = min(self.encoder_layer_num_choice or (1,))
         for v in self.decoder_arbitrary_ende_attn_choice or ():
             if ende_layer_count(v) > min_enc_layers:
-                raise HatError(f"decoder-arbitrary-ende-attn-choice {v} attends to "
-                               f"{ende_layer_count(v)} encoder layers but a SubTransformer may have "
-                               f"only {min_enc_layers}")
+                raise HatError(
+                    f"decoder-arbitrary-ende-attn-choice {v} attends to "
+                    f"{ende_layer_count(v)} encoder layers but a SubTransformer may have "
+                    f"only {min_enc_layers}"
+                )
 
     @property
     def has_choices(self) -> bool:
@@ -269,9 +307,18 @@ class SearchSpace:
             "decoder_layer_num": ("decoder_layer_num_choice", "decoder_layers"),
             "encoder_ffn_embed_dim": ("encoder_ffn_embed_dim_choice", "encoder_ffn_embed_dim"),
             "decoder_ffn_embed_dim": ("decoder_ffn_embed_dim_choice", "decoder_ffn_embed_dim"),
-            "encoder_self_attention_heads": ("encoder_self_attention_heads_choice", "encoder_attention_heads"),
-            "decoder_self_attention_heads": ("decoder_self_attention_heads_choice", "decoder_attention_heads"),
-            "decoder_ende_attention_heads": ("decoder_ende_attention_heads_choice", "decoder_attention_heads"),
+            "encoder_self_attention_heads": (
+                "encoder_self_attention_heads_choice",
+                "encoder_attention_heads",
+            ),
+            "decoder_self_attention_heads": (
+                "decoder_self_attention_heads_choice",
+                "decoder_attention_heads",
+            ),
+            "decoder_ende_attention_heads": (
+                "decoder_ende_attention_heads_choice",
+                "decoder_attention_heads",
+            ),
             "decoder_arbitrary_ende_attn": ("decoder_arbitrary_ende_attn_choice", None),
         }
         for name, (choice, limit) in per_layer.items():
@@ -279,22 +326,28 @@ class SearchSpace:
             for i, v in enumerate(values if isinstance(values, tuple) else (values,)):
                 where = f"{ARCH_KEYS[name]}" + (f"[{i}]" if isinstance(values, tuple) else "")
                 if limit and v > getattr(self, limit):
-                    raise HatError(f"{where} = {v} is larger than the supernet's "
-                                   f"{SUPERNET_KEYS[limit]} {getattr(self, limit)}")
+                    raise HatError(
+                        f"{where} = {v} is larger than the supernet's "
+                        f"{SUPERNET_KEYS[limit]} {getattr(self, limit)}"
+                    )
                 if "heads" in name and self.qkv_dim % v:
                     raise HatError(f"{where} = {v} heads does not divide qkv-dim {self.qkv_dim}")
                 options = getattr(self, choice)
                 if options is not None and v not in options:
-                    raise HatError(f"{where} = {v} is outside the search space "
-                                   f"({CHOICE_KEYS[choice]}: {list(options)})")
+                    raise HatError(
+                        f"{where} = {v} is outside the search space "
+                        f"({CHOICE_KEYS[choice]}: {list(options)})"
+                    )
         return cfg
 
     # --- sampling --------------------------------------------------------------------
     def _require_choices(self) -> None:
         if not self.has_choices:
             missing = [key for name, key in CHOICE_KEYS.items() if getattr(self, name) is None]
-            raise HatError(f"the search space has no choices ({', '.join(missing)}): "
-                           f"use a SuperTransformer config such as configs/<task>/supertransformer/*.yml")
+            raise HatError(
+                f"the search space has no choices ({', '.join(missing)}): "
+                f"use a SuperTransformer config such as configs/<task>/supertransformer/*.yml"
+            )
 
     def sample(self, rng: random.Random) -> ArchConfig:
         """A uniformly random SubTransformer (HAT's sampler: every choice independent)."""
@@ -302,17 +355,29 @@ class SearchSpace:
         c = random.Random.choice
         enc_layers = c(rng, self.encoder_layer_num_choice)
         dec_layers = c(rng, self.decoder_layer_num_choice)
-        arb = [v for v in self.decoder_arbitrary_ende_attn_choice if ende_layer_count(v) <= enc_layers]
+        arb = [
+            v for v in self.decoder_arbitrary_ende_attn_choice if ende_layer_count(v) <= enc_layers
+        ]
         return ArchConfig(
             encoder_embed_dim=c(rng, self.encoder_embed_choice),
             decoder_embed_dim=c(rng, self.decoder_embed_choice),
             encoder_layer_num=enc_layers,
             decoder_layer_num=dec_layers,
-            encoder_ffn_embed_dim=[c(rng, self.encoder_ffn_embed_dim_choice) for _ in range(enc_layers)],
-            decoder_ffn_embed_dim=[c(rng, self.decoder_ffn_embed_dim_choice) for _ in range(dec_layers)],
-            encoder_self_attention_heads=[c(rng, self.encoder_self_attention_heads_choice) for _ in range(enc_layers)],
-            decoder_self_attention_heads=[c(rng, self.decoder_self_attention_heads_choice) for _ in range(dec_layers)],
-            decoder_ende_attention_heads=[c(rng, self.decoder_ende_attention_heads_choice) for _ in range(dec_layers)],
+            encoder_ffn_embed_dim=[
+                c(rng, self.encoder_ffn_embed_dim_choice) for _ in range(enc_layers)
+            ],
+            decoder_ffn_embed_dim=[
+                c(rng, self.decoder_ffn_embed_dim_choice) for _ in range(dec_layers)
+            ],
+            encoder_self_attention_heads=[
+                c(rng, self.encoder_self_attention_heads_choice) for _ in range(enc_layers)
+            ],
+            decoder_self_attention_heads=[
+                c(rng, self.decoder_self_attention_heads_choice) for _ in range(dec_layers)
+            ],
+            decoder_ende_attention_heads=[
+                c(rng, self.decoder_ende_attention_heads_choice) for _ in range(dec_layers)
+            ],
             decoder_arbitrary_ende_attn=[c(rng, arb) for _ in range(dec_layers)],
         )
 
@@ -320,13 +385,21 @@ class SearchSpace:
         self._require_choices()
         enc = pick(self.encoder_layer_num_choice)
         dec = pick(self.decoder_layer_num_choice)
-        arb = pick([v for v in self.decoder_arbitrary_ende_attn_choice if ende_layer_count(v) <= enc])
+        arb = pick(
+            [v for v in self.decoder_arbitrary_ende_attn_choice if ende_layer_count(v) <= enc]
+        )
         return ArchConfig(
-            pick(self.encoder_embed_choice), pick(self.decoder_embed_choice), enc, dec,
-            [pick(self.encoder_ffn_embed_dim_choice)] * enc, [pick(self.decoder_ffn_embed_dim_choice)] * dec,
+            pick(self.encoder_embed_choice),
+            pick(self.decoder_embed_choice),
+            enc,
+            dec,
+            [pick(self.encoder_ffn_embed_dim_choice)] * enc,
+            [pick(self.decoder_ffn_embed_dim_choice)] * dec,
             [pick(self.encoder_self_attention_heads_choice)] * enc,
             [pick(self.decoder_self_attention_heads_choice)] * dec,
-            [pick(self.decoder_ende_attention_heads_choice)] * dec, [arb] * dec)
+            [pick(self.decoder_ende_attention_heads_choice)] * dec,
+            [arb] * dec,
+        )
 
     def largest(self) -> ArchConfig:
         """Every choice at its maximum (arbitrary attention over the most encoder layers)."""
@@ -348,30 +421,40 @@ class SearchSpace:
          dec ende heads x L_dec, dec arbitrary attn x L_dec]   (L = the supernet's layers)."""
         self._require_choices()
         le, ld = self.encoder_layers, self.decoder_layers
-        return ([self.encoder_embed_choice, self.encoder_layer_num_choice]
-                + [self.encoder_ffn_embed_dim_choice] * le + [self.encoder_self_attention_heads_choice] * le
-                + [self.decoder_embed_choice, self.decoder_layer_num_choice]
-                + [self.decoder_ffn_embed_dim_choice] * ld + [self.decoder_self_attention_heads_choice] * ld
-                + [self.decoder_ende_attention_heads_choice] * ld + [self.decoder_arbitrary_ende_attn_choice] * ld)
+        return (
+            [self.encoder_embed_choice, self.encoder_layer_num_choice]
+            + [self.encoder_ffn_embed_dim_choice] * le
+            + [self.encoder_self_attention_heads_choice] * le
+            + [self.decoder_embed_choice, self.decoder_layer_num_choice]
+            + [self.decoder_ffn_embed_dim_choice] * ld
+            + [self.decoder_self_attention_heads_choice] * ld
+            + [self.decoder_ende_attention_heads_choice] * ld
+            + [self.decoder_arbitrary_ende_attn_choice] * ld
+        )
 
-    def to_gene(self, cfg: ArchConfig,
-                absent: Callable[[Sequence[int]], int] | None = None) -> list[int]:
+    def to_gene(
+        self, cfg: ArchConfig, absent: Callable[[Sequence[int]], int] | None = None
+    ) -> list[int]:
         """Encode `cfg`. Entries of absent layers repeat the last present layer's values, or are
         `absent(options)` (e.g. `rng.choice`: HAT's random genes)."""
         self.validate(cfg)
         le, ld = self.encoder_layers, self.decoder_layers
 
         def pad(values: Sequence[int], n: int, options: Sequence[int]) -> list[int]:
-            return list(values) + [values[-1] if absent is None else absent(options) for _ in range(n - len(values))]
+            return list(values) + [
+                values[-1] if absent is None else absent(options) for _ in range(n - len(values))
+            ]
 
-        return ([cfg.encoder_embed_dim, cfg.encoder_layer_num]
-                + pad(cfg.encoder_ffn_embed_dim, le, self.encoder_ffn_embed_dim_choice)
-                + pad(cfg.encoder_self_attention_heads, le, self.encoder_self_attention_heads_choice)
-                + [cfg.decoder_embed_dim, cfg.decoder_layer_num]
-                + pad(cfg.decoder_ffn_embed_dim, ld, self.decoder_ffn_embed_dim_choice)
-                + pad(cfg.decoder_self_attention_heads, ld, self.decoder_self_attention_heads_choice)
-                + pad(cfg.decoder_ende_attention_heads, ld, self.decoder_ende_attention_heads_choice)
-                + pad(cfg.decoder_arbitrary_ende_attn, ld, self.decoder_arbitrary_ende_attn_choice))
+        return (
+            [cfg.encoder_embed_dim, cfg.encoder_layer_num]
+            + pad(cfg.encoder_ffn_embed_dim, le, self.encoder_ffn_embed_dim_choice)
+            + pad(cfg.encoder_self_attention_heads, le, self.encoder_self_attention_heads_choice)
+            + [cfg.decoder_embed_dim, cfg.decoder_layer_num]
+            + pad(cfg.decoder_ffn_embed_dim, ld, self.decoder_ffn_embed_dim_choice)
+            + pad(cfg.decoder_self_attention_heads, ld, self.decoder_self_attention_heads_choice)
+            + pad(cfg.decoder_ende_attention_heads, ld, self.decoder_ende_attention_heads_choice)
+            + pad(cfg.decoder_arbitrary_ende_attn, ld, self.decoder_arbitrary_ende_attn_choice)
+        )
 
     def from_gene(self, gene: Sequence[int]) -> ArchConfig:
         """Decode a gene (entries of absent layers are ignored)."""
@@ -380,28 +463,35 @@ class SearchSpace:
             raise HatError(f"gene has {len(gene)} entries, the space needs {4 + 2 * le + 4 * ld}")
         g = list(gene)
         ne, pos = g[1], 2
-        enc_ffn, enc_heads = g[pos:pos + ne], g[pos + le:pos + le + ne]
+        enc_ffn, enc_heads = g[pos : pos + ne], g[pos + le : pos + le + ne]
         pos += 2 * le
         nd = g[pos + 1]
         pos += 2
-        dec = [g[pos + k * ld:pos + k * ld + nd] for k in range(4)]
-        return self.validate(ArchConfig(g[0], g[2 + 2 * le], ne, nd, enc_ffn, dec[0], enc_heads,
-                                        dec[1], dec[2], dec[3]))
+        dec = [g[pos + k * ld : pos + k * ld + nd] for k in range(4)]
+        return self.validate(
+            ArchConfig(
+                g[0], g[2 + 2 * le], ne, nd, enc_ffn, dec[0], enc_heads, dec[1], dec[2], dec[3]
+            )
+        )
 
     # --- HAT YAML ------------------------------------------------------------------------
     @classmethod
-    def from_hat_dict(cls, d: dict[str, Any], source: str = "config") -> "SearchSpace":
+    def from_hat_dict(cls, d: dict[str, Any], source: str = "config") -> SearchSpace:
         missing = [key for key in SUPERNET_KEYS.values() if key != "qkv-dim" and d.get(key) is None]
         if missing:
             raise HatError(f"{source}: missing SuperTransformer key(s) {', '.join(missing)}")
-        values = {name: d[key] for name, key in {**SUPERNET_KEYS, **CHOICE_KEYS}.items() if d.get(key) is not None}
+        values = {
+            name: d[key]
+            for name, key in {**SUPERNET_KEYS, **CHOICE_KEYS}.items()
+            if d.get(key) is not None
+        }
         try:
             return cls(**values)
         except HatError as e:
             raise HatError(f"{source}: {e}") from None
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "SearchSpace":
+    def from_yaml(cls, path: str | Path) -> SearchSpace:
         return cls.from_hat_dict(load_yaml(path), source=str(path))
 
     def to_hat_dict(self) -> dict[str, Any]:

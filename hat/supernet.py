@@ -1,10 +1,11 @@
 """The SuperTransformer: one weight-shared network holding every SubTransformer of a space.
 
-    net = SuperTransformer(space, settings)
-    net.set_config(cfg)          # activate one SubTransformer (leading weight slices)
-    logits = net(src, prev)      # train / evaluate it with inherited weights
-    compact = net.export(cfg)    # a standalone Transformer with the same outputs
+net = SuperTransformer(space, settings)
+net.set_config(cfg)          # activate one SubTransformer (leading weight slices)
+logits = net(src, prev)      # train / evaluate it with inherited weights
+compact = net.export(cfg)    # a standalone Transformer with the same outputs
 """
+
 from __future__ import annotations
 
 import torch
@@ -20,35 +21,71 @@ class SuperTransformer(EncoderDecoder):
     def __init__(self, space: SearchSpace, settings: ModelSettings):
         super().__init__()
         if settings.qkv_dim != space.qkv_dim:
-            raise ValueError(f"settings.qkv_dim {settings.qkv_dim} != space.qkv_dim {space.qkv_dim}")
+            raise ValueError(
+                f"settings.qkv_dim {settings.qkv_dim} != space.qkv_dim {space.qkv_dim}"
+            )
         self.space = space
-        self.settings = ModelSettings.from_dict({**settings.to_dict(),
-                                                 "supernet_encoder_embed_dim": space.encoder_embed_dim,
-                                                 "supernet_decoder_embed_dim": space.decoder_embed_dim})
+        self.settings = ModelSettings.from_dict(
+            {
+                **settings.to_dict(),
+                "supernet_encoder_embed_dim": space.encoder_embed_dim,
+                "supernet_decoder_embed_dim": space.decoder_embed_dim,
+            }
+        )
         s = self.settings
-        self._build_embeddings(space.encoder_embed_dim, space.decoder_embed_dim,
-                               space.encoder_embed_dim, space.decoder_embed_dim)
+        self._build_embeddings(
+            space.encoder_embed_dim,
+            space.decoder_embed_dim,
+            space.encoder_embed_dim,
+            space.decoder_embed_dim,
+        )
         elastic = dict(linear=ElasticLinear, norm=ElasticLayerNorm)
         self.encoder_layers = nn.ModuleList(
-            EncoderLayer(space.encoder_embed_dim, space.encoder_ffn_embed_dim, space.encoder_attention_heads,
-                         space.qkv_dim, s.dropout, s.attention_dropout, s.activation_dropout,
-                         s.normalize_before, **elastic)
-            for _ in range(space.encoder_layers))
+            EncoderLayer(
+                space.encoder_embed_dim,
+                space.encoder_ffn_embed_dim,
+                space.encoder_attention_heads,
+                space.qkv_dim,
+                s.dropout,
+                s.attention_dropout,
+                s.activation_dropout,
+                s.normalize_before,
+                **elastic,
+            )
+            for _ in range(space.encoder_layers)
+        )
         self.decoder_layers = nn.ModuleList(
-            DecoderLayer(space.decoder_embed_dim, space.encoder_embed_dim, space.decoder_ffn_embed_dim,
-                         space.decoder_attention_heads, space.decoder_attention_heads, 1, space.qkv_dim,
-                         s.dropout, s.attention_dropout, s.activation_dropout, s.normalize_before, **elastic)
-            for _ in range(space.decoder_layers))
+            DecoderLayer(
+                space.decoder_embed_dim,
+                space.encoder_embed_dim,
+                space.decoder_ffn_embed_dim,
+                space.decoder_attention_heads,
+                space.decoder_attention_heads,
+                1,
+                space.qkv_dim,
+                s.dropout,
+                s.attention_dropout,
+                s.activation_dropout,
+                s.normalize_before,
+                **elastic,
+            )
+            for _ in range(space.decoder_layers)
+        )
         if s.normalize_before:
             self.encoder_norm = ElasticLayerNorm(space.encoder_embed_dim)
             self.decoder_norm = ElasticLayerNorm(space.decoder_embed_dim)
-        largest = ArchConfig(space.encoder_embed_dim, space.decoder_embed_dim, space.encoder_layers,
-                             space.decoder_layers, [space.encoder_ffn_embed_dim] * space.encoder_layers,
-                             [space.decoder_ffn_embed_dim] * space.decoder_layers,
-                             [space.encoder_attention_heads] * space.encoder_layers,
-                             [space.decoder_attention_heads] * space.decoder_layers,
-                             [space.decoder_attention_heads] * space.decoder_layers,
-                             [-1] * space.decoder_layers)
+        largest = ArchConfig(
+            space.encoder_embed_dim,
+            space.decoder_embed_dim,
+            space.encoder_layers,
+            space.decoder_layers,
+            [space.encoder_ffn_embed_dim] * space.encoder_layers,
+            [space.decoder_ffn_embed_dim] * space.decoder_layers,
+            [space.encoder_attention_heads] * space.encoder_layers,
+            [space.decoder_attention_heads] * space.decoder_layers,
+            [space.decoder_attention_heads] * space.decoder_layers,
+            [-1] * space.decoder_layers,
+        )
         self.set_config(largest)
 
     def set_config(self, cfg: ArchConfig) -> None:
@@ -61,10 +98,14 @@ class SuperTransformer(EncoderDecoder):
         self.encoder_dropout, self.decoder_dropout = enc_p[0], dec_p[0]
         for i in range(cfg.encoder_layer_num):
             layer = self.encoder_layers[i]
-            _configure_sublayers(layer, e, cfg.encoder_ffn_embed_dim[i], cfg.encoder_self_attention_heads[i], enc_p)
+            _configure_sublayers(
+                layer, e, cfg.encoder_ffn_embed_dim[i], cfg.encoder_self_attention_heads[i], enc_p
+            )
         for i in range(cfg.decoder_layer_num):
             layer = self.decoder_layers[i]
-            _configure_sublayers(layer, d, cfg.decoder_ffn_embed_dim[i], cfg.decoder_self_attention_heads[i], dec_p)
+            _configure_sublayers(
+                layer, d, cfg.decoder_ffn_embed_dim[i], cfg.decoder_self_attention_heads[i], dec_p
+            )
             layer.ende_attn.q_proj.set_active(d, self.space.qkv_dim)
             layer.ende_attn.kv_proj.set_active(e, 2 * self.space.qkv_dim)
             layer.ende_attn.out_proj.set_active(self.space.qkv_dim, d)
@@ -89,8 +130,13 @@ class SuperTransformer(EncoderDecoder):
         return compact.train(self.training)
 
 
-def _configure_sublayers(layer: EncoderLayer | DecoderLayer, embed: int, ffn: int, heads: int,
-                         dropouts: tuple[float, float, float]) -> None:
+def _configure_sublayers(
+    layer: EncoderLayer | DecoderLayer,
+    embed: int,
+    ffn: int,
+    heads: int,
+    dropouts: tuple[float, float, float],
+) -> None:
     """Set the active dims, heads and scaled dropouts of a layer's self-attention and FFN."""
     qkv = layer.self_attn.qkv_dim
     layer.self_attn.in_proj.set_active(embed, 3 * qkv)

@@ -6,6 +6,7 @@ modules and per-layer dims: what `SuperTransformer.export()` returns and what ge
 from scratch, measured and deployed. The SuperTransformer runs the same code with elastic
 modules.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -54,14 +55,17 @@ class ModelSettings:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelSettings":
+    def from_dict(cls, d: dict[str, Any]) -> ModelSettings:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
-    def for_subtransformer(self, arch: ArchConfig) -> "ModelSettings":
+    def for_subtransformer(self, arch: ArchConfig) -> ModelSettings:
         """Settings of a SubTransformer of this supernet (records the supernet dims)."""
-        return dataclasses.replace(self, supernet_encoder_embed_dim=self.encoder_table_dim(arch),
-                                   supernet_decoder_embed_dim=self.decoder_table_dim(arch))
+        return dataclasses.replace(
+            self,
+            supernet_encoder_embed_dim=self.encoder_table_dim(arch),
+            supernet_decoder_embed_dim=self.decoder_table_dim(arch),
+        )
 
     def encoder_table_dim(self, arch: ArchConfig) -> int:
         return self.supernet_encoder_embed_dim or arch.encoder_embed_dim
@@ -70,7 +74,9 @@ class ModelSettings:
         return self.supernet_decoder_embed_dim or arch.decoder_embed_dim
 
 
-def scaled_dropouts(settings: ModelSettings, dim: int, table_dim: int) -> tuple[float, float, float]:
+def scaled_dropouts(
+    settings: ModelSettings, dim: int, table_dim: int
+) -> tuple[float, float, float]:
     """(dropout, attention dropout, activation dropout) of a side whose embed dim is `dim` in a
     supernet of `table_dim`: as HAT, the residual/embedding and activation dropouts scale by
     dim / table_dim, the attention-weight dropout does not."""
@@ -81,6 +87,7 @@ def scaled_dropouts(settings: ModelSettings, dim: int, table_dim: int) -> tuple[
 @dataclass
 class EncoderOut:
     """Outputs of the last encoder layers (oldest first), each (B, S, D), and the padding mask."""
+
     states: list[torch.Tensor]
     padding_mask: torch.Tensor  # (B, S), True at padding
 
@@ -95,8 +102,12 @@ class DecoderState:
     """Incremental decoding state: per-layer self-attention caches and the static
     encoder-decoder keys/values, computed once per sentence."""
 
-    def __init__(self, ende_kv: list[tuple[torch.Tensor, torch.Tensor]], ende_masks: list[torch.Tensor],
-                 capacity: int):
+    def __init__(
+        self,
+        ende_kv: list[tuple[torch.Tensor, torch.Tensor]],
+        ende_masks: list[torch.Tensor],
+        capacity: int,
+    ):
         self.ende_kv, self.ende_masks = ende_kv, ende_masks
         self.caches = [KVCache(capacity) for _ in ende_kv]
         self.step = 0
@@ -108,7 +119,9 @@ class DecoderState:
         for cache in self.caches:
             cache.reorder(index)
         if rows_changed:
-            self.ende_kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.ende_kv]
+            self.ende_kv = [
+                (k.index_select(0, index), v.index_select(0, index)) for k, v in self.ende_kv
+            ]
             self.ende_masks = [m.index_select(0, index) for m in self.ende_masks]
 
 
@@ -125,7 +138,9 @@ class EncoderDecoder(nn.Module):
     encoder_dropout: float
     decoder_dropout: float
 
-    def _build_embeddings(self, enc_table: int, dec_table: int, enc_width: int, dec_width: int) -> None:
+    def _build_embeddings(
+        self, enc_table: int, dec_table: int, enc_width: int, dec_width: int
+    ) -> None:
         """The token table(s), the sinusoidal position tables, and no separate output layer
         (the table is tied to it; `Transformer.untie_output_projection` gives it one)."""
         s = self.settings
@@ -145,11 +160,13 @@ class EncoderDecoder(nn.Module):
         dim = self.arch.encoder_embed_dim
         padding_mask = src_tokens.eq(PAD_ID)
         table = self.src_embed_tokens or self.embed_tokens
-        x = table(src_tokens, dim) * math.sqrt(dim) + self.encoder_positions(0, src_tokens.shape[1], dim)
+        x = table(src_tokens, dim) * math.sqrt(dim) + self.encoder_positions(
+            0, src_tokens.shape[1], dim
+        )
         x = F.dropout(x, self.encoder_dropout, self.training)
         keep = max(self.arch.ende_layers(i) for i in range(self.arch.decoder_layer_num))
         states = []
-        for layer in self.encoder_layers[:self.arch.encoder_layer_num]:
+        for layer in self.encoder_layers[: self.arch.encoder_layer_num]:
             x = layer(x, padding_mask)
             states.append(x)
         states = states[-keep:]
@@ -160,11 +177,13 @@ class EncoderDecoder(nn.Module):
     # --- decoder ---------------------------------------------------------------------------
     def _embed_target(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
         dim = self.arch.decoder_embed_dim
-        x = self.embed_tokens(tokens, dim) * math.sqrt(dim) + self.decoder_positions(start, tokens.shape[1], dim)
+        x = self.embed_tokens(tokens, dim) * math.sqrt(dim) + self.decoder_positions(
+            start, tokens.shape[1], dim
+        )
         return F.dropout(x, self.decoder_dropout, self.training)
 
     def _active_decoder_layers(self) -> list[DecoderLayer]:
-        return list(self.decoder_layers[:self.arch.decoder_layer_num])
+        return list(self.decoder_layers[: self.arch.decoder_layer_num])
 
     def output_layer(self, features: torch.Tensor) -> torch.Tensor:
         """Decoder features (..., D) -> logits (..., V) with the tied embedding table."""
@@ -190,7 +209,9 @@ class EncoderDecoder(nn.Module):
         return self.output_layer(self.decode_features(prev_output_tokens, self.encode(src_tokens)))
 
     # --- incremental decoding --------------------------------------------------------------
-    def start_decoding(self, enc: EncoderOut, beam: int = 1, max_steps: int | None = None) -> DecoderState:
+    def start_decoding(
+        self, enc: EncoderOut, beam: int = 1, max_steps: int | None = None
+    ) -> DecoderState:
         """A state for `decode_step`, with each sentence's rows repeated `beam` times."""
         layers = self._active_decoder_layers()
         kv, masks = [], []
@@ -220,8 +241,11 @@ class Transformer(EncoderDecoder):
         self.arch, self.settings = arch, settings
         if arch.encoder_embed_dim % 2 or arch.decoder_embed_dim % 2:
             raise HatError("embed dims must be even (sinusoidal positions)")
-        for heads in (*arch.encoder_self_attention_heads, *arch.decoder_self_attention_heads,
-                      *arch.decoder_ende_attention_heads):
+        for heads in (
+            *arch.encoder_self_attention_heads,
+            *arch.decoder_self_attention_heads,
+            *arch.decoder_ende_attention_heads,
+        ):
             if settings.qkv_dim % heads:
                 raise HatError(f"{heads} heads do not divide qkv-dim {settings.qkv_dim}")
         enc_table, dec_table = settings.encoder_table_dim(arch), settings.decoder_table_dim(arch)
@@ -230,15 +254,30 @@ class Transformer(EncoderDecoder):
         dec_p = scaled_dropouts(settings, arch.decoder_embed_dim, dec_table)
         self.encoder_dropout, self.decoder_dropout = enc_p[0], dec_p[0]
         self.encoder_layers = nn.ModuleList(
-            EncoderLayer(arch.encoder_embed_dim, arch.encoder_ffn_embed_dim[i],
-                         arch.encoder_self_attention_heads[i], settings.qkv_dim, *enc_p,
-                         settings.normalize_before)
-            for i in range(arch.encoder_layer_num))
+            EncoderLayer(
+                arch.encoder_embed_dim,
+                arch.encoder_ffn_embed_dim[i],
+                arch.encoder_self_attention_heads[i],
+                settings.qkv_dim,
+                *enc_p,
+                settings.normalize_before,
+            )
+            for i in range(arch.encoder_layer_num)
+        )
         self.decoder_layers = nn.ModuleList(
-            DecoderLayer(arch.decoder_embed_dim, arch.encoder_embed_dim, arch.decoder_ffn_embed_dim[i],
-                         arch.decoder_self_attention_heads[i], arch.decoder_ende_attention_heads[i],
-                         arch.ende_layers(i), settings.qkv_dim, *dec_p, settings.normalize_before)
-            for i in range(arch.decoder_layer_num))
+            DecoderLayer(
+                arch.decoder_embed_dim,
+                arch.encoder_embed_dim,
+                arch.decoder_ffn_embed_dim[i],
+                arch.decoder_self_attention_heads[i],
+                arch.decoder_ende_attention_heads[i],
+                arch.ende_layers(i),
+                settings.qkv_dim,
+                *dec_p,
+                settings.normalize_before,
+            )
+            for i in range(arch.decoder_layer_num)
+        )
         if settings.normalize_before:
             self.encoder_norm = nn.LayerNorm(arch.encoder_embed_dim)
             self.decoder_norm = nn.LayerNorm(arch.decoder_embed_dim)
@@ -257,17 +296,31 @@ class Transformer(EncoderDecoder):
         return sum(p.numel() for p in self.parameters() if embeddings or id(p) not in tables)
 
     # --- checkpoint ---------------------------------------------------------------------------
-    def save(self, path: str | Path, spm_model: bytes | None = None, extra: dict[str, Any] | None = None) -> None:
+    def save(
+        self, path: str | Path, spm_model: bytes | None = None, extra: dict[str, Any] | None = None
+    ) -> None:
         """Self-describing checkpoint: ArchConfig, settings, weights, sentencepiece model."""
-        save_checkpoint({"format": CHECKPOINT_FORMAT, "version": 1, "arch": self.arch.to_dict(),
-                         "settings": self.settings.to_dict(), "model": self.state_dict(),
-                         "spm_model": spm_model, "extra": extra or {}}, path)
+        save_checkpoint(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "version": 1,
+                "arch": self.arch.to_dict(),
+                "settings": self.settings.to_dict(),
+                "model": self.state_dict(),
+                "spm_model": spm_model,
+                "extra": extra or {},
+            },
+            path,
+        )
 
     @classmethod
-    def load(cls, path: str | Path) -> tuple["Transformer", dict[str, Any]]:
+    def load(cls, path: str | Path) -> tuple[Transformer, dict[str, Any]]:
         """(model in eval mode, the checkpoint payload)."""
-        payload = load_checkpoint(path, kind=CHECKPOINT_FORMAT,
-                                  require=("arch", "settings", "model"))
-        model = cls(ArchConfig.from_dict(payload["arch"]), ModelSettings.from_dict(payload["settings"]))
+        payload = load_checkpoint(
+            path, kind=CHECKPOINT_FORMAT, require=("arch", "settings", "model")
+        )
+        model = cls(
+            ArchConfig.from_dict(payload["arch"]), ModelSettings.from_dict(payload["settings"])
+        )
         load_weights(model, payload["model"], path, hint=" it describes")
         return model.eval(), payload

@@ -1,4 +1,5 @@
 """Shared fixtures: the reference data folder, small raw corpora, CLI runners."""
+
 from __future__ import annotations
 
 import subprocess
@@ -19,7 +20,9 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def write_parallel(prefix: Path, pairs: list[tuple[str, str]], src: str = "en", tgt: str = "de") -> Path:
+def write_parallel(
+    prefix: Path, pairs: list[tuple[str, str]], src: str = "en", tgt: str = "de"
+) -> Path:
     prefix.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{prefix}.{src}").write_text("".join(s + "\n" for s, _ in pairs), encoding="utf-8")
     Path(f"{prefix}.{tgt}").write_text("".join(t + "\n" for _, t in pairs), encoding="utf-8")
@@ -42,19 +45,31 @@ def toy_bin(toy_raw: Path, tmp_path_factory) -> Path:
     from hat.data.preprocess import preprocess
 
     dest = tmp_path_factory.mktemp("toybin") / "bin"
-    preprocess("en", "de", str(toy_raw / "train"), dest, validpref=str(toy_raw / "valid"),
-               testpref=str(toy_raw / "test"), vocab_size=600)
+    preprocess(
+        "en",
+        "de",
+        str(toy_raw / "train"),
+        dest,
+        validpref=str(toy_raw / "valid"),
+        testpref=str(toy_raw / "test"),
+        vocab_size=600,
+    )
     return dest
 
 
-def run_cli(*args: str, cwd: Path | None = None, script: str | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, script: str | None = None
+) -> subprocess.CompletedProcess:
     """Run `python -m hat ARGS` (or a top-level HAT-style script) in a subprocess."""
     cmd = [sys.executable, str(REPO / script)] if script else [sys.executable, "-m", "hat"]
-    return subprocess.run(cmd + list(args), cwd=cwd or REPO, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        cmd + list(args), cwd=cwd or REPO, capture_output=True, text=True, timeout=300
+    )
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str,
-                          after_log: bool = False) -> None:
+def assert_one_line_error(
+    result: subprocess.CompletedProcess, *needles: str, after_log: bool = False
+) -> None:
     """Exit code 2 and one 'error: ...' line naming `needles`, no traceback.
 
     The error is all of stderr, unless `after_log` allows progress log lines before it.
@@ -73,11 +88,25 @@ def tiny_space(**changes):
     """A small search space with every HAT dimension elastic (fast on a CPU)."""
     from hat.space import SearchSpace
 
-    base = dict(encoder_embed_dim=64, decoder_embed_dim=48, encoder_ffn_embed_dim=96, decoder_ffn_embed_dim=80,
-                encoder_layers=4, decoder_layers=3, encoder_attention_heads=4, decoder_attention_heads=4,
-                qkv_dim=32, encoder_embed_choice=[64, 48, 32], decoder_embed_choice=[48, 32],
-                encoder_ffn_embed_dim_choice=[96, 64], decoder_ffn_embed_dim_choice=[80, 40],
-                encoder_layer_num_choice=[4, 3], decoder_layer_num_choice=[3, 2, 1],
-                encoder_self_attention_heads_choice=[4, 2], decoder_self_attention_heads_choice=[4, 2],
-                decoder_ende_attention_heads_choice=[4, 2, 1], decoder_arbitrary_ende_attn_choice=[-1, 1, 2])
+    base = dict(
+        encoder_embed_dim=64,
+        decoder_embed_dim=48,
+        encoder_ffn_embed_dim=96,
+        decoder_ffn_embed_dim=80,
+        encoder_layers=4,
+        decoder_layers=3,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        qkv_dim=32,
+        encoder_embed_choice=[64, 48, 32],
+        decoder_embed_choice=[48, 32],
+        encoder_ffn_embed_dim_choice=[96, 64],
+        decoder_ffn_embed_dim_choice=[80, 40],
+        encoder_layer_num_choice=[4, 3],
+        decoder_layer_num_choice=[3, 2, 1],
+        encoder_self_attention_heads_choice=[4, 2],
+        decoder_self_attention_heads_choice=[4, 2],
+        decoder_ende_attention_heads_choice=[4, 2, 1],
+        decoder_arbitrary_ende_attn_choice=[-1, 1, 2],
+    )
     return SearchSpace(**{**base, **changes})

@@ -1,5 +1,6 @@
 """Run under torchrun by test_distributed.py: train with hat's trainer, then save this
 rank's parameters to SAVE_DIR/rank<r>.pt so the test can compare the replicas."""
+
 import sys
 from pathlib import Path
 

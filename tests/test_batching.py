@@ -1,4 +1,5 @@
 """Token batching invariants and collation."""
+
 import numpy as np
 import pytest
 
@@ -55,8 +56,10 @@ def test_batches_are_length_bucketed(sizes):
 def test_shards_partition_the_epoch(sizes):
     src, tgt = sizes
     full = TokenBatcher(src, tgt, max_tokens=1500, seed=9).batches(1)
-    shards = [TokenBatcher(src, tgt, max_tokens=1500, seed=9, num_shards=3, shard_id=k).batches(1)
-              for k in range(3)]
+    shards = [
+        TokenBatcher(src, tgt, max_tokens=1500, seed=9, num_shards=3, shard_id=k).batches(1)
+        for k in range(3)
+    ]
     assert sum(map(len, shards)) == len(full)
     ids = np.concatenate([np.concatenate(s) for s in shards])
     assert sorted(ids.tolist()) == list(range(len(src)))
@@ -87,10 +90,10 @@ def test_collate(toy_bin):
         n_src, n_tgt = len(ds.src[i]), len(ds.tgt[i])
         assert batch.src_tokens[row, :n_src].tolist() == ds.src[i].tolist()
         assert batch.src_tokens[row, n_src] == EOS_ID
-        assert (batch.src_tokens[row, n_src + 1:] == PAD_ID).all()
+        assert (batch.src_tokens[row, n_src + 1 :] == PAD_ID).all()
         assert batch.src_lengths[row] == n_src + 1
         assert batch.prev_output_tokens[row, 0] == EOS_ID
-        assert batch.prev_output_tokens[row, 1:n_tgt + 1].tolist() == ds.tgt[i].tolist()
+        assert batch.prev_output_tokens[row, 1 : n_tgt + 1].tolist() == ds.tgt[i].tolist()
         assert batch.target[row, :n_tgt].tolist() == ds.tgt[i].tolist()
         assert batch.target[row, n_tgt] == EOS_ID
     assert batch.ntokens == sum(len(ds.tgt[i]) + 1 for i in [3, 0, 7])

@@ -1,13 +1,13 @@
 """HAT-style configs: --configs YAML with dashed keys, flags override, clear errors."""
+
 from pathlib import Path
 
 import pytest
+from conftest import assert_one_line_error, run_cli
 
 from hat.cli.preprocess import build_parser
 from hat.config import HAT_KEYS, load_yaml
 from hat.errors import HatError
-
-from conftest import assert_one_line_error, run_cli
 
 
 def test_file_values_and_flag_override(tmp_path: Path):
@@ -29,11 +29,15 @@ def test_unknown_key_names_the_key_and_suggests(tmp_path: Path):
 def test_unknown_key_cli(tmp_path: Path):
     cfg = tmp_path / "c.yml"
     cfg.write_text("source-lang: en\ntarget-lang: de\ntrainpref: t\nfoo-bar: 3\n")
-    assert_one_line_error(run_cli("preprocess", f"--configs={cfg}"), "unknown key 'foo-bar'", str(cfg))
+    assert_one_line_error(
+        run_cli("preprocess", f"--configs={cfg}"), "unknown key 'foo-bar'", str(cfg)
+    )
 
 
 def test_missing_and_malformed_config(tmp_path: Path):
-    assert_one_line_error(run_cli("preprocess", f"--configs={tmp_path}/none.yml"), "config file not found")
+    assert_one_line_error(
+        run_cli("preprocess", f"--configs={tmp_path}/none.yml"), "config file not found"
+    )
     bad = tmp_path / "bad.yml"
     bad.write_text("a: [1, 2\nb: 3\n")
     with pytest.raises(HatError, match="invalid YAML"):
@@ -45,8 +49,10 @@ def test_missing_and_malformed_config(tmp_path: Path):
 
 
 def test_bad_flag_value_is_one_line(tmp_path: Path):
-    assert_one_line_error(run_cli("preprocess", "-s", "en", "-t", "de", "--trainpref", "x",
-                                  "--vocab-size", "many"), "invalid int value")
+    assert_one_line_error(
+        run_cli("preprocess", "-s", "en", "-t", "de", "--trainpref", "x", "--vocab-size", "many"),
+        "invalid int value",
+    )
     assert_one_line_error(run_cli("nosuchcommand"), "unknown command")
 
 
@@ -56,5 +62,7 @@ def test_every_hat_config_loads_unchanged(shared_data: Path):
     assert len(files) >= 30
     for f in files:
         assert set(map(str, load_yaml(f))) <= HAT_KEYS, f
-        args = build_parser().parse_args([f"--configs={f}", "-s", "en", "-t", "de", "--trainpref", "x"])
+        args = build_parser().parse_args(
+            [f"--configs={f}", "-s", "en", "-t", "de", "--trainpref", "x"]
+        )
         assert args.trainpref == "x"

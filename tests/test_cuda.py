@@ -2,6 +2,7 @@
 
 Skipped without a GPU (CI has none); run on a GPU machine with `pytest tests/test_cuda.py`.
 """
+
 import json
 import math
 import random
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import run_cli, tiny_space
+from test_train import TRAIN_KEYS, read_log
 
 from hat.data.dataset import DataDir
 from hat.generate import beam_search
@@ -17,9 +20,6 @@ from hat.latency.measure import measure_latency
 from hat.search.fitness import Fitness
 from hat.supernet import SuperTransformer
 from hat.transformer import ModelSettings
-
-from conftest import run_cli, tiny_space
-from test_train import TRAIN_KEYS, read_log
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -40,16 +40,30 @@ def gpu_space_yaml(path: Path) -> Path:
 
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
-def test_mixed_precision_supernet_training_learns_and_resumes(tmp_path: Path, toy_bin: Path, precision: str):
+def test_mixed_precision_supernet_training_learns_and_resumes(
+    tmp_path: Path, toy_bin: Path, precision: str
+):
     cfg = gpu_space_yaml(tmp_path / "space.yml")
     save = tmp_path / "ckpt"
-    common = (f"--configs={cfg}", "--data", str(toy_bin), "--save-dir", str(save), f"--{precision}",
-              "--sampling", "sandwich", "--save-interval-updates", "20")
+    common = (
+        f"--configs={cfg}",
+        "--data",
+        str(toy_bin),
+        "--save-dir",
+        str(save),
+        f"--{precision}",
+        "--sampling",
+        "sandwich",
+        "--save-interval-updates",
+        "20",
+    )
     first = run_cli(*common, "--max-update", "60", script="train.py")
     assert first.returncode == 0, first.stderr
     payload = torch.load(save / "checkpoint_last.pt", weights_only=True)
     assert payload["train_state"]["updates"] == 60
-    assert (payload["scaler"] is not None) == (precision == "fp16")  # fp16 needs loss scaling, bf16 does not
+    assert (payload["scaler"] is not None) == (
+        precision == "fp16"
+    )  # fp16 needs loss scaling, bf16 does not
     second = run_cli(*common, "--max-update", "80", script="train.py")
     assert second.returncode == 0, second.stderr
     records = read_log(save)
@@ -63,10 +77,18 @@ def test_mixed_precision_supernet_training_learns_and_resumes(tmp_path: Path, to
 def test_cuda_event_latency_of_encoder_and_beam_decoder():
     torch.manual_seed(0)
     net = SuperTransformer(tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32))
-    lat = measure_latency(net.export(tiny_space().largest()), sentence_length=12, beam=5, device="cuda",
-                          iters=5, warmup=2)
+    lat = measure_latency(
+        net.export(tiny_space().largest()),
+        sentence_length=12,
+        beam=5,
+        device="cuda",
+        iters=5,
+        warmup=2,
+    )
     assert lat.device == "cuda" and lat.iters == 5
-    assert 0 < lat.encoder_ms < lat.decoder_ms  # 12 incremental beam steps cost more than one encoder pass
+    assert (
+        0 < lat.encoder_ms < lat.decoder_ms
+    )  # 12 incremental beam steps cost more than one encoder pass
     assert math.isfinite(lat.total_ms)
 
 
@@ -86,7 +108,9 @@ def test_supernet_logits_and_beam_search_agree_on_cpu_and_cuda():
         gpu_logits = gpu(src.cuda(), prev.cuda()).cpu()
         gpu_hyps = beam_search(gpu.export(arch).cuda().eval(), src.cuda(), beam=4, max_len_b=10)
     torch.testing.assert_close(gpu_logits, cpu_logits, atol=1e-4, rtol=1e-4)
-    assert [[h.tokens for h in row] for row in gpu_hyps] == [[h.tokens for h in row] for row in cpu_hyps]
+    assert [[h.tokens for h in row] for row in gpu_hyps] == [
+        [h.tokens for h in row] for row in cpu_hyps
+    ]
 
 
 def test_fitness_on_cuda_equals_cpu(toy_bin: Path):

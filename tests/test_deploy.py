@@ -1,4 +1,5 @@
 """Deployment: k-means / int8 quantization, ONNX export + onnxruntime beam search, runtimes."""
+
 import json
 import random
 import re
@@ -9,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, assert_one_line_error, run_cli, tiny_space
+from test_train import write_space_yaml
 
 from hat.generate import beam_search
 from hat.latency.dataset import MeasureSettings
@@ -27,9 +30,6 @@ from hat.supernet import SuperTransformer
 from hat.train.checkpoints import load_model
 from hat.transformer import ModelSettings
 
-from conftest import REPO, assert_one_line_error, run_cli, tiny_space
-from test_train import write_space_yaml
-
 
 @pytest.fixture(scope="module")
 def compact():
@@ -46,15 +46,31 @@ def trained(toy_bin: Path, tmp_path_factory) -> Path:
     sub = tmp / "sub.yml"
     tiny_space().largest().to_yaml(sub)
     common = write_space_yaml(tmp / "common.yml", **{"train-subtransformer": True})
-    subprocess.run([sys.executable, str(REPO / "train.py"), f"--configs={sub}", f"--sub-configs={common}", "--data",
-                    str(toy_bin), "--save-dir", str(tmp / "ckpt"), "--max-update", "60", "--max-tokens", "2000"],
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            f"--configs={sub}",
+            f"--sub-configs={common}",
+            "--data",
+            str(toy_bin),
+            "--save-dir",
+            str(tmp / "ckpt"),
+            "--max-update",
+            "60",
+            "--max-tokens",
+            "2000",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     return tmp / "ckpt" / "checkpoint_last.pt"
 
 
 @pytest.mark.parametrize("bits", range(2, 9))
 def test_bit_packing_round_trip(bits: int):
-    values = np.random.default_rng(bits).integers(0, 2 ** bits, size=1001)
+    values = np.random.default_rng(bits).integers(0, 2**bits, size=1001)
     packed = pack_bits(values, bits)
     assert len(packed) == -(-1001 * bits // 8)
     assert (unpack_bits(packed, bits, 1001) == values).all()
@@ -69,7 +85,9 @@ def test_kmeans_codebooks_and_compression(compact):
     tensors = quantize_state(compact, "kmeans", 4)
     matrix_names = [n for n, t in compact.state_dict().items() if t.dim() == 2]
     fp32 = sum(compact.state_dict()[n].numel() * 4 for n in matrix_names)
-    assert fp32 / storage_bytes({n: tensors[n] for n in matrix_names}) > 7  # 4-bit indices + codebooks
+    assert (
+        fp32 / storage_bytes({n: tensors[n] for n in matrix_names}) > 7
+    )  # 4-bit indices + codebooks
     restored = dequantize_state(tensors)
     for name, t in compact.state_dict().items():
         if t.dim() == 2:
@@ -102,8 +120,11 @@ def test_int8_load_runs_the_stored_weights_bit_for_bit(compact, tmp_path: Path):
     table = tensors["embed_tokens.weight"]
     for name, layer in linears.items():
         w = layer.weight()
-        stored = tensors[f"{name}.weight"] if name != "output_projection" else \
-            {"int8": table["int8"][:, :w.shape[1]], "scale": table["scale"]}
+        stored = (
+            tensors[f"{name}.weight"]
+            if name != "output_projection"
+            else {"int8": table["int8"][:, : w.shape[1]], "scale": table["scale"]}
+        )
         assert w.qscheme() == torch.per_channel_affine
         assert torch.equal(w.int_repr(), stored["int8"])
         assert torch.equal(w.q_per_channel_scales().float(), stored["scale"])
@@ -129,46 +150,103 @@ def test_onnx_matches_pytorch_and_decodes_the_same(compact, tmp_path: Path, dyna
 
 @pytest.mark.parametrize("runtime", ["torch", "torch-int8", "onnxruntime"])
 def test_latency_protocol_per_runtime(compact, runtime: str):
-    lat = MeasureSettings(sentence_length=5, beam=2, iters=2, warmup=1, runtime=runtime).time(compact)
+    lat = MeasureSettings(sentence_length=5, beam=2, iters=2, warmup=1, runtime=runtime).time(
+        compact
+    )
     assert lat.encoder_ms > 0 and lat.decoder_ms > 0
 
 
 def test_quantize_and_export_clis(trained: Path, toy_bin: Path, tmp_path: Path):
     for method, extra in (("kmeans", ["--bits", "4"]), ("int8", [])):
         out = tmp_path / method
-        result = run_cli("quantize", "--path", str(trained), "--method", method, *extra, "--out", str(out),
-                         "--data", str(toy_bin), "--latiter", "2", "--sentence-length", "8", "--json")
+        result = run_cli(
+            "quantize",
+            "--path",
+            str(trained),
+            "--method",
+            method,
+            *extra,
+            "--out",
+            str(out),
+            "--data",
+            str(toy_bin),
+            "--latiter",
+            "2",
+            "--sentence-length",
+            "8",
+            "--json",
+        )
         assert result.returncode == 0, result.stderr
         r = json.loads(result.stdout.strip().splitlines()[-1])
-        assert {"bleu_before", "bleu_after", "latency_ms_before", "latency_ms_after", "compression"} <= r.keys()
+        assert {
+            "bleu_before",
+            "bleu_after",
+            "latency_ms_before",
+            "latency_ms_after",
+            "compression",
+        } <= r.keys()
         assert r["compression"] > (6.0 if method == "kmeans" else 3.0)
-        gen = run_cli("generate", "--data", str(toy_bin), "--path", str(out / "model.pt"), "--beam", "2", "--quiet")
+        gen = run_cli(
+            "generate",
+            "--data",
+            str(toy_bin),
+            "--path",
+            str(out / "model.pt"),
+            "--beam",
+            "2",
+            "--quiet",
+        )
         assert gen.returncode == 0 and "SacreBLEU" in gen.stdout, gen.stderr
-        prof = run_cli("profile", "--path", str(out / "model.pt"), "--latency", "cpu", "--latiter", "2",
-                       "--sentence-length", "6", "--json")
+        prof = run_cli(
+            "profile",
+            "--path",
+            str(out / "model.pt"),
+            "--latency",
+            "cpu",
+            "--latiter",
+            "2",
+            "--sentence-length",
+            "6",
+            "--json",
+        )
         assert prof.returncode == 0, prof.stderr
         assert json.loads(prof.stdout.strip().splitlines()[-1])["latency"]["decoder_ms"] > 0
-    result = run_cli("export-onnx", "--path", str(trained), "--out", str(tmp_path / "onnx"), "--data", str(toy_bin),
-                     "--beam", "3", "--exporter", "dynamo", "--json")
+    result = run_cli(
+        "export-onnx",
+        "--path",
+        str(trained),
+        "--out",
+        str(tmp_path / "onnx"),
+        "--data",
+        str(toy_bin),
+        "--beam",
+        "3",
+        "--exporter",
+        "dynamo",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     r = json.loads(result.stdout.strip().splitlines()[-1])
     assert r["max_abs_logprob_diff"] <= 1e-4 and r["identical"] == r["sentences"]
     assert r["exporter"] == "dynamo" and r["export_seconds"] > 0
-    int8 = run_cli("export-onnx", "--path", str(tmp_path / "int8" / "model.pt"),
-                   "--out", str(tmp_path / "x"))
+    int8 = run_cli(
+        "export-onnx", "--path", str(tmp_path / "int8" / "model.pt"), "--out", str(tmp_path / "x")
+    )
     assert_one_line_error(int8, "int8-quantized: export the fp32 model")
 
 
 @pytest.mark.parametrize("package", ["onnx", "onnxscript"])
-def test_onnx_without_its_extra_is_a_one_line_error(compact, tmp_path: Path, monkeypatch,
-                                                    package: str):
+def test_onnx_without_its_extra_is_a_one_line_error(
+    compact, tmp_path: Path, monkeypatch, package: str
+):
     import importlib.util
 
     from hat.errors import HatError
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == package else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == package else real(name, *a)
+    )
     with pytest.raises(HatError, match=rf"{package} is not installed: pip install"):
         export_onnx(compact, tmp_path / "onnx", dynamo=True)
     assert not (tmp_path / "onnx").exists()
@@ -178,5 +256,6 @@ def test_torch_lower_bound_is_the_one_the_readme_states():
     """pyproject's torch lower bound (tested in a venv of that torch) is the README's."""
     bound = re.search(r'"torch>=([\d.]+)', (REPO / "pyproject.toml").read_text()).group(1)
     assert f"PyTorch {bound} or newer" in (REPO / "README.md").read_text()
-    assert tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) >= \
-        tuple(int(x) for x in bound.split(".")[:2])
+    assert tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) >= tuple(
+        int(x) for x in bound.split(".")[:2]
+    )

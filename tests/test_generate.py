@@ -1,16 +1,16 @@
 """Beam and greedy search with incremental decoding."""
+
 import random
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_space
 
 from hat.data.tokenizer import EOS_ID, PAD_ID
 from hat.generate import beam_search, greedy_search
 from hat.supernet import SuperTransformer
 from hat.transformer import ModelSettings
-
-from conftest import tiny_space
 
 VOCAB = 24
 
@@ -25,7 +25,7 @@ def reverse_batch(g: torch.Generator, n: int):
         seq = torch.randint(4, VOCAB, (ln,), generator=g)
         src[i, :ln], src[i, ln] = seq, EOS_ID
         rev = seq.flip(0)
-        prev[i, 0], prev[i, 1:ln + 1] = EOS_ID, rev
+        prev[i, 0], prev[i, 1 : ln + 1] = EOS_ID, rev
         tgt[i, :ln], tgt[i, ln] = rev, EOS_ID
     return src, prev, tgt
 
@@ -56,7 +56,10 @@ def test_the_model_learned_enough_for_eos_to_matter(trained):
     hyps = greedy_search(compact, src, max_len_b=12)
     lengths = [len(h.tokens) for h in hyps]
     assert lengths != [12] * len(lengths)  # it stops by itself
-    correct = sum(h.tokens == [t for t in row.tolist() if t not in (PAD_ID, EOS_ID)] for h, row in zip(hyps, tgt))
+    correct = sum(
+        h.tokens == [t for t in row.tolist() if t not in (PAD_ID, EOS_ID)]
+        for h, row in zip(hyps, tgt)
+    )
     assert correct >= 4
 
 
@@ -73,8 +76,8 @@ def test_batched_equals_one_by_one(trained):
     _, compact, src, _ = trained
     together = beam_search(compact, src, beam=4, max_len_b=12)
     for i in range(len(src)):
-        row = src[i:i + 1]
-        row = row[:, :int(row.ne(PAD_ID).sum())]  # no padding at all when alone
+        row = src[i : i + 1]
+        row = row[:, : int(row.ne(PAD_ID).sum())]  # no padding at all when alone
         alone = beam_search(compact, row, beam=4, max_len_b=12)[0]
         assert [h.tokens for h in alone] == [h.tokens for h in together[i]]
         assert [h.score for h in alone] == pytest.approx([h.score for h in together[i]], abs=1e-4)
@@ -109,8 +112,10 @@ def test_scores_equal_full_recomputation(trained):
             target = torch.tensor([h.tokens + [EOS_ID]])
             prev = torch.tensor([[EOS_ID] + h.tokens])
             with torch.no_grad():
-                lprobs = torch.log_softmax(compact(src[i:i + 1], prev), -1)
-            assert lprobs.gather(2, target[..., None]).sum().item() == pytest.approx(h.log_prob, abs=1e-4)
+                lprobs = torch.log_softmax(compact(src[i : i + 1], prev), -1)
+            assert lprobs.gather(2, target[..., None]).sum().item() == pytest.approx(
+                h.log_prob, abs=1e-4
+            )
             assert h.score == pytest.approx(h.log_prob / (len(h.tokens) + 1), abs=1e-5)
 
 

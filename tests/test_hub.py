@@ -1,4 +1,5 @@
 """HAT checkpoint import (fairseq format, no fairseq, no pickled code) and model downloads."""
+
 import argparse
 import collections
 import hashlib
@@ -12,14 +13,13 @@ from typing import ClassVar
 
 import pytest
 import torch
+from conftest import assert_one_line_error, run_cli, tiny_space
 
 from hat.cli import main as cli_main
 from hat.errors import HatError
 from hat.hub import download, import_hat_checkpoint, read_hat_checkpoint, registry, resolve
 from hat.supernet import SuperTransformer
 from hat.transformer import ModelSettings
-
-from conftest import assert_one_line_error, run_cli, tiny_space
 
 
 class FairseqMeter:  # stands for fairseq classes a HAT checkpoint pickles (fairseq is not installed)
@@ -34,8 +34,12 @@ def to_fairseq(net: SuperTransformer, split_qkv: bool) -> dict:
         if key == "embed_tokens.weight":
             sd["encoder.embed_tokens.weight"] = sd["decoder.embed_tokens.weight"] = value
             continue
-        key = key.replace("encoder_layers.", "encoder.layers.").replace("decoder_layers.", "decoder.layers.")
-        key = key.replace("self_attn_norm", "self_attn_layer_norm").replace("ende_attn_norm", "encoder_attn_layer_norm")
+        key = key.replace("encoder_layers.", "encoder.layers.").replace(
+            "decoder_layers.", "decoder.layers."
+        )
+        key = key.replace("self_attn_norm", "self_attn_layer_norm").replace(
+            "ende_attn_norm", "encoder_attn_layer_norm"
+        )
         key = key.replace("ffn_norm", "final_layer_norm").replace("ende_attn.", "encoder_attn.")
         if ".in_proj." in key or ".q_proj." in key or ".kv_proj." in key:
             prefix, kind = key.rsplit(".", 2)[0], key.rsplit(".", 1)[1]
@@ -60,19 +64,32 @@ def to_fairseq(net: SuperTransformer, split_qkv: bool) -> dict:
 
 
 def hat_args(space) -> argparse.Namespace:
-    d = {**{k.replace("-", "_"): v for k, v in space.to_hat_dict().items()}, "share_all_embeddings": True,
-         "arch": "transformersuper_wmt_en_de", "dropout": 0.3}
+    d = {
+        **{k.replace("-", "_"): v for k, v in space.to_hat_dict().items()},
+        "share_all_embeddings": True,
+        "arch": "transformersuper_wmt_en_de",
+        "dropout": 0.3,
+    }
     return argparse.Namespace(**d)
 
 
 @pytest.mark.parametrize("split_qkv", [False, True])
 def test_import_fairseq_checkpoint_gives_the_same_model(tmp_path: Path, split_qkv: bool):
     torch.manual_seed(0)
-    space = tiny_space(encoder_embed_dim=48, encoder_embed_choice=[48, 32])  # same dims: shared table
+    space = tiny_space(
+        encoder_embed_dim=48, encoder_embed_choice=[48, 32]
+    )  # same dims: shared table
     net = SuperTransformer(space, ModelSettings(vocab_size=40, qkv_dim=32)).eval()
     path = tmp_path / "hat.pt"
-    torch.save({"args": hat_args(space), "model": to_fairseq(net, split_qkv),
-                "extra_state": {"train_meters": {"loss": FairseqMeter()}}, "optimizer_history": []}, path)
+    torch.save(
+        {
+            "args": hat_args(space),
+            "model": to_fairseq(net, split_qkv),
+            "extra_state": {"train_meters": {"loss": FairseqMeter()}},
+            "optimizer_history": [],
+        },
+        path,
+    )
     imported = import_hat_checkpoint(path)
     src = torch.randint(4, 40, (2, 7))
     prev = torch.randint(4, 40, (2, 5))
@@ -84,7 +101,9 @@ def test_import_fairseq_checkpoint_gives_the_same_model(tmp_path: Path, split_qk
     assert type(meter).__name__ == "FairseqMeter" and "placeholder" in type(meter).__module__
     sub = tmp_path / "sub.yml"
     cfg.to_yaml(sub)
-    result = run_cli("convert", "--path", str(path), f"--configs={sub}", "--out", str(tmp_path / "compact.pt"))
+    result = run_cli(
+        "convert", "--path", str(path), f"--configs={sub}", "--out", str(tmp_path / "compact.pt")
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -107,7 +126,9 @@ def test_pickled_code_never_runs(tmp_path: Path):
     assert not marker.exists()
     with pytest.raises(HatError, match="not a HAT/fairseq checkpoint"):
         read_hat_checkpoint(_write(tmp_path / "other.pt", {"weights": 1}))
-    assert_one_line_error(run_cli("convert", "--path", str(tmp_path / "none.pt"), "--out", "x.pt"), "not found")
+    assert_one_line_error(
+        run_cli("convert", "--path", str(tmp_path / "none.pt"), "--out", "x.pt"), "not found"
+    )
 
 
 def _write(path: Path, obj) -> Path:
@@ -128,14 +149,19 @@ def _torch_bytes(obj) -> bytes:
 def checkpoint_bytes() -> bytes:
     """A small HAT/fairseq-shaped checkpoint file (> 100 kB, so that a resume has work to do)."""
     torch.manual_seed(0)
-    model = collections.OrderedDict([("encoder.embed_tokens.weight", torch.randn(200, 160)),
-                                     ("encoder.version", torch.tensor([2.0]))])
+    model = collections.OrderedDict(
+        [
+            ("encoder.embed_tokens.weight", torch.randn(200, 160)),
+            ("encoder.version", torch.tensor([2.0])),
+        ]
+    )
     args = argparse.Namespace(arch="transformersuper_wmt_en_de")
     return _torch_bytes({"args": args, "model": model})
 
 
 class RangeHandler(http.server.BaseHTTPRequestHandler):
     """Serves `payload` (honouring Range); `extra_length` > 0 announces more bytes than it sends."""
+
     payload = b""
     content_type = "application/octet-stream"
     extra_length = 0
@@ -188,8 +214,9 @@ def test_download_resume_and_sha256(server, tmp_path: Path):
     assert not (tmp_path / "n.pt").exists() and not (tmp_path / "n.pt.part").exists()
     with pytest.raises(HatError, match="not in the registry.*pass --url"):
         download("not_a_hat_model", tmp_path, progress=False)
-    result = run_cli("download", "--model-name", "x", "--url", url, "--cache-dir",
-                     str(tmp_path / "c"))
+    result = run_cli(
+        "download", "--model-name", "x", "--url", url, "--cache-dir", str(tmp_path / "c")
+    )
     assert result.returncode == 0 and (tmp_path / "c" / "x.pt").read_bytes() == payload
 
 
@@ -235,14 +262,17 @@ def test_hat_download_fetches_the_published_link(server, tmp_path: Path, monkeyp
 HTML = b"\n<!DOCTYPE html><html><head><title>Dropbox</title></head><body>preview</body></html>"
 
 
-@pytest.mark.parametrize("case, error", [
-    ("truncated", r"truncated: got \d+ of \d+ bytes"),
-    ("html_content_type", r"HTML page.*dl=1"),
-    ("html_body", r"HTML page.*dl=1"),
-    ("random_bytes", "not a readable torch checkpoint"),
-    ("foreign_torch_file", "not a HAT/fairseq checkpoint"),
-    ("wrong_sha256", "does not match the expected"),
-])
+@pytest.mark.parametrize(
+    "case, error",
+    [
+        ("truncated", r"truncated: got \d+ of \d+ bytes"),
+        ("html_content_type", r"HTML page.*dl=1"),
+        ("html_body", r"HTML page.*dl=1"),
+        ("random_bytes", "not a readable torch checkpoint"),
+        ("foreign_torch_file", "not a HAT/fairseq checkpoint"),
+        ("wrong_sha256", "does not match the expected"),
+    ],
+)
 def test_a_bad_download_is_never_saved(server, tmp_path: Path, case: str, error: str):
     """Short bodies, preview pages, files that are not HAT checkpoints and wrong digests are
     rejected before the rename: nothing in the cache, no sha256 recorded."""
@@ -268,8 +298,9 @@ def test_a_bad_download_is_never_saved(server, tmp_path: Path, case: str, error:
     assert RangeHandler.requested == ["/model.pt"]
 
 
-@pytest.mark.parametrize("name", ["../evil", "a/../../evil", "{tmp}/evil", "..", ".hidden",
-                                  "e\\v:il"])
+@pytest.mark.parametrize(
+    "name", ["../evil", "a/../../evil", "{tmp}/evil", "..", ".hidden", "e\\v:il"]
+)
 def test_a_model_name_never_leaves_the_cache(server, tmp_path: Path, name: str):
     """Names with '/', '..' or odd characters are refused before anything is fetched or written."""
     url, _ = server
@@ -290,7 +321,8 @@ def test_an_unnamed_url_gets_a_sanitised_file_name(server, tmp_path: Path):
 def test_cli_rejects_a_preview_page_in_one_line(server, tmp_path: Path):
     url, _ = server
     RangeHandler.payload, RangeHandler.content_type = HTML, "text/html"
-    result = run_cli("download", "--model-name", "m", "--url", url + "?dl=0", "--cache-dir",
-                     str(tmp_path / "c"))
+    result = run_cli(
+        "download", "--model-name", "m", "--url", url + "?dl=0", "--cache-dir", str(tmp_path / "c")
+    )
     assert_one_line_error(result, "HTML page", "?dl=1")
     assert list((tmp_path / "c").iterdir()) == []

@@ -1,4 +1,5 @@
 """Latency: protocol, datasets (resume, drift, sampling), predictors (HAT's files, training)."""
+
 import csv
 import json
 from pathlib import Path
@@ -6,19 +7,35 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import assert_one_line_error, run_cli, tiny_space
 
 from hat.errors import HatError
-from hat.latency.dataset import (EXTRA_COLUMNS, HAT_COLUMNS, MeasureSettings, collect, drift_report, interleaved,
-                                 load_table, normalise_by_reference, plan_configs, proxy_cost, read_rows)
-from hat.latency.features import hat_features
+from hat.latency.dataset import (
+    EXTRA_COLUMNS,
+    HAT_COLUMNS,
+    MeasureSettings,
+    collect,
+    drift_report,
+    interleaved,
+    load_table,
+    normalise_by_reference,
+    plan_configs,
+    proxy_cost,
+    read_rows,
+)
+from hat.latency.features import cost_terms_from_hat, hat_features
 from hat.latency.measure import Latency, trimmed_stats
-from hat.latency.predictor import (kendall_tau, load_predictor, regression_metrics, spearman, split_indices,
-                                   train_ensemble, train_hat_recipe)
-from hat.latency.features import cost_terms_from_hat
+from hat.latency.predictor import (
+    kendall_tau,
+    load_predictor,
+    regression_metrics,
+    spearman,
+    split_indices,
+    train_ensemble,
+    train_hat_recipe,
+)
 from hat.space import ArchConfig
 from hat.transformer import ModelSettings
-
-from conftest import assert_one_line_error, run_cli, tiny_space
 
 FAST = MeasureSettings(sentence_length=4, beam=2, iters=2, warmup=1)
 
@@ -26,8 +43,11 @@ FAST = MeasureSettings(sentence_length=4, beam=2, iters=2, warmup=1)
 def test_authors_predictors_reproduce_their_published_outputs(shared_data: Path):
     expected = json.loads((shared_data / "hat-latency/expected_predictions.json").read_text())
     for name, info in expected["predictors"].items():
-        predictor = load_predictor(str(shared_data / f"hat-latency/predictors/{name}.pt"),
-                                   expected["feature_norm"], info["lat_norm"])
+        predictor = load_predictor(
+            str(shared_data / f"hat-latency/predictors/{name}.pt"),
+            expected["feature_norm"],
+            info["lat_norm"],
+        )
         for cfg, want in info["predictions"].items():
             arch = ArchConfig.from_yaml(shared_data / cfg)
             assert hat_features(arch) == pytest.approx(want["features"])
@@ -45,9 +65,17 @@ def test_bare_hat_predictor_needs_its_norms(shared_data: Path):
 
 def test_rank_metrics_and_trimmed_stats():
     a = np.arange(10.0)
-    assert kendall_tau(a, a) == 1 and kendall_tau(a, -a) == -1 and spearman(a, a ** 3) == pytest.approx(1)
+    assert (
+        kendall_tau(a, a) == 1
+        and kendall_tau(a, -a) == -1
+        and spearman(a, a**3) == pytest.approx(1)
+    )
     m = regression_metrics(np.array([110.0, 90.0]), np.array([100.0, 100.0]))
-    assert m["mape"] == pytest.approx(10) and m["rmse"] == pytest.approx(10) and m["max_ape"] == pytest.approx(10)
+    assert (
+        m["mape"] == pytest.approx(10)
+        and m["rmse"] == pytest.approx(10)
+        and m["max_ape"] == pytest.approx(10)
+    )
     mean, std = trimmed_stats([10.0] * 8 + [1.0, 100.0])  # the outliers are outside 10-90%
     assert mean == 10 and std == 0
     train, valid, test = split_indices(1000, 3)
@@ -60,8 +88,15 @@ def test_predictors_train_save_load_and_rank(shared_data: Path, tmp_path: Path):
     assert table.features.shape == (2000, 10) and table.configs is None
     train, _, test = split_indices(len(table.latency), 0)
     cost = cost_terms_from_hat(table.features)
-    ours = train_ensemble(table.features[train], cost[train], table.latency[train], [640, 6, 2048, 6, 640, 6, 2048, 6, 6, 2],
-                          "hat10", members=3, steps=400)
+    ours = train_ensemble(
+        table.features[train],
+        cost[train],
+        table.latency[train],
+        [640, 6, 2048, 6, 640, 6, 2048, 6, 6, 2],
+        "hat10",
+        members=3,
+        steps=400,
+    )
     mean, std = ours.predict(table.features[test], cost[test])
     metrics = regression_metrics(mean, table.latency[test])
     assert metrics["mape"] < 10 and metrics["kendall_tau"] > 0.75 and (std > 0).all()
@@ -70,34 +105,57 @@ def test_predictors_train_save_load_and_rank(shared_data: Path, tmp_path: Path):
     assert np.allclose(again.predict(table.features[test], cost[test])[0], mean)
     with pytest.raises(HatError, match="was trained with feature-norm"):
         load_predictor(str(tmp_path / "p.pt"), [1.0] * 10)
-    hat = train_hat_recipe(table.features[train], table.latency[train], [640, 6, 2048, 6, 640, 6, 2048, 6, 6, 2],
-                           300, steps=200)
-    assert hat.kind == "hat-mlp" and set(hat.nets[0].state_dict()) >= {"first_layer.weight", "layers.2.bias",
-                                                                        "predict.weight"}
+    hat = train_hat_recipe(
+        table.features[train],
+        table.latency[train],
+        [640, 6, 2048, 6, 640, 6, 2048, 6, 6, 2],
+        300,
+        steps=200,
+    )
+    assert hat.kind == "hat-mlp" and set(hat.nets[0].state_dict()) >= {
+        "first_layer.weight",
+        "layers.2.bias",
+        "predict.weight",
+    }
 
 
 def test_latency_predictor_cli(shared_data: Path, tmp_path: Path):
     cfg = shared_data / "hat-configs/wmt14.en-de/latency_predictor/cpu_xeon.yml"
     ckpt = tmp_path / "xeon.pt"
-    common = [f"--configs={cfg}", "--lat-dataset-path", str(shared_data / "hat-latency/wmt14ende_cpu_xeon_all.csv"),
-              "--ckpt-path", str(ckpt), "--json"]
-    result = run_cli(*common, "--predictor", "hat", "--train-steps", "300", script="latency_predictor.py")
+    common = [
+        f"--configs={cfg}",
+        "--lat-dataset-path",
+        str(shared_data / "hat-latency/wmt14ende_cpu_xeon_all.csv"),
+        "--ckpt-path",
+        str(ckpt),
+        "--json",
+    ]
+    result = run_cli(
+        *common, "--predictor", "hat", "--train-steps", "300", script="latency_predictor.py"
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert {"rmse", "mape", "max_ape", "kendall_tau", "spearman", "train_seconds"} <= metrics.keys()
     assert ckpt.with_suffix(".png").stat().st_size > 10_000
-    sub = shared_data / "hat-configs/wmt14.en-de/subtransformer/HAT_wmt14ende_xeon@137.9ms_bleu@25.8.yml"
+    sub = (
+        shared_data
+        / "hat-configs/wmt14.en-de/subtransformer/HAT_wmt14ende_xeon@137.9ms_bleu@25.8.yml"
+    )
     result = run_cli("latency-predictor", "--ckpt-path", str(ckpt), "--predict", str(sub), "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["latency_ms"] > 0
-    result = run_cli("latency-predictor", "--ckpt-path", str(ckpt), "--predict", str(sub), "--lat-norm", "200")
+    result = run_cli(
+        "latency-predictor", "--ckpt-path", str(ckpt), "--predict", str(sub), "--lat-norm", "200"
+    )
     assert_one_line_error(result, "was trained with lat-norm 300.0")
 
 
 def test_csv_with_missing_columns_is_a_clear_error(tmp_path: Path):
     bad = tmp_path / "bad.csv"
     bad.write_text("encoder_embed_dim,latency_mean_encoder\n512,3.0\n")
-    result = run_cli("latency-predictor", "--lat-dataset-path", str(bad), "--ckpt-path", str(tmp_path / "p.pt"))
+    result = run_cli(
+        "latency-predictor", "--lat-dataset-path", str(bad), "--ckpt-path", str(tmp_path / "p.pt")
+    )
     assert_one_line_error(result, "lacks the column(s)", "decoder_embed_dim")
 
 
@@ -113,7 +171,9 @@ def test_collect_writes_hat_columns_resumes_and_reports_drift(tmp_path: Path):
             raise KeyboardInterrupt  # a kill between rows
 
     with pytest.raises(KeyboardInterrupt):
-        collect(space, settings, FAST, path, size=7, seed=2, progress=False, on_row=stop_after_three)
+        collect(
+            space, settings, FAST, path, size=7, seed=2, progress=False, on_row=stop_after_three
+        )
     assert len(read_rows(path)) == 3
     with open(path, "a") as f:
         f.write("512,6,10")  # a half-written row, as after kill -9 during a write
@@ -128,11 +188,24 @@ def test_collect_writes_hat_columns_resumes_and_reports_drift(tmp_path: Path):
         arch = ArchConfig.from_dict(json.loads(r["config"]))
         assert arch == plan[int(r["config_id"])]
         assert [float(r[c]) for c in HAT_COLUMNS[:10]] == pytest.approx(hat_features(arch))
-        assert float(r["latency_mean_decoder"]) > 0 and r["threads"] and r["torch_version"] and r["device"]
-        assert r["protocol"] == "beam-search" and r["cores"] and float(r["normalized_ms"]) == pytest.approx(
-            float(r["latency_ratio"]) * float(r["calibration_ms"]), rel=1e-3)
+        assert (
+            float(r["latency_mean_decoder"]) > 0
+            and r["threads"]
+            and r["torch_version"]
+            and r["device"]
+        )
+        assert (
+            r["protocol"] == "beam-search"
+            and r["cores"]
+            and float(r["normalized_ms"])
+            == pytest.approx(float(r["latency_ratio"]) * float(r["calibration_ms"]), rel=1e-3)
+        )
     assert len({r["calibration_ms"] for r in rows}) == 1  # one calibration per file, kept on resume
-    assert report["reference_measurements"] >= 3 and "drift_range_pct" in report and report["calibration_ms"] > 0
+    assert (
+        report["reference_measurements"] >= 3
+        and "drift_range_pct" in report
+        and report["calibration_ms"] > 0
+    )
     with pytest.raises(HatError, match="another plan"):
         collect(space, settings, FAST, path, size=7, seed=3, progress=False)
     table = load_table(path, drift_normalize=True)
@@ -142,17 +215,25 @@ def test_collect_writes_hat_columns_resumes_and_reports_drift(tmp_path: Path):
 def test_drift_normalisation_and_report():
     rows = [{"reference_ms": str(v)} for v in (10, 10, 12, 12, 11)]
     report = drift_report(rows)
-    assert report["reference_measurements"] == 3 and report["drift_range_pct"] == pytest.approx(2 / 11 * 100)
-    assert normalise_by_reference(np.array([20.0, 24.0]), np.array([10.0, 12.0])) == pytest.approx([22.0, 22.0])
+    assert report["reference_measurements"] == 3 and report["drift_range_pct"] == pytest.approx(
+        2 / 11 * 100
+    )
+    assert normalise_by_reference(np.array([20.0, 24.0]), np.array([10.0, 12.0])) == pytest.approx(
+        [22.0, 22.0]
+    )
 
 
 def test_stratified_sampling_covers_the_latency_range():
-    from hat.space import SearchSpace
     from test_space import SPACE
+
+    from hat.space import SearchSpace
 
     space = SearchSpace(**SPACE)  # HAT's IWSLT space
     cost = lambda cfgs: np.array([proxy_cost(c, 23, 5, 512) for c in cfgs])  # noqa: E731
-    uniform, strat = cost(plan_configs(space, 300, 1)), cost(plan_configs(space, 300, 1, "stratified"))
+    uniform, strat = (
+        cost(plan_configs(space, 300, 1)),
+        cost(plan_configs(space, 300, 1, "stratified")),
+    )
     edges = np.linspace(min(uniform.min(), strat.min()), max(uniform.max(), strat.max()), 11)
     spread = lambda c: np.histogram(c, edges)[0].std()  # noqa: E731
     assert spread(strat) < spread(uniform) / 2  # far flatter over the latency proxy's range
@@ -164,8 +245,21 @@ def test_measure_one_config_and_hat_yaml(tmp_path: Path, shared_data: Path):
     space.write_text(yaml.safe_dump(tiny_space().to_hat_dict()))
     sub = tmp_path / "sub.yml"
     tiny_space().smallest().to_yaml(sub)
-    result = run_cli("latency-dataset", f"--configs={space}", "--measure", str(sub), "--latiter", "2",
-                     "--sentence-length", "5", "--vocab-size", "60", "--qkv-dim", "32", "--json")
+    result = run_cli(
+        "latency-dataset",
+        f"--configs={space}",
+        "--measure",
+        str(sub),
+        "--latiter",
+        "2",
+        "--sentence-length",
+        "5",
+        "--vocab-size",
+        "60",
+        "--qkv-dim",
+        "32",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     lat = json.loads(result.stdout.strip().splitlines()[-1])
     assert lat["encoder_ms"] > 0 and lat["beam"] == 5 and lat["sentence_length"] == 5
@@ -181,8 +275,12 @@ def test_measure_refuses_a_config_outside_the_space(tmp_path: Path):
     space.write_text(yaml.safe_dump(tiny_space().to_hat_dict()))
     sub = tmp_path / "sub.yml"
     ArchConfig(128, 48, 4, 1, [96] * 4, [40], [4] * 4, [4], [4], [-1]).to_yaml(sub)
-    result = run_cli("latency-dataset", f"--configs={space}", "--measure", str(sub), "--qkv-dim", "32")
-    assert_one_line_error(result, "encoder-embed-dim-subtransformer = 128 is larger than the supernet")
+    result = run_cli(
+        "latency-dataset", f"--configs={space}", "--measure", str(sub), "--qkv-dim", "32"
+    )
+    assert_one_line_error(
+        result, "encoder-embed-dim-subtransformer = 128 is larger than the supernet"
+    )
 
 
 def test_oob_shrinkage_keeps_a_real_correction_and_shrinks_noise():
@@ -210,11 +308,26 @@ def test_oob_shrinkage_keeps_a_real_correction_and_shrinks_noise():
 
 def _recording_timer(calls: list, slow=lambda n: 1.0):
     """A fake timer: latency = the proxy cost, x slow(call number); records what it timed."""
+
     def timer(model, measure):
         calls.append((model.arch, measure.iters, measure.warmup))
-        ms = proxy_cost(model.arch, measure.sentence_length, measure.beam, 32) / 1e4 * slow(len(calls))
-        return Latency(ms * 0.3, ms * 0.7, 0.0, 0.0, "cpu", 1, measure.sentence_length, measure.beam,
-                       measure.iters)
+        ms = (
+            proxy_cost(model.arch, measure.sentence_length, measure.beam, 32)
+            / 1e4
+            * slow(len(calls))
+        )
+        return Latency(
+            ms * 0.3,
+            ms * 0.7,
+            0.0,
+            0.0,
+            "cpu",
+            1,
+            measure.sentence_length,
+            measure.beam,
+            measure.iters,
+        )
+
     return timer
 
 
@@ -228,18 +341,40 @@ def test_interleaving_alternates_in_random_order_and_cancels_a_burst():
     measure = MeasureSettings(sentence_length=4, beam=2, iters=10, warmup=3, rounds=4)
     calls: list = []
     burst = {3, 4}  # a burst of load slows the second round, both its timings
-    res = interleaved(sub, ref, measure, _recording_timer(calls, lambda n: 3.0 if n in burst else 1.0),
-                      random.Random(0))
-    assert len(res.order) == 8 and all(sorted(res.order[i:i + 2]) == ["ref", "sub"] for i in range(0, 8, 2))
+    res = interleaved(
+        sub,
+        ref,
+        measure,
+        _recording_timer(calls, lambda n: 3.0 if n in burst else 1.0),
+        random.Random(0),
+    )
+    assert len(res.order) == 8 and all(
+        sorted(res.order[i : i + 2]) == ["ref", "sub"] for i in range(0, 8, 2)
+    )
     assert [c[0] == ref.arch for c in calls] == [o == "ref" for o in res.order]
-    assert sum(c[1] for c in calls if c[0] == sub.arch) == 10 == sum(c[1] for c in calls if c[0] == ref.arch)
-    assert [c[2] for c in calls] == [3, 3, 1, 1, 1, 1, 1, 1]  # full dry runs first, one after a switch
+    assert (
+        sum(c[1] for c in calls if c[0] == sub.arch)
+        == 10
+        == sum(c[1] for c in calls if c[0] == ref.arch)
+    )
+    assert [c[2] for c in calls] == [
+        3,
+        3,
+        1,
+        1,
+        1,
+        1,
+        1,
+        1,
+    ]  # full dry runs first, one after a switch
     quiet = [_recording_timer([])(m, measure).total_ms for m in (sub, ref)]
     assert res.ratio == pytest.approx(quiet[0] / quiet[1])  # the burst cancels in the ratio
     assert res.normalized_ms(quiet[1]) == pytest.approx(quiet[0])  # ratio x calibration
     orders = set()
     for seed in range(8):
-        orders.add(tuple(interleaved(sub, ref, measure, _recording_timer([]), random.Random(seed)).order))
+        orders.add(
+            tuple(interleaved(sub, ref, measure, _recording_timer([]), random.Random(seed)).order)
+        )
     assert len(orders) > 1  # the order inside a round is random
 
 
@@ -248,8 +383,16 @@ def test_slow_and_quiet_datasets_agree_on_normalized_latency(tmp_path: Path):
     quiet, slow = tmp_path / "quiet.csv", tmp_path / "slow.csv"
     collect(space, settings, FAST, quiet, size=6, progress=False, timer=_recording_timer([]))
     calibration = float(read_rows(quiet)[0]["calibration_ms"])
-    collect(space, settings, FAST, slow, size=6, progress=False, timer=_recording_timer([], lambda n: 1.5),
-            calibration_ms=calibration)  # a slow hour, the device's quiet calibration
+    collect(
+        space,
+        settings,
+        FAST,
+        slow,
+        size=6,
+        progress=False,
+        timer=_recording_timer([], lambda n: 1.5),
+        calibration_ms=calibration,
+    )  # a slow hour, the device's quiet calibration
     q, s = load_table(quiet), load_table(slow)
     assert q.normalized and s.normalized
     assert s.raw_latency == pytest.approx(1.5 * q.raw_latency)
@@ -260,25 +403,43 @@ def test_slow_and_quiet_datasets_agree_on_normalized_latency(tmp_path: Path):
 
 def test_csv_header_keeps_hats_columns_first_and_hats_reader_loads_it(tmp_path: Path):
     path = tmp_path / "lat.csv"
-    collect(tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32), FAST, path, size=4, progress=False,
-            timer=_recording_timer([]))
+    collect(
+        tiny_space(),
+        ModelSettings(vocab_size=50, qkv_dim=32),
+        FAST,
+        path,
+        size=4,
+        progress=False,
+        timer=_recording_timer([]),
+    )
     with open(path, newline="") as f:
         header = next(csv.reader(f))
     assert header[:14] == HAT_COLUMNS and header == HAT_COLUMNS + EXTRA_COLUMNS
-    assert header.index("normalized_ms") > header.index("timestamp")  # new columns after the old ones
+    assert header.index("normalized_ms") > header.index(
+        "timestamp"
+    )  # new columns after the old ones
     with open(path) as fid:  # HAT's reader: skip one header line, split on commas
         next(fid)
         rows = [line.split(",") for line in fid]
     feats = [list(map(float, r[:10])) for r in rows]
     totals = [float(r[10]) + float(r[11]) for r in rows]
     table = load_table(path)
-    assert np.array(feats) == pytest.approx(table.features) and totals == pytest.approx(table.raw_latency)
+    assert np.array(feats) == pytest.approx(table.features) and totals == pytest.approx(
+        table.raw_latency
+    )
 
 
 def test_older_csv_without_the_new_columns_loads_and_is_not_resumed(tmp_path: Path):
     path = tmp_path / "lat.csv"
-    collect(tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32), FAST, path, size=4, progress=False,
-            timer=_recording_timer([]))
+    collect(
+        tiny_space(),
+        ModelSettings(vocab_size=50, qkv_dim=32),
+        FAST,
+        path,
+        size=4,
+        progress=False,
+        timer=_recording_timer([]),
+    )
     old = EXTRA_COLUMNS[:12]  # hat's columns before reference interleaving
     rows = read_rows(path)
     with open(path, "w", newline="") as f:
@@ -289,8 +450,15 @@ def test_older_csv_without_the_new_columns_loads_and_is_not_resumed(tmp_path: Pa
     assert not table.normalized and table.latency == pytest.approx(table.raw_latency)
     assert load_table(path, drift_normalize=True).reference_ms is not None
     with pytest.raises(HatError, match="older hat"):
-        collect(tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32), FAST, path, size=5, progress=False,
-                timer=_recording_timer([]))
+        collect(
+            tiny_space(),
+            ModelSettings(vocab_size=50, qkv_dim=32),
+            FAST,
+            path,
+            size=5,
+            progress=False,
+            timer=_recording_timer([]),
+        )
 
 
 def test_threads_and_affinity_are_restored_and_recorded():
@@ -330,27 +498,71 @@ def test_load_warning_names_busy_cores(monkeypatch, caplog):
 
 def test_predictor_learns_normalized_latency_and_reports_its_spread(tmp_path: Path):
     path, ckpt = tmp_path / "lat.csv", tmp_path / "p.pt"
-    collect(tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32), FAST, path, size=20, progress=False,
-            timer=_recording_timer([], lambda n: 1.0 + 0.05 * (n % 7)))  # a drifting device
-    result = run_cli("latency-predictor", "--lat-dataset-path", str(path), "--ckpt-path", str(ckpt),
-                     "--members", "2", "--json")
+    collect(
+        tiny_space(),
+        ModelSettings(vocab_size=50, qkv_dim=32),
+        FAST,
+        path,
+        size=20,
+        progress=False,
+        timer=_recording_timer([], lambda n: 1.0 + 0.05 * (n % 7)),
+    )  # a drifting device
+    result = run_cli(
+        "latency-predictor",
+        "--lat-dataset-path",
+        str(path),
+        "--ckpt-path",
+        str(ckpt),
+        "--members",
+        "2",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
-    assert "normalized latency, calibration" in result.stdout and "ensemble spread ±" in result.stdout
+    assert (
+        "normalized latency, calibration" in result.stdout and "ensemble spread ±" in result.stdout
+    )
     assert json.loads(result.stdout.strip().splitlines()[-1])["latency"] == "normalized"
     meta = load_predictor(str(ckpt)).meta
     assert meta["latency"] == "normalized" and float(meta["calibration_ms"]) > 0
-    assert meta["protocol"] == "beam-search" and json.loads(meta["reference"]) == tiny_space().middle().to_dict()
+    assert (
+        meta["protocol"] == "beam-search"
+        and json.loads(meta["reference"]) == tiny_space().middle().to_dict()
+    )
     sub = tmp_path / "sub.yml"
     tiny_space().smallest().to_yaml(sub)
     result = run_cli("latency-predictor", "--ckpt-path", str(ckpt), "--predict", str(sub))
-    assert result.returncode == 0 and "predicted normalized latency" in result.stdout and "±" in result.stdout
+    assert (
+        result.returncode == 0
+        and "predicted normalized latency" in result.stdout
+        and "±" in result.stdout
+    )
 
 
 def test_a_file_keeps_one_calibration(tmp_path: Path):
     path = tmp_path / "lat.csv"
     space, settings = tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32)
-    collect(space, settings, FAST, path, size=3, progress=False, timer=_recording_timer([]), calibration_ms=7.0)
-    collect(space, settings, FAST, path, size=4, progress=False, timer=_recording_timer([]))  # resumes at 7.0
+    collect(
+        space,
+        settings,
+        FAST,
+        path,
+        size=3,
+        progress=False,
+        timer=_recording_timer([]),
+        calibration_ms=7.0,
+    )
+    collect(
+        space, settings, FAST, path, size=4, progress=False, timer=_recording_timer([])
+    )  # resumes at 7.0
     assert {r["calibration_ms"] for r in read_rows(path)} == {"7.0"}
     with pytest.raises(HatError, match="calibrated at 7.0 ms"):
-        collect(space, settings, FAST, path, size=5, progress=False, timer=_recording_timer([]), calibration_ms=9.0)
+        collect(
+            space,
+            settings,
+            FAST,
+            path,
+            size=5,
+            progress=False,
+            timer=_recording_timer([]),
+            calibration_ms=9.0,
+        )

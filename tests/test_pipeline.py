@@ -1,9 +1,11 @@
 """`hat pipeline` on a tiny configuration: every stage, the report, and resume after kills."""
+
 import json
 import re
 from pathlib import Path
 
 import pytest
+from conftest import tiny_space
 
 from hat.errors import HatError
 from hat.latency.dataset import proxy_cost
@@ -14,30 +16,56 @@ from hat.pipeline.run import Pipeline, summary_rows
 from hat.search.fitness import Fitness
 from hat.train.trainer import Trainer
 
-from conftest import tiny_space
-
 
 def fake_timer(model, measure) -> Latency:
     """Deterministic 'latency' (the proxy cost), so reports can be compared exactly."""
     ms = proxy_cost(model.arch, measure.sentence_length, measure.beam, model.settings.qkv_dim) / 1e5
-    return Latency(ms * 0.2, ms * 0.8, 0.0, 0.0, "cpu", 1, measure.sentence_length, measure.beam, measure.iters)
+    return Latency(
+        ms * 0.2, ms * 0.8, 0.0, 0.0, "cpu", 1, measure.sentence_length, measure.beam, measure.iters
+    )
 
 
 def tiny_args(run_dir: Path) -> list[str]:
     space = tiny_space().to_hat_dict()
-    flags = [f"--run-dir={run_dir}", "--toy-train-size=1500", "--toy-valid-size=80", "--toy-test-size=60",
-             "--vocab-size=400", "--max-tokens=1500", "--supernet-max-update=25", "--subtransformer-max-update=12",
-             "--lat-dataset-size=16", "--latiter=1", "--lat-warmup=0", "--sentence-length=6", "--evo-iter=2",
-             "--population-size=8", "--parent-size=2", "--mutation-size=3", "--crossover-size=3",
-             "--latency-constraint-fraction", "0.3", "0.8", "--verify-top=1", "--gen-beam=2", "--baselines=2",
-             "--warmup-updates=5", "--dropout=0.1", "--max-len-b=12"]  # barely trained models: short outputs
+    flags = [
+        f"--run-dir={run_dir}",
+        "--toy-train-size=1500",
+        "--toy-valid-size=80",
+        "--toy-test-size=60",
+        "--vocab-size=400",
+        "--max-tokens=1500",
+        "--supernet-max-update=25",
+        "--subtransformer-max-update=12",
+        "--lat-dataset-size=16",
+        "--latiter=1",
+        "--lat-warmup=0",
+        "--sentence-length=6",
+        "--evo-iter=2",
+        "--population-size=8",
+        "--parent-size=2",
+        "--mutation-size=3",
+        "--crossover-size=3",
+        "--latency-constraint-fraction",
+        "0.3",
+        "0.8",
+        "--verify-top=1",
+        "--gen-beam=2",
+        "--baselines=2",
+        "--warmup-updates=5",
+        "--dropout=0.1",
+        "--max-len-b=12",
+    ]  # barely trained models: short outputs
     for key, value in space.items():
-        flags += [f"--{key}"] + ([str(v) for v in value] if isinstance(value, list) else [str(value)])
+        flags += [f"--{key}"] + (
+            [str(v) for v in value] if isinstance(value, list) else [str(value)]
+        )
     return flags
 
 
 def run_pipeline(run_dir: Path, *extra: str) -> str:
-    cfg = pipeline_config(build_parser("hat pipeline", "").parse_args(tiny_args(run_dir) + list(extra)))
+    cfg = pipeline_config(
+        build_parser("hat pipeline", "").parse_args(tiny_args(run_dir) + list(extra))
+    )
     results = Pipeline(cfg, timer=fake_timer, progress=False).run()
     env = {"device": "test", "torch": "x", "sentence_length": 6, "beam": 5}
     return write_report(results, summary_rows(results), run_dir, env).read_text()
@@ -61,8 +89,10 @@ def test_pipeline_runs_every_stage_and_resumes_to_the_same_report(tmp_path: Path
     run = tmp_path / "straight"
     for stage in ("data", "supernet", "latency", "predictor", "search", "evaluate"):
         assert (run / stage / "done.json").exists(), stage
-    assert all((run / png).stat().st_size > 10_000 for png in
-               ("bleu_vs_latency.png", "predicted_vs_measured.png", "search_convergence.png"))
+    assert all(
+        (run / png).stat().st_size > 10_000
+        for png in ("bleu_vs_latency.png", "predicted_vs_measured.png", "search_convergence.png")
+    )
     assert "| hat@" in straight and "baseline" in straight and "SacreBLEU" in straight
     search = json.loads((run / "search/done.json").read_text())["result"]
     assert len(search["results"]) == 2 and search["evaluated"] < search["without_cache"]
@@ -71,10 +101,12 @@ def test_pipeline_runs_every_stage_and_resumes_to_the_same_report(tmp_path: Path
     killed = tmp_path / "killed"
     import hat.pipeline.run as pipeline_run
 
-    kills = [(Trainer, "_update", 10),  # in the supernet's training
-             (pipeline_run, "collect", 0),  # as the latency stage starts
-             (Fitness, "loss", 5),  # in the search
-             (Trainer, "_update", 30)]  # in the found models' / baselines' training
+    kills = [
+        (Trainer, "_update", 10),  # in the supernet's training
+        (pipeline_run, "collect", 0),  # as the latency stage starts
+        (Fitness, "loss", 5),  # in the search
+        (Trainer, "_update", 30),
+    ]  # in the found models' / baselines' training
     for owner, name, calls in kills:
         with monkeypatch.context() as m:
             fail_after(m, owner, name, calls)
@@ -88,22 +120,32 @@ def test_a_changed_setting_reruns_its_stage_and_everything_after_it(tmp_path: Pa
     run_pipeline(run)
 
     def stages_run() -> list[str]:
-        return [json.loads(line)["stage"] for line in (run / "pipeline_log.jsonl").read_text().splitlines()]
+        return [
+            json.loads(line)["stage"]
+            for line in (run / "pipeline_log.jsonl").read_text().splitlines()
+        ]
 
     first = stages_run()
     with caplog.at_level("INFO"):
         run_pipeline(run, "--latency-constraint-fraction", "0.35", "0.8")  # one budget edited
-    rerun = stages_run()[len(first):]
+    rerun = stages_run()[len(first) :]
     assert rerun[0] == "search" and rerun[-1] == "evaluate"
     assert not {"data", "supernet", "latency", "predictor"} & set(rerun)
-    assert [s for s in rerun if s.startswith("models/")] == ["models/hat@" + s.split("@")[1]
-                                                             for s in rerun if s.startswith("models/hat@")]
+    assert [s for s in rerun if s.startswith("models/")] == [
+        "models/hat@" + s.split("@")[1] for s in rerun if s.startswith("models/hat@")
+    ]
     assert "stage search        reruns: settings changed" in caplog.text
-    assert re.search(r"stage evaluate +reruns: .*upstream models/hat@[\d.]+ms.* changed", caplog.text)
+    assert re.search(
+        r"stage evaluate +reruns: .*upstream models/hat@[\d.]+ms.* changed", caplog.text
+    )
     done = json.loads((run / "search/done.json").read_text())
-    assert {"settings", "upstream supernet", "upstream predictor", "upstream data"} == done["inputs"].keys()
+    assert {"settings", "upstream supernet", "upstream predictor", "upstream data"} == done[
+        "inputs"
+    ].keys()
     n = len(stages_run())
-    run_pipeline(run, "--latency-constraint-fraction", "0.35", "0.8")  # nothing changed: nothing runs
+    run_pipeline(
+        run, "--latency-constraint-fraction", "0.35", "0.8"
+    )  # nothing changed: nothing runs
     assert len(stages_run()) == n
     run_pipeline(run, "--latency-constraint-fraction", "0.35", "0.8", "--lenpen", "1.2")
     assert stages_run()[n:] == ["evaluate"]
@@ -114,11 +156,19 @@ def test_report_compares_with_the_baseline_frontier():
 
     def row(model, kind, bleu, ms, budget=None):
         return {"model": model, "kind": kind, "bleu": bleu, "latency_ms": ms, "budget_ms": budget}
-    rows = [row("hat@31.2ms", "HAT", 50.68, 27.5, 31.2), row("hat@39.8ms", "HAT", 55.0, 35.0, 39.8),
-            row("big", "baseline", 58.21, 38.8), row("mid", "baseline", 19.87, 19.2), row("small", "baseline", 27.06, 17.4)]
+
+    rows = [
+        row("hat@31.2ms", "HAT", 50.68, 27.5, 31.2),
+        row("hat@39.8ms", "HAT", 55.0, 35.0, 39.8),
+        row("big", "baseline", 58.21, 38.8),
+        row("mid", "baseline", 19.87, 19.2),
+        row("small", "baseline", 27.06, 17.4),
+    ]
     text = comparison(rows)
     assert "50.68 BLEU at 27.5 ms" in text
-    assert "at least as accurate, big (58.21 BLEU), takes 38.8 ms: HAT's model is 1.41x faster" in text
+    assert (
+        "at least as accurate, big (58.21 BLEU), takes 38.8 ms: HAT's model is 1.41x faster" in text
+    )
     assert "at least as fast, small (17.4 ms), scores 27.06 BLEU (+23.62 for HAT's model)" in text
     assert "No baseline is as fast" in comparison([rows[0], rows[2]])
     assert "No baseline is as accurate" in comparison([rows[0], rows[3]])
@@ -128,7 +178,10 @@ def test_mixed_precision_settings(tmp_path: Path):
     parse = build_parser("hat pipeline", "").parse_args
     assert pipeline_config(parse(tiny_args(tmp_path))).train.precision == "fp32"
     assert pipeline_config(parse(tiny_args(tmp_path) + ["--bf16"])).train.precision == "bf16"
-    assert pipeline_config(parse(tiny_args(tmp_path) + ["--fp16", "--latgpu"])).train.precision == "fp16"
+    assert (
+        pipeline_config(parse(tiny_args(tmp_path) + ["--fp16", "--latgpu"])).train.precision
+        == "fp16"
+    )
     with pytest.raises(HatError, match="--fp16 trains on the GPU"):
         pipeline_config(parse(tiny_args(tmp_path) + ["--fp16"]))
     with pytest.raises(HatError, match="at least 16 rows"):

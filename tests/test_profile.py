@@ -1,21 +1,24 @@
 """Profiling: HAT's published #Params and FLOPs, and the `hat profile` command."""
+
 import json
 import re
 from pathlib import Path
 
 import pytest
+from conftest import assert_one_line_error, run_cli
 
 from hat.profile import analytic_flops, count_flops, profile
 from hat.space import ArchConfig
 from hat.transformer import ModelSettings, Transformer
 
-from conftest import assert_one_line_error, run_cli
-
 
 def published(shared_data: Path) -> dict[str, tuple[float, float]]:
     """name -> (#Params in M, FLOPs in G) from the tables in ../shared/data/README.md."""
-    rows = re.findall(r"^\| (HAT_\S+) \| [^|]+ \| ([\d.]+)M \| ([\d.]+)G \|", (shared_data / "README.md").read_text(),
-                      flags=re.M)
+    rows = re.findall(
+        r"^\| (HAT_\S+) \| [^|]+ \| ([\d.]+)M \| ([\d.]+)G \|",
+        (shared_data / "README.md").read_text(),
+        flags=re.M,
+    )
     return {name: (float(p), float(f)) for name, p, f in rows}
 
 
@@ -24,7 +27,9 @@ def test_reproduces_hat_published_params_and_flops(shared_data: Path):
     assert len(table) == 22
     for name, (params_m, flops_g) in table.items():
         task = "iwslt14.de-en" if "iwslt" in name else "wmt14.en-de"
-        arch = ArchConfig.from_yaml(shared_data / "hat-configs" / task / "subtransformer" / f"{name}.yml")
+        arch = ArchConfig.from_yaml(
+            shared_data / "hat-configs" / task / "subtransformer" / f"{name}.yml"
+        )
         length = 23 if "iwslt" in name else 30
         model = Transformer(arch, ModelSettings(vocab_size=64))
         assert round(model.num_params() / 1e6, 2) == params_m, name
@@ -51,10 +56,25 @@ def test_profile_totals_include_embeddings_and_output_layer():
 
 
 def test_cli_json_and_latency(tmp_path: Path, shared_data: Path):
-    cfg = shared_data / "hat-configs/iwslt14.de-en/subtransformer/HAT_iwslt14deen_titanxp@45.6ms_bleu@33.4.yml"
+    cfg = (
+        shared_data
+        / "hat-configs/iwslt14.de-en/subtransformer/HAT_iwslt14deen_titanxp@45.6ms_bleu@33.4.yml"
+    )
     common = shared_data / "hat-configs/iwslt14.de-en/subtransformer/common.yml"
-    result = run_cli("profile", f"--configs={cfg}", f"--sub-configs={common}", "--sentence-length", "23",
-                     "--json", "--latency", "cpu", "--latiter", "2", "--vocab-size", "1000")
+    result = run_cli(
+        "profile",
+        f"--configs={cfg}",
+        f"--sub-configs={common}",
+        "--sentence-length",
+        "23",
+        "--json",
+        "--latency",
+        "cpu",
+        "--latiter",
+        "2",
+        "--vocab-size",
+        "1000",
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout.strip().splitlines()[-1])
     assert data["params"] == 16_820_736
@@ -68,5 +88,7 @@ def test_cli_bad_config(tmp_path: Path):
     bad = tmp_path / "bad.yml"
     bad.write_text("encoder-embed-dim-subtransformer: 512\n")
     assert_one_line_error(run_cli("profile", f"--configs={bad}"), "missing SubTransformer key")
-    bad.write_text("encoder-embed-dim-subtransformer: 512\nencoder-layer-num-subtransformer: 7\nfoo: 1\n")
+    bad.write_text(
+        "encoder-embed-dim-subtransformer: 512\nencoder-layer-num-subtransformer: 7\nfoo: 1\n"
+    )
     assert_one_line_error(run_cli("profile", f"--configs={bad}"), "unknown key 'foo'")

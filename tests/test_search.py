@@ -1,4 +1,5 @@
 """Evolutionary and Pareto search: operators, budgets, determinism, resume, the CLI."""
+
 import json
 import random
 import subprocess
@@ -8,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import REPO, assert_one_line_error, run_cli, tiny_space
+from test_train import write_space_yaml
 
 from hat.errors import HatError
 from hat.latency.dataset import proxy_cost
@@ -16,11 +19,15 @@ from hat.latency.predictor import train_ensemble
 from hat.search.evolution import Evolution, EvolutionConfig, LatencyCheck
 from hat.space import ArchConfig
 
-from conftest import REPO, assert_one_line_error, run_cli, tiny_space
-from test_train import write_space_yaml
-
-SMALL = EvolutionConfig(evo_iter=5, population_size=16, parent_size=4, mutation_size=6, crossover_size=6,
-                        mutation_prob=0.3, seed=4)
+SMALL = EvolutionConfig(
+    evo_iter=5,
+    population_size=16,
+    parent_size=4,
+    mutation_size=6,
+    crossover_size=6,
+    mutation_prob=0.3,
+    seed=4,
+)
 
 
 def synthetic_latency(arch: ArchConfig) -> float:
@@ -34,7 +41,15 @@ def predictor(tmp_path_factory):
     archs = [tiny_space().sample(rng) for _ in range(300)]
     feats = np.array([hat_features(a) for a in archs])
     lat = np.array([synthetic_latency(a) for a in archs])
-    p = train_ensemble(feats, cost_terms_from_hat(feats), lat, list(HAT_FEATURE_NORM), "hat10", members=2, steps=200)
+    p = train_ensemble(
+        feats,
+        cost_terms_from_hat(feats),
+        lat,
+        list(HAT_FEATURE_NORM),
+        "hat10",
+        members=2,
+        steps=200,
+    )
     path = tmp_path_factory.mktemp("pred") / "pred.pt"
     p.save(str(path))
     return p, path
@@ -42,7 +57,12 @@ def predictor(tmp_path_factory):
 
 def toy_fitness(arch: ArchConfig) -> float:
     """Bigger is better, with a twist so the ranking is not just latency."""
-    return 10.0 - sum(arch.decoder_ffn_embed_dim) / 100 - arch.encoder_embed_dim / 50 + 0.1 * arch.decoder_arbitrary_ende_attn[0]
+    return (
+        10.0
+        - sum(arch.decoder_ffn_embed_dim) / 100
+        - arch.encoder_embed_dim / 50
+        + 0.1 * arch.decoder_arbitrary_ende_attn[0]
+    )
 
 
 def budget_of(predictor) -> float:
@@ -68,7 +88,9 @@ def test_children_stay_in_the_space_and_under_budget(predictor):
     assert all(latency.bound(c.arch) <= budget for c in final)
     assert [c.loss for c in final] == sorted(c.loss for c in final)
     with pytest.raises(HatError, match="too tight"):
-        Evolution(space, toy_fitness, latency, EvolutionConfig(max_tries=200), progress=False).run(0.001)
+        Evolution(space, toy_fitness, latency, EvolutionConfig(max_tries=200), progress=False).run(
+            0.001
+        )
 
 
 def test_genes_of_absent_layers_survive_mutation_and_crossover(predictor):
@@ -76,8 +98,13 @@ def test_genes_of_absent_layers_survive_mutation_and_crossover(predictor):
     them on, and a later mutation that adds the layers brings them back."""
     p, _ = predictor
     space = tiny_space()
-    evo = Evolution(space, toy_fitness, LatencyCheck(p), EvolutionConfig(mutation_prob=0.0, crossover_size=4,
-                                                                       mutation_size=4), progress=False)
+    evo = Evolution(
+        space,
+        toy_fitness,
+        LatencyCheck(p),
+        EvolutionConfig(mutation_prob=0.0, crossover_size=4, mutation_size=4),
+        progress=False,
+    )
     le, ld = space.encoder_layers, space.decoder_layers
     one_layer = space.smallest()
     assert one_layer.decoder_layer_num == 1 and ld > 1
@@ -88,7 +115,9 @@ def test_genes_of_absent_layers_survive_mutation_and_crossover(predictor):
     b[ffn] = [small] + [big] * (ld - 1)
     a, b = tuple(a), tuple(b)
     budget = float("inf")
-    for child in evo.mutate(random.Random(0), [a], budget) + evo.crossover(random.Random(0), [a, b], budget):
+    for child in evo.mutate(random.Random(0), [a], budget) + evo.crossover(
+        random.Random(0), [a, b], budget
+    ):
         assert child == a  # nothing mutated: the absent layers' entries are passed on unchanged
     grown = list(a)
     grown[3 + 2 * le] = ld  # a mutation of the decoder layer number
@@ -133,12 +162,16 @@ def test_resume_with_other_inputs_starts_fresh(predictor, tmp_path: Path, caplog
     state = tmp_path / "state.json"
 
     def search(fitness, inputs: dict, cfg: EvolutionConfig = SMALL) -> list[float]:
-        evo = Evolution(space, fitness, LatencyCheck(p), cfg, state_path=state, progress=False, inputs=inputs)
+        evo = Evolution(
+            space, fitness, LatencyCheck(p), cfg, state_path=state, progress=False, inputs=inputs
+        )
         evo.restore()
         return [c.loss for c in evo.run(budget)]
 
     first = search(toy_fitness, {"supernet": "aaa", "valid_cnt_max": 2})
-    assert search(toy_fitness, {"supernet": "aaa", "valid_cnt_max": 2}) == first  # same inputs: resumed
+    assert (
+        search(toy_fitness, {"supernet": "aaa", "valid_cnt_max": 2}) == first
+    )  # same inputs: resumed
 
     def other_supernet(arch: ArchConfig) -> float:
         return toy_fitness(arch) + 100.0
@@ -150,8 +183,11 @@ def test_resume_with_other_inputs_starts_fresh(predictor, tmp_path: Path, caplog
     assert (tmp_path / "state.json.stale").exists()
     caplog.clear()
     with caplog.at_level("WARNING"):  # other evolution settings: that budget is searched afresh
-        again = search(other_supernet, {"supernet": "bbb", "valid_cnt_max": 2},
-                       EvolutionConfig(**{**SMALL.__dict__, "mutation_prob": 0.5}))
+        again = search(
+            other_supernet,
+            {"supernet": "bbb", "valid_cnt_max": 2},
+            EvolutionConfig(**{**SMALL.__dict__, "mutation_prob": 0.5}),
+        )
     assert "config changed" in caplog.text and all(loss > 100 for loss in again)
 
 
@@ -159,20 +195,55 @@ def train_supernet(tmp_path: Path, toy_bin: Path, updates: int) -> tuple[Path, P
     """A tiny supernet trained by train.py: (its space YAML, its save dir)."""
     space_yml = write_space_yaml(tmp_path / "space.yml")
     ckpt = tmp_path / "supernet"
-    subprocess.run([sys.executable, str(REPO / "train.py"), f"--configs={space_yml}", "--data", str(toy_bin),
-                    "--save-dir", str(ckpt), "--max-update", str(updates)], check=True, capture_output=True,
-                   timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            f"--configs={space_yml}",
+            "--data",
+            str(toy_bin),
+            "--save-dir",
+            str(ckpt),
+            "--max-update",
+            str(updates),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return space_yml, ckpt
 
 
-def test_search_cli_resume_checks_supernet_and_validation_settings(tmp_path: Path, toy_bin: Path, predictor):
+def test_search_cli_resume_checks_supernet_and_validation_settings(
+    tmp_path: Path, toy_bin: Path, predictor
+):
     p, pred_path = predictor
     space_yml, ckpt = train_supernet(tmp_path, toy_bin, 5)
     lo, hi = (LatencyCheck(p).bound(a) for a in (tiny_space().smallest(), tiny_space().largest()))
-    args = [f"--configs={space_yml}", "--evo-iter", "2", "--population-size", "8", "--parent-size", "2",
-            "--mutation-size", "3", "--crossover-size", "3", "--ckpt-path", str(pred_path),
-            "--restore-file", str(ckpt / "checkpoint_last.pt"), "--write-config-path", str(tmp_path / "s.yml"),
-            "--latency-constraint", str(lo + 0.5 * (hi - lo)), "--data", str(toy_bin), "--no-progress-bar"]
+    args = [
+        f"--configs={space_yml}",
+        "--evo-iter",
+        "2",
+        "--population-size",
+        "8",
+        "--parent-size",
+        "2",
+        "--mutation-size",
+        "3",
+        "--crossover-size",
+        "3",
+        "--ckpt-path",
+        str(pred_path),
+        "--restore-file",
+        str(ckpt / "checkpoint_last.pt"),
+        "--write-config-path",
+        str(tmp_path / "s.yml"),
+        "--latency-constraint",
+        str(lo + 0.5 * (hi - lo)),
+        "--data",
+        str(toy_bin),
+        "--no-progress-bar",
+    ]
     first = run_cli(*args, "--valid-cnt-max", "2", script="evo_search.py")
     assert first.returncode == 0, first.stderr
     resumed = run_cli(*args, "--valid-cnt-max", "2", script="evo_search.py")
@@ -188,13 +259,37 @@ def test_search_cli_multi_budget_verify_and_pareto(tmp_path: Path, toy_bin: Path
     lo, hi = (LatencyCheck(p).bound(a) for a in (tiny_space().smallest(), tiny_space().largest()))
     budgets = [lo + f * (hi - lo) for f in (0.3, 0.6, 1.0)]
     evo = tmp_path / "evo.yml"
-    evo.write_text(yaml.safe_dump({"evo-iter": 3, "population-size": 12, "parent-size": 4, "mutation-size": 4,
-                                   "crossover-size": 4, "mutation-prob": 0.3, "ckpt-path": str(pred_path),
-                                   "restore-file": str(ckpt / "checkpoint_last.pt"),
-                                   "write-config-path": str(tmp_path / "found" / "sub.yml"),
-                                   "latency-constraint": budgets, "data": str(toy_bin), "valid-cnt-max": 2}))
-    result = run_cli(f"--configs={space_yml}", f"--evo-configs={evo}", "--verify-top", "2",
-                     "--sentence-length", "6", "--latiter", "2", "--json", "--no-progress-bar", script="evo_search.py")
+    evo.write_text(
+        yaml.safe_dump(
+            {
+                "evo-iter": 3,
+                "population-size": 12,
+                "parent-size": 4,
+                "mutation-size": 4,
+                "crossover-size": 4,
+                "mutation-prob": 0.3,
+                "ckpt-path": str(pred_path),
+                "restore-file": str(ckpt / "checkpoint_last.pt"),
+                "write-config-path": str(tmp_path / "found" / "sub.yml"),
+                "latency-constraint": budgets,
+                "data": str(toy_bin),
+                "valid-cnt-max": 2,
+            }
+        )
+    )
+    result = run_cli(
+        f"--configs={space_yml}",
+        f"--evo-configs={evo}",
+        "--verify-top",
+        "2",
+        "--sentence-length",
+        "6",
+        "--latiter",
+        "2",
+        "--json",
+        "--no-progress-bar",
+        script="evo_search.py",
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     found = summary["results"]
@@ -208,10 +303,23 @@ def test_search_cli_multi_budget_verify_and_pareto(tmp_path: Path, toy_bin: Path
     for r in found:
         arch = ArchConfig.from_yaml(r["config_path"])  # HAT's YAML, loadable by train.py
         assert arch.to_dict() == r["arch"]
-    log = [json.loads(x) for x in (tmp_path / "found" / "search_log.jsonl").read_text().splitlines()]
-    assert len(log) == 9 and {"best_loss", "best_latency_ms", "population_loss_mean", "evaluations"} <= log[0].keys()
-    pareto = run_cli(f"--configs={space_yml}", f"--evo-configs={evo}", "--pareto", "--evo-iter", "2",
-                     "--write-config-path", str(tmp_path / "pareto" / "front.yml"), script="evo_search.py")
+    log = [
+        json.loads(x) for x in (tmp_path / "found" / "search_log.jsonl").read_text().splitlines()
+    ]
+    assert (
+        len(log) == 9
+        and {"best_loss", "best_latency_ms", "population_loss_mean", "evaluations"} <= log[0].keys()
+    )
+    pareto = run_cli(
+        f"--configs={space_yml}",
+        f"--evo-configs={evo}",
+        "--pareto",
+        "--evo-iter",
+        "2",
+        "--write-config-path",
+        str(tmp_path / "pareto" / "front.yml"),
+        script="evo_search.py",
+    )
     assert pareto.returncode == 0, pareto.stderr
     front = json.loads((tmp_path / "pareto" / "front.pareto.json").read_text())
     lat = [c["latency_ms"] for c in front]
@@ -222,16 +330,30 @@ def test_search_cli_multi_budget_verify_and_pareto(tmp_path: Path, toy_bin: Path
 
 def test_missing_files_are_named(tmp_path: Path, toy_bin: Path, predictor):
     _, pred_path = predictor
-    result = run_cli("search", "--restore-file", str(tmp_path / "nope.pt"), "--ckpt-path", str(pred_path),
-                     "--write-config-path", str(tmp_path / "x.yml"), "--latency-constraint", "100",
-                     "--data", str(toy_bin))
+    result = run_cli(
+        "search",
+        "--restore-file",
+        str(tmp_path / "nope.pt"),
+        "--ckpt-path",
+        str(pred_path),
+        "--write-config-path",
+        str(tmp_path / "x.yml"),
+        "--latency-constraint",
+        "100",
+        "--data",
+        str(toy_bin),
+    )
     assert_one_line_error(result, "restore-file", "nope.pt", "not found")
 
 
-def test_hat_evo_yaml_loads_and_names_the_missing_file(shared_data: Path, tmp_path: Path, toy_bin: Path):
+def test_hat_evo_yaml_loads_and_names_the_missing_file(
+    shared_data: Path, tmp_path: Path, toy_bin: Path
+):
     evo = shared_data / "hat-configs/wmt14.en-de/evo_search/wmt14ende_xeon.yml"
     space = shared_data / "hat-configs/wmt14.en-de/supertransformer/space0.yml"
-    result = run_cli(f"--configs={space}", f"--evo-configs={evo}", "--data", str(toy_bin), script="evo_search.py")
+    result = run_cli(
+        f"--configs={space}", f"--evo-configs={evo}", "--data", str(toy_bin), script="evo_search.py"
+    )
     assert_one_line_error(result, "restore-file", "HAT_wmt14ende_super_space0.pt", "not found")
 
 
@@ -242,6 +364,7 @@ def _timed_at(factor: float):
     def timer(model, measure):
         ms = synthetic_latency(model.arch) * factor
         return Latency(ms / 2, ms / 2, 0.0, 0.0, "cpu", 1, 10, 5, 1)
+
     return timer
 
 
@@ -255,10 +378,22 @@ def test_verify_never_ships_a_candidate_measured_over_budget(factor: float):
     archs = {tiny_space().sample(rng) for _ in range(200)}
     budget = float(np.median([synthetic_latency(a) for a in archs]))
     # ranked by a loss that prefers bigger models, as a supernet does
-    ranked = sorted((Candidate(a, -synthetic_latency(a), synthetic_latency(a), 0.0) for a in archs
-                     if synthetic_latency(a) <= budget), key=lambda c: c.loss)
-    best, report = verify_top(ranked, budget, 3, lambda arch: type("M", (), {"arch": arch})(),
-                              MeasureSettings(), _timed_at(factor))
+    ranked = sorted(
+        (
+            Candidate(a, -synthetic_latency(a), synthetic_latency(a), 0.0)
+            for a in archs
+            if synthetic_latency(a) <= budget
+        ),
+        key=lambda c: c.loss,
+    )
+    best, report = verify_top(
+        ranked,
+        budget,
+        3,
+        lambda arch: type("M", (), {"arch": arch})(),
+        MeasureSettings(),
+        _timed_at(factor),
+    )
     assert synthetic_latency(best.arch) * factor <= budget
     assert len(report) >= 3 and report[:3] == [r for r in report if r["top_k"]]
     within = [c for c in ranked if synthetic_latency(c.arch) * factor <= budget]
@@ -282,13 +417,26 @@ def test_verify_takes_the_device_drift_out_before_deciding(factor: float, caplog
     rng = random.Random(1)
     archs = {tiny_space().sample(rng) for _ in range(200)}
     budget = float(np.median([synthetic_latency(a) for a in archs]))
-    ranked = sorted((Candidate(a, -synthetic_latency(a), synthetic_latency(a), 0.0) for a in archs
-                     if synthetic_latency(a) <= budget), key=lambda c: c.loss)
+    ranked = sorted(
+        (
+            Candidate(a, -synthetic_latency(a), synthetic_latency(a), 0.0)
+            for a in archs
+            if synthetic_latency(a) <= budget
+        ),
+        key=lambda c: c.loss,
+    )
     reference = tiny_space().middle()
     with caplog.at_level(logging.INFO, logger="hat.search.verify"):
-        best, report = verify_top(ranked, budget, 3, lambda arch: type("M", (), {"arch": arch})(),
-                                  MeasureSettings(iters=4, rounds=2), _timed_at(factor), reference=reference,
-                                  calibration_ms=synthetic_latency(reference))
+        best, report = verify_top(
+            ranked,
+            budget,
+            3,
+            lambda arch: type("M", (), {"arch": arch})(),
+            MeasureSettings(iters=4, rounds=2),
+            _timed_at(factor),
+            reference=reference,
+            calibration_ms=synthetic_latency(reference),
+        )
     assert best == ranked[0] and len(report) == 3 and all(r["meets_budget"] for r in report)
     for r, c in zip(report, ranked):
         assert r["measured_ms"] == pytest.approx(factor * synthetic_latency(c.arch))
@@ -297,19 +445,44 @@ def test_verify_takes_the_device_drift_out_before_deciding(factor: float, caplog
     assert f"drift factor {factor:.2f}" in caplog.text
     # without the reference, the same slow device rejects the top candidates on raw latency
     if factor > 1:
-        _, raw = verify_top(ranked, budget, 3, lambda arch: type("M", (), {"arch": arch})(),
-                            MeasureSettings(), _timed_at(factor))
+        _, raw = verify_top(
+            ranked,
+            budget,
+            3,
+            lambda arch: type("M", (), {"arch": arch})(),
+            MeasureSettings(),
+            _timed_at(factor),
+        )
         assert not raw[0]["meets_budget"] and raw[0]["drift"] is None
 
 
 def test_verify_uses_the_datasets_protocol_and_settings():
     from hat.search.verify import dataset_measure, reference_of
 
-    meta = {"sentence_length": "23", "beam": "5", "iters": "20", "warmup": "5", "threads": "2", "cores": "0-1",
-            "protocol": "hat", "rounds": "4", "runtime": "torch", "latency": "normalized",
-            "calibration_ms": "12.5", "reference": json.dumps(tiny_space().middle().to_dict())}
+    meta = {
+        "sentence_length": "23",
+        "beam": "5",
+        "iters": "20",
+        "warmup": "5",
+        "threads": "2",
+        "cores": "0-1",
+        "protocol": "hat",
+        "rounds": "4",
+        "runtime": "torch",
+        "latency": "normalized",
+        "calibration_ms": "12.5",
+        "reference": json.dumps(tiny_space().middle().to_dict()),
+    }
     m = dataset_measure(meta, "cpu", iters=3, sentence_length=None)
-    assert (m.sentence_length, m.beam, m.iters, m.warmup, m.threads, m.cores, m.protocol, m.rounds) == \
-        (23, 5, 3, 5, 2, "0-1", "hat", 4)
+    assert (
+        m.sentence_length,
+        m.beam,
+        m.iters,
+        m.warmup,
+        m.threads,
+        m.cores,
+        m.protocol,
+        m.rounds,
+    ) == (23, 5, 3, 5, 2, "0-1", "hat", 4)
     assert reference_of(meta) == {"reference": tiny_space().middle(), "calibration_ms": 12.5}
     assert reference_of({**meta, "latency": "raw"}) == {}

@@ -1,16 +1,16 @@
 """SuperTransformer: weight sharing, export equivalence, incremental decoding, checkpoints."""
+
 import random
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_space
 
 from hat.errors import HatError
 from hat.space import SearchSpace
 from hat.supernet import SuperTransformer
 from hat.transformer import ModelSettings, Transformer
-
-from conftest import tiny_space
 
 VOCAB = 97
 
@@ -29,8 +29,13 @@ def batch(seed: int = 0, b: int = 4, s: int = 9, t: int = 7):
 def test_export_has_the_same_outputs(normalize_before: bool, share: bool):
     torch.manual_seed(0)
     space = tiny_space()
-    settings = ModelSettings(vocab_size=VOCAB, qkv_dim=32, normalize_before=normalize_before,
-                             share_all_embeddings=share, dropout=0.3)
+    settings = ModelSettings(
+        vocab_size=VOCAB,
+        qkv_dim=32,
+        normalize_before=normalize_before,
+        share_all_embeddings=share,
+        dropout=0.3,
+    )
     net = SuperTransformer(space, settings).eval()
     src, prev = batch()
     rng = random.Random(0)
@@ -46,7 +51,9 @@ def test_export_has_the_same_outputs(normalize_before: bool, share: bool):
         assert compact.state_dict().keys() == fresh.state_dict().keys()
         assert len(compact.encoder_layers) == cfg.encoder_layer_num
         # heterogeneous layers
-        assert [layer.fc1.out_features for layer in compact.decoder_layers] == list(cfg.decoder_ffn_embed_dim)
+        assert [layer.fc1.out_features for layer in compact.decoder_layers] == list(
+            cfg.decoder_ffn_embed_dim
+        )
         assert compact.encoder_dropout == pytest.approx(0.3 * cfg.encoder_embed_dim / 64)
 
 
@@ -90,14 +97,18 @@ def test_set_config_rejects_configs_outside_the_space():
 
 
 def test_hat_space1_dims_export(shared_data: Path):
-    space = SearchSpace.from_yaml(shared_data / "hat-configs/iwslt14.de-en/supertransformer/space1.yml")
+    space = SearchSpace.from_yaml(
+        shared_data / "hat-configs/iwslt14.de-en/supertransformer/space1.yml"
+    )
     torch.manual_seed(0)
     net = SuperTransformer(space, ModelSettings(vocab_size=VOCAB)).eval()
     src, prev = batch(5, b=2, s=12, t=10)
     for cfg in (space.sample(random.Random(7)), space.smallest()):
         net.set_config(cfg)
         with torch.no_grad():
-            diff = (torch.log_softmax(net(src, prev), -1) - torch.log_softmax(net.export()(src, prev), -1))
+            diff = torch.log_softmax(net(src, prev), -1) - torch.log_softmax(
+                net.export()(src, prev), -1
+            )
         assert diff.abs().max() <= 1e-5
 
 
@@ -132,8 +143,9 @@ def test_dropout_scales_as_hat_residual_and_activation_not_attention():
     """HAT scales the residual/embedding and activation dropouts by the SubTransformer's embed dim
     over the SuperTransformer's, per side, and leaves the attention-weight dropout unscaled."""
     space = tiny_space()
-    settings = ModelSettings(vocab_size=VOCAB, qkv_dim=32, dropout=0.3, attention_dropout=0.2,
-                             activation_dropout=0.1)
+    settings = ModelSettings(
+        vocab_size=VOCAB, qkv_dim=32, dropout=0.3, attention_dropout=0.2, activation_dropout=0.1
+    )
     net = SuperTransformer(space, settings)
     for cfg in (space.largest(), space.smallest()):
         net.set_config(cfg)
@@ -142,11 +154,11 @@ def test_dropout_scales_as_hat_residual_and_activation_not_attention():
         for model in (net, net.export(cfg)):
             assert model.encoder_dropout == pytest.approx(0.3 * r_enc)
             assert model.decoder_dropout == pytest.approx(0.3 * r_dec)
-            for layer in model.encoder_layers[:cfg.encoder_layer_num]:
+            for layer in model.encoder_layers[: cfg.encoder_layer_num]:
                 assert layer.dropout == pytest.approx(0.3 * r_enc)
                 assert layer.activation_dropout == pytest.approx(0.1 * r_enc)
                 assert layer.self_attn.dropout == 0.2
-            for layer in model.decoder_layers[:cfg.decoder_layer_num]:
+            for layer in model.decoder_layers[: cfg.decoder_layer_num]:
                 assert layer.dropout == pytest.approx(0.3 * r_dec)
                 assert layer.activation_dropout == pytest.approx(0.1 * r_dec)
                 assert layer.self_attn.dropout == 0.2 and layer.ende_attn.dropout == 0.2

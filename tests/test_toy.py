@@ -1,12 +1,21 @@
 """The embedded toy task: determinism, shape of the data, and the grammar's rules."""
+
 import random
 import re
 
-from hat.data import toy_lexicon as lex
-from hat.data.toy import (MAX_WORDS, MIN_WORDS, Clause, NounPhrase, ToyGrammar, generate_pairs,
-                          german_number, write_toy_task)
-
 from conftest import run_cli
+
+from hat.data import toy_lexicon as lex
+from hat.data.toy import (
+    MAX_WORDS,
+    MIN_WORDS,
+    Clause,
+    NounPhrase,
+    ToyGrammar,
+    generate_pairs,
+    german_number,
+    write_toy_task,
+)
 
 
 def noun(en: str) -> lex.Noun:
@@ -14,7 +23,9 @@ def noun(en: str) -> lex.Noun:
 
 
 def verb(en: str) -> lex.Verb:
-    return next(v for v in lex.TRANSITIVE_VERBS + lex.INTRANSITIVE_VERBS + lex.SAYING_VERBS if v.en == en)
+    return next(
+        v for v in lex.TRANSITIVE_VERBS + lex.INTRANSITIVE_VERBS + lex.SAYING_VERBS if v.en == en
+    )
 
 
 def adj(en: str) -> lex.Adjective:
@@ -32,8 +43,13 @@ def test_lengths_and_distinct_sources():
     assert min(lengths) >= MIN_WORDS and max(lengths) <= MAX_WORDS
     assert max(lengths) >= 25 and min(lengths) <= 4  # the whole range is covered
     assert len({en for en, _ in pairs}) == len(pairs)
-    assert all((en[0].isupper() or en[0].isdigit()) and de[0].isupper() and en.endswith(".") and de.endswith(".")
-               for en, de in pairs)
+    assert all(
+        (en[0].isupper() or en[0].isdigit())
+        and de[0].isupper()
+        and en.endswith(".")
+        and de.endswith(".")
+        for en, de in pairs
+    )
 
 
 def test_written_splits_are_disjoint(tmp_path):
@@ -48,10 +64,23 @@ def test_written_splits_are_disjoint(tmp_path):
 
 
 def test_german_numbers():
-    assert [german_number(n) for n in (2, 11, 16, 17, 21, 30, 46, 100, 101, 116, 171, 200, 999)] == [
-        "zwei", "elf", "sechzehn", "siebzehn", "einundzwanzig", "dreißig", "sechsundvierzig",
-        "hundert", "hunderteins", "hundertsechzehn", "hunderteinundsiebzig", "zweihundert",
-        "neunhundertneunundneunzig"]
+    assert [
+        german_number(n) for n in (2, 11, 16, 17, 21, 30, 46, 100, 101, 116, 171, 200, 999)
+    ] == [
+        "zwei",
+        "elf",
+        "sechzehn",
+        "siebzehn",
+        "einundzwanzig",
+        "dreißig",
+        "sechsundvierzig",
+        "hundert",
+        "hunderteins",
+        "hundertsechzehn",
+        "hunderteinundsiebzig",
+        "zweihundert",
+        "neunhundertneunundneunzig",
+    ]
 
 
 def test_agreement_of_articles_and_adjectives():
@@ -64,9 +93,14 @@ def test_agreement_of_articles_and_adjectives():
     assert the_dogs.german("dat") == ["den", "großen", "Hunden"]
     old_apple = NounPhrase(noun=noun("apple"), det="indef", adjectives=[adj("old")])
     assert old_apple.english()[0] == "an"
-    assert NounPhrase(noun=noun("house"), det="def", adjectives=[adj("tired")]).german("nom") == \
-        ["das", "müde", "Haus"]
-    seven = NounPhrase(noun=noun("cat"), det="num", plural=True, number=7, adjectives=[adj("small")])
+    assert NounPhrase(noun=noun("house"), det="def", adjectives=[adj("tired")]).german("nom") == [
+        "das",
+        "müde",
+        "Haus",
+    ]
+    seven = NounPhrase(
+        noun=noun("cat"), det="num", plural=True, number=7, adjectives=[adj("small")]
+    )
     assert seven.english() == ["7", "small", "cats"]
     assert seven.german("nom") == ["sieben", "kleine", "Katzen"]
     assert seven.german("dat") == ["sieben", "kleinen", "Katzen"]
@@ -101,7 +135,9 @@ def test_grammar_pairs_are_deterministic_per_rng():
 
 def test_cli_writes_task(tmp_path):
     out = tmp_path / "raw"
-    result = run_cli("toy", "--out", str(out), "--train-size", "500", "--valid-size", "50", "--test-size", "50")
+    result = run_cli(
+        "toy", "--out", str(out), "--train-size", "500", "--valid-size", "50", "--test-size", "50"
+    )
     assert result.returncode == 0, result.stderr
     assert "train 500" in result.stdout
     assert len((out / "train.de").read_text().splitlines()) == 500

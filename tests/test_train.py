@@ -1,6 +1,6 @@
 """Training: schedules, loss, SuperTransformer / SubTransformer runs, checkpoints, resume."""
+
 import json
-import math
 import signal
 import subprocess
 import sys
@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from conftest import REPO, assert_one_line_error, run_cli, tiny_space
 
 from hat.errors import HatError
 from hat.space import ArchConfig
@@ -19,14 +20,23 @@ from hat.train.criterion import distillation_loss, label_smoothed_nll
 from hat.train.sampling import ConfigSampler
 from hat.train.schedule import ScheduleConfig, lr_function
 
-from conftest import REPO, assert_one_line_error, run_cli, tiny_space
-
-TRAIN_KEYS = {"max-tokens": 600, "dropout": 0.1, "lr": 0.002, "warmup-updates": 20, "warmup-init-lr": 1e-5,
-              "log-interval": 1, "no-progress-bar": True, "cpu": True, "seed": 3}
+TRAIN_KEYS = {
+    "max-tokens": 600,
+    "dropout": 0.1,
+    "lr": 0.002,
+    "warmup-updates": 20,
+    "warmup-init-lr": 1e-5,
+    "log-interval": 1,
+    "no-progress-bar": True,
+    "cpu": True,
+    "seed": 3,
+}
 
 
 def write_space_yaml(path: Path, **extra) -> Path:
-    path.write_text(yaml.safe_dump({**tiny_space().to_hat_dict(), **TRAIN_KEYS, **extra}, sort_keys=False))
+    path.write_text(
+        yaml.safe_dump({**tiny_space().to_hat_dict(), **TRAIN_KEYS, **extra}, sort_keys=False)
+    )
     return path
 
 
@@ -38,8 +48,17 @@ def test_inverse_sqrt_and_cosine_schedules():
     f = lr_function(ScheduleConfig("inverse_sqrt", lr=1e-3, warmup_updates=100, warmup_init_lr=0.0))
     assert f(0) == 0 and f(50) == pytest.approx(5e-4) and f(100) == pytest.approx(1e-3)
     assert f(400) == pytest.approx(5e-4)  # lr * sqrt(100 / 400)
-    c = lr_function(ScheduleConfig("cosine", lr=1e-7, max_lr=1e-3, warmup_updates=10, warmup_init_lr=1e-7,
-                                   max_update=110, lr_shrink=0.5))
+    c = lr_function(
+        ScheduleConfig(
+            "cosine",
+            lr=1e-7,
+            max_lr=1e-3,
+            warmup_updates=10,
+            warmup_init_lr=1e-7,
+            max_update=110,
+            lr_shrink=0.5,
+        )
+    )
     assert c(10) == pytest.approx(1e-3) and c(60) == pytest.approx((1e-3 + 1e-7) / 2)
     assert c(109) == pytest.approx(1e-7, abs=1e-6)
     assert c(110) == pytest.approx(0.5e-3)  # restart, shrunk
@@ -53,9 +72,13 @@ def test_label_smoothed_loss_matches_torch():
     target = torch.randint(4, 11, (3, 5))
     target[0, 3:] = 1  # pad
     loss, nll = label_smoothed_nll(logits, target, 0.1)
-    ref = F.cross_entropy(logits.view(-1, 11), target.view(-1), ignore_index=1, label_smoothing=0.1, reduction="sum")
+    ref = F.cross_entropy(
+        logits.view(-1, 11), target.view(-1), ignore_index=1, label_smoothing=0.1, reduction="sum"
+    )
     ref_nll = F.cross_entropy(logits.view(-1, 11), target.view(-1), ignore_index=1, reduction="sum")
-    assert loss.item() == pytest.approx(ref.item(), rel=1e-5) and nll.item() == pytest.approx(ref_nll.item(), rel=1e-5)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5) and nll.item() == pytest.approx(
+        ref_nll.item(), rel=1e-5
+    )
     assert distillation_loss(logits, logits, target).item() == pytest.approx(0.0, abs=1e-5)
     assert distillation_loss(logits, logits.flip(0), target).item() > 0
 
@@ -72,9 +95,22 @@ def test_sampler_is_a_function_of_seed_and_update():
 def test_supernet_training_run(tmp_path: Path, toy_bin: Path):
     cfg = write_space_yaml(tmp_path / "space.yml")
     save = tmp_path / "ckpt"
-    result = run_cli(f"--configs={cfg}", "--data", str(toy_bin), "--save-dir", str(save),
-                     "--max-epoch", "2", "--keep-last-epochs", "1", "--sampling", "sandwich", "--max-tokens", "2000",
-                     script="train.py")
+    result = run_cli(
+        f"--configs={cfg}",
+        "--data",
+        str(toy_bin),
+        "--save-dir",
+        str(save),
+        "--max-epoch",
+        "2",
+        "--keep-last-epochs",
+        "1",
+        "--sampling",
+        "sandwich",
+        "--max-tokens",
+        "2000",
+        script="train.py",
+    )
     assert result.returncode == 0, result.stderr
     assert "done:" in result.stdout and "largest_loss" in result.stdout
     records = read_log(save)
@@ -83,7 +119,11 @@ def test_supernet_training_run(tmp_path: Path, toy_bin: Path):
     assert len(valid) == 2 and {"largest_loss", "smallest_loss"} <= valid[-1].keys()
     assert train[-1]["loss"] < train[0]["loss"]
     assert valid[-1]["largest_loss"] < valid[0]["largest_loss"]
-    assert sorted(p.name for p in save.glob("*.pt")) == ["checkpoint2.pt", "checkpoint_best.pt", "checkpoint_last.pt"]
+    assert sorted(p.name for p in save.glob("*.pt")) == [
+        "checkpoint2.pt",
+        "checkpoint_best.pt",
+        "checkpoint_last.pt",
+    ]
     space = tiny_space()
     model, payload = load_model(save / "checkpoint_best.pt", space.smallest())
     assert payload["kind"] == "supernet" and model.arch == space.smallest()
@@ -91,15 +131,30 @@ def test_supernet_training_run(tmp_path: Path, toy_bin: Path):
         load_model(save / "checkpoint_best.pt")
 
 
-def test_subtransformer_from_scratch_generate_and_average(tmp_path: Path, toy_bin: Path, toy_raw: Path):
+def test_subtransformer_from_scratch_generate_and_average(
+    tmp_path: Path, toy_bin: Path, toy_raw: Path
+):
     space = tiny_space()
     sub = tmp_path / "sub.yml"
     space.smallest().to_yaml(sub)
     common = write_space_yaml(tmp_path / "common.yml", **{"train-subtransformer": True})
     save = tmp_path / "ckpt"
-    result = run_cli("train", f"--configs={sub}", f"--sub-configs={common}", "--data", str(toy_bin),
-                     "--save-dir", str(save), "--max-epoch", "3", "--eval-bleu", "--eval-bleu-beam", "1",
-                     "--max-tokens", "2000")
+    result = run_cli(
+        "train",
+        f"--configs={sub}",
+        f"--sub-configs={common}",
+        "--data",
+        str(toy_bin),
+        "--save-dir",
+        str(save),
+        "--max-epoch",
+        "3",
+        "--eval-bleu",
+        "--eval-bleu-beam",
+        "1",
+        "--max-tokens",
+        "2000",
+    )
     assert result.returncode == 0, result.stderr
     valid = [r for r in read_log(save) if r["type"] == "valid"]
     assert "model_loss" in valid[-1] and "model_bleu" in valid[-1]
@@ -107,30 +162,75 @@ def test_subtransformer_from_scratch_generate_and_average(tmp_path: Path, toy_bi
     assert payload["kind"] == "subtransformer" and model.arch == space.smallest()
     assert model.settings.supernet_encoder_embed_dim == 64  # HAT: dropout/positions of the supernet
     avg = tmp_path / "avg.pt"
-    result = run_cli("--inputs", str(save), "--num-epoch-checkpoints", "3", "--output", str(avg),
-                     script="average_checkpoints.py")
+    result = run_cli(
+        "--inputs",
+        str(save),
+        "--num-epoch-checkpoints",
+        "3",
+        "--output",
+        str(avg),
+        script="average_checkpoints.py",
+    )
     assert result.returncode == 0, result.stderr
     averaged, _ = load_model(avg)
     states = [load_model(save / f"checkpoint{e}.pt")[0].state_dict() for e in (1, 2, 3)]
     key = "decoder_layers.0.fc1.weight"
     assert torch.allclose(averaged.state_dict()[key], sum(s[key] for s in states) / 3, atol=1e-6)
     out = tmp_path / "results"
-    result = run_cli("--data", str(toy_bin), "--path", str(avg), "--gen-subset", "test", "--beam", "2",
-                     "--results-path", str(out), "--json", "--quiet", script="generate.py")
+    result = run_cli(
+        "--data",
+        str(toy_bin),
+        "--path",
+        str(avg),
+        "--gen-subset",
+        "test",
+        "--beam",
+        "2",
+        "--results-path",
+        str(out),
+        "--json",
+        "--quiet",
+        script="generate.py",
+    )
     assert result.returncode == 0, result.stderr
     score = json.loads(result.stdout.strip().splitlines()[-1])
     assert score["sentences"] == 200 and 0 <= score["bleu"] <= 100
     refs = (out / "test.ref.de").read_text(encoding="utf-8").splitlines()
     assert refs == (toy_raw / "test.de").read_text(encoding="utf-8").splitlines()
     assert len((out / "test.hyp.de").read_text(encoding="utf-8").splitlines()) == 200
-    normal = run_cli("generate", "--data", str(toy_bin), "--path", str(avg), "--beam", "1", "--scoring", "normal",
-                     "--compound-split", "--quiet")
+    normal = run_cli(
+        "generate",
+        "--data",
+        str(toy_bin),
+        "--path",
+        str(avg),
+        "--beam",
+        "1",
+        "--scoring",
+        "normal",
+        "--compound-split",
+        "--quiet",
+    )
     assert normal.returncode == 0 and "BLEU (tokenized, compound split)" in normal.stdout
 
 
 def _train_cmd(cfg: Path, toy_bin: Path, save: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(REPO / "train.py"), f"--configs={cfg}", "--data", str(toy_bin), "--save-dir",
-            str(save), "--max-update", "40", "--save-interval-updates", "5", "--dropout", "0.2", *extra]
+    return [
+        sys.executable,
+        str(REPO / "train.py"),
+        f"--configs={cfg}",
+        "--data",
+        str(toy_bin),
+        "--save-dir",
+        str(save),
+        "--max-update",
+        "40",
+        "--save-interval-updates",
+        "5",
+        "--dropout",
+        "0.2",
+        *extra,
+    ]
 
 
 def test_resume_after_kill_continues_exactly(tmp_path: Path, toy_bin: Path):
@@ -138,12 +238,16 @@ def test_resume_after_kill_continues_exactly(tmp_path: Path, toy_bin: Path):
     straight = tmp_path / "straight"
     subprocess.run(_train_cmd(cfg, toy_bin, straight), check=True, capture_output=True, timeout=300)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_train_cmd(cfg, toy_bin, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _train_cmd(cfg, toy_bin, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while time.time() < deadline:  # kill -9 once a mid-epoch checkpoint exists and training went on
         log_file = killed / "train_log.jsonl"
         if (killed / "checkpoint_last.pt").exists() and log_file.exists():
-            updates = [json.loads(x)["update"] for x in log_file.read_text().splitlines() if '"train"' in x]
+            updates = [
+                json.loads(x)["update"] for x in log_file.read_text().splitlines() if '"train"' in x
+            ]
             if updates and updates[-1] >= 12:
                 break
         time.sleep(0.02)
@@ -154,7 +258,7 @@ def test_resume_after_kill_continues_exactly(tmp_path: Path, toy_bin: Path):
     subprocess.run(_train_cmd(cfg, toy_bin, killed), check=True, capture_output=True, timeout=300)
     resumed = [r for r in read_log(killed)]
     marker = next(i for i, r in enumerate(resumed) if r["type"] == "resume")
-    after = [r for r in resumed[marker + 1:] if r["type"] == "train"]
+    after = [r for r in resumed[marker + 1 :] if r["type"] == "train"]
     reference = {r["update"]: r for r in read_log(straight) if r["type"] == "train"}
     assert after[0]["update"] == before + 1  # the update count continues
     for r in after:  # same data order, same sampled SubTransformers, same dropout, same lr
@@ -168,9 +272,20 @@ def test_bad_restore_file_and_data_are_one_line_errors(tmp_path: Path, toy_bin: 
     save = tmp_path / "ckpt"
     save.mkdir()
     (save / "checkpoint_last.pt").write_bytes(b"not a checkpoint at all")
-    result = run_cli("train", f"--configs={cfg}", "--data", str(toy_bin), "--save-dir", str(save), "--max-update", "2")
+    result = run_cli(
+        "train",
+        f"--configs={cfg}",
+        "--data",
+        str(toy_bin),
+        "--save-dir",
+        str(save),
+        "--max-update",
+        "2",
+    )
     assert_one_line_error(result, "not a readable checkpoint", after_log=True)
-    result = run_cli("train", f"--configs={cfg}", "--data", str(tmp_path / "nodata"), "--save-dir", str(save))
+    result = run_cli(
+        "train", f"--configs={cfg}", "--data", str(tmp_path / "nodata"), "--save-dir", str(save)
+    )
     assert_one_line_error(result, "not a hat data directory")
     result = run_cli("train", f"--configs={cfg}", "--data", str(toy_bin), "--adam-betas", "0.9")
     assert_one_line_error(result, "--adam-betas")
@@ -184,17 +299,54 @@ def test_restore_file_follows_fairseqs_rule(tmp_path: Path, toy_bin: Path):
     work.mkdir()
     (work / "checkpoint_last.pt").write_bytes(b"a stray file, not this run's checkpoint")
     save = tmp_path / "ckpt"
-    result = run_cli("train", f"--configs={cfg}", "--data", str(toy_bin), "--save-dir", str(save),
-                     "--max-update", "2", "--no-progress-bar", cwd=work)
+    result = run_cli(
+        "train",
+        f"--configs={cfg}",
+        "--data",
+        str(toy_bin),
+        "--save-dir",
+        str(save),
+        "--max-update",
+        "2",
+        "--no-progress-bar",
+        cwd=work,
+    )
     assert result.returncode == 0, result.stderr
     assert "resumed" not in result.stderr and (save / "checkpoint_last.pt").exists()
     (work / "mine.pt").write_bytes((save / "checkpoint_last.pt").read_bytes())
-    result = run_cli("train", f"--configs={cfg}", "--data", str(toy_bin), "--save-dir", str(tmp_path / "c2"),
-                     "--max-update", "3", "--restore-file", "mine.pt", "--no-progress-bar", cwd=work)
+    result = run_cli(
+        "train",
+        f"--configs={cfg}",
+        "--data",
+        str(toy_bin),
+        "--save-dir",
+        str(tmp_path / "c2"),
+        "--max-update",
+        "3",
+        "--restore-file",
+        "mine.pt",
+        "--no-progress-bar",
+        cwd=work,
+    )
     assert result.returncode == 0 and "resumed from mine.pt" in result.stderr, result.stderr
-    result = run_cli("train", f"--configs={cfg}", "--data", str(toy_bin), "--save-dir", str(tmp_path / "c3"),
-                     "--max-update", "1", "--restore-file", "missing.pt", "--no-progress-bar", cwd=work)
-    assert result.returncode == 0 and "--restore-file missing.pt not found: training from scratch" in result.stderr
+    result = run_cli(
+        "train",
+        f"--configs={cfg}",
+        "--data",
+        str(toy_bin),
+        "--save-dir",
+        str(tmp_path / "c3"),
+        "--max-update",
+        "1",
+        "--restore-file",
+        "missing.pt",
+        "--no-progress-bar",
+        cwd=work,
+    )
+    assert (
+        result.returncode == 0
+        and "--restore-file missing.pt not found: training from scratch" in result.stderr
+    )
 
 
 def test_fixed_subtransformer_must_fit_its_supernet(tmp_path: Path, toy_bin: Path):
@@ -202,6 +354,14 @@ def test_fixed_subtransformer_must_fit_its_supernet(tmp_path: Path, toy_bin: Pat
     sub = tmp_path / "sub.yml"
     big.to_yaml(sub)
     common = write_space_yaml(tmp_path / "common.yml")
-    result = run_cli("train", f"--configs={sub}", f"--sub-configs={common}", "--train-subtransformer",
-                     "--data", str(toy_bin), "--save-dir", str(tmp_path / "c"))
+    result = run_cli(
+        "train",
+        f"--configs={sub}",
+        f"--sub-configs={common}",
+        "--train-subtransformer",
+        "--data",
+        str(toy_bin),
+        "--save-dir",
+        str(tmp_path / "c"),
+    )
     assert_one_line_error(result, "larger than the supernet")

@@ -1,5 +1,6 @@
 """Flags shared by commands, with HAT's key names; namespaces become ArchConfig,
 SearchSpace and ModelSettings here, at the CLI boundary, and go no deeper."""
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,10 @@ def config_source(args: argparse.Namespace) -> str:
 
 
 def arch_from_args(args: argparse.Namespace, source: str | None = None) -> ArchConfig:
-    return ArchConfig.from_hat_dict({key: getattr(args, name_of(key)) for key in ARCH_KEYS.values()},
-                                    source=source or config_source(args))
+    return ArchConfig.from_hat_dict(
+        {key: getattr(args, name_of(key)) for key in ARCH_KEYS.values()},
+        source=source or config_source(args),
+    )
 
 
 def add_space_args(p: HatArgumentParser, choices: bool = True) -> None:
@@ -50,32 +53,48 @@ def add_space_args(p: HatArgumentParser, choices: bool = True) -> None:
 
 def space_from_args(args: argparse.Namespace, source: str | None = None) -> SearchSpace:
     keys = {**SUPERNET_KEYS, **CHOICE_KEYS}.values()
-    return SearchSpace.from_hat_dict({k: getattr(args, name_of(k), None) for k in keys},
-                                     source=source or config_source(args))
+    return SearchSpace.from_hat_dict(
+        {k: getattr(args, name_of(k), None) for k in keys}, source=source or config_source(args)
+    )
 
 
 def add_model_args(p: HatArgumentParser) -> None:
     """Model settings that are not searched (fairseq/HAT names)."""
     g = p.add_argument_group("model")
-    g.add_argument("--dropout", type=float, default=0.1, help="dropout (scaled by active/supernet dim, as HAT)")
+    g.add_argument(
+        "--dropout", type=float, default=0.1, help="dropout (scaled by active/supernet dim, as HAT)"
+    )
     g.add_argument("--attention-dropout", type=float, default=0.0)
     g.add_argument("--activation-dropout", "--relu-dropout", type=float, default=0.0)
-    g.add_argument("--share-all-embeddings", action=argparse.BooleanOptionalAction, default=True,
-                   help="one token table for source and target (joint vocabulary)")
-    g.add_argument("--normalize-before", action="store_true",
-                   help="pre-norm layers (default: post-norm, as HAT)")
+    g.add_argument(
+        "--share-all-embeddings",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one token table for source and target (joint vocabulary)",
+    )
+    g.add_argument(
+        "--normalize-before",
+        action="store_true",
+        help="pre-norm layers (default: post-norm, as HAT)",
+    )
     g.add_argument("--max-source-positions", type=int, default=1024)
     g.add_argument("--max-target-positions", type=int, default=1024)
 
 
 def settings_from_args(args: argparse.Namespace, vocab_size: int) -> ModelSettings:
-    return ModelSettings(vocab_size=vocab_size, qkv_dim=args.qkv_dim, dropout=args.dropout,
-                         attention_dropout=args.attention_dropout, activation_dropout=args.activation_dropout,
-                         max_source_positions=args.max_source_positions,
-                         max_target_positions=args.max_target_positions,
-                         share_all_embeddings=args.share_all_embeddings, normalize_before=args.normalize_before,
-                         supernet_encoder_embed_dim=getattr(args, "encoder_embed_dim", None),
-                         supernet_decoder_embed_dim=getattr(args, "decoder_embed_dim", None))
+    return ModelSettings(
+        vocab_size=vocab_size,
+        qkv_dim=args.qkv_dim,
+        dropout=args.dropout,
+        attention_dropout=args.attention_dropout,
+        activation_dropout=args.activation_dropout,
+        max_source_positions=args.max_source_positions,
+        max_target_positions=args.max_target_positions,
+        share_all_embeddings=args.share_all_embeddings,
+        normalize_before=args.normalize_before,
+        supernet_encoder_embed_dim=getattr(args, "encoder_embed_dim", None),
+        supernet_decoder_embed_dim=getattr(args, "decoder_embed_dim", None),
+    )
 
 
 def add_evolution_args(g: argparse._ArgumentGroup, defaults: EvolutionConfig) -> None:
@@ -87,8 +106,16 @@ def add_evolution_args(g: argparse._ArgumentGroup, defaults: EvolutionConfig) ->
 
 def evolution_from_args(args: argparse.Namespace, latency_std_k: float = 0.0) -> EvolutionConfig:
     """The checked EvolutionConfig of `add_evolution_args`' keys (and --seed)."""
-    cfg = EvolutionConfig(args.evo_iter, args.population_size, args.parent_size, args.mutation_size,
-                          args.crossover_size, args.mutation_prob, args.seed, latency_std_k)
+    cfg = EvolutionConfig(
+        args.evo_iter,
+        args.population_size,
+        args.parent_size,
+        args.mutation_size,
+        args.crossover_size,
+        args.mutation_prob,
+        args.seed,
+        latency_std_k,
+    )
     cfg.check()
     return cfg
 

@@ -3,11 +3,12 @@
 
   python average_checkpoints.py --inputs checkpoints/ --num-epoch-checkpoints 10 --output avg.pt
 """
+
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from hat.checkpoint import save_checkpoint
 from hat.cli import run_command
@@ -18,9 +19,17 @@ from hat.train.checkpoints import average_checkpoints, epoch_checkpoints, update
 
 def build_parser() -> HatArgumentParser:
     p = HatArgumentParser("hat average", __doc__)
-    p.add_argument("--inputs", nargs="+", required=True, help="checkpoint files, or one checkpoint directory")
-    p.add_argument("--num-epoch-checkpoints", type=int, help="average the last N checkpoint<epoch>.pt of the directory")
-    p.add_argument("--num-update-checkpoints", type=int, help="average the last N checkpoint_<e>_<u>.pt")
+    p.add_argument(
+        "--inputs", nargs="+", required=True, help="checkpoint files, or one checkpoint directory"
+    )
+    p.add_argument(
+        "--num-epoch-checkpoints",
+        type=int,
+        help="average the last N checkpoint<epoch>.pt of the directory",
+    )
+    p.add_argument(
+        "--num-update-checkpoints", type=int, help="average the last N checkpoint_<e>_<u>.pt"
+    )
     p.add_argument("--output", required=True, help="where to write the averaged checkpoint")
     return p
 
@@ -29,11 +38,15 @@ def select_inputs(args: argparse.Namespace) -> list[Path]:
     paths = [Path(p) for p in args.inputs]
     if args.num_epoch_checkpoints or args.num_update_checkpoints:
         if len(paths) != 1 or not paths[0].is_dir():
-            raise HatError("--num-epoch-checkpoints / --num-update-checkpoints need one directory as --inputs")
+            raise HatError(
+                "--num-epoch-checkpoints / --num-update-checkpoints need one directory as --inputs"
+            )
         found = (epoch_checkpoints if args.num_epoch_checkpoints else update_checkpoints)(paths[0])
         n = args.num_epoch_checkpoints or args.num_update_checkpoints
         if len(found) < n:
-            raise HatError(f"{paths[0]} has {len(found)} such checkpoints, fewer than the {n} asked for")
+            raise HatError(
+                f"{paths[0]} has {len(found)} such checkpoints, fewer than the {n} asked for"
+            )
         return found[:n]
     return paths
 
@@ -41,7 +54,9 @@ def select_inputs(args: argparse.Namespace) -> list[Path]:
 def run(args: argparse.Namespace) -> None:
     paths = select_inputs(args)
     save_checkpoint(average_checkpoints(paths), args.output)
-    print(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {args.output}")
+    print(
+        f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {args.output}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

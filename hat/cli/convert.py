@@ -4,10 +4,11 @@ pickled code, as a hat SuperTransformer checkpoint, or export one SubTransformer
   hat convert --path downloaded_models/HAT_wmt14ende_super_space0.pt --out supernet.pt
   hat convert --path HAT_wmt14ende_xeon@137.9ms_bleu@25.8.pt --configs SUB.yml --out compact.pt
 """
+
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from collections.abc import Sequence
 
 from hat.checkpoint import save_checkpoint
 from hat.cli import run_command
@@ -30,13 +31,27 @@ def run(args: argparse.Namespace) -> None:
     if arch_given(args):
         compact = net.export(arch_from_args(args))
         compact.save(args.out)
-        print(f"{args.path}: SubTransformer {compact.arch} ({compact.num_params() / 1e6:.2f}M params) -> {args.out}")
+        print(
+            f"{args.path}: SubTransformer {compact.arch} ({compact.num_params() / 1e6:.2f}M params) -> {args.out}"
+        )
         return
-    save_checkpoint({"format": TRAIN_FORMAT, "version": 1, "kind": "supernet", "space": net.space.to_hat_dict(),
-                     "settings": net.settings.to_dict(), "model": net.state_dict(),
-                     "train_state": None, "imported_from": str(args.path)}, args.out)
-    print(f"{args.path}: SuperTransformer ({net.space.encoder_embed_dim}/{net.space.decoder_embed_dim} embed, "
-          f"vocab {net.settings.vocab_size}) -> {args.out}")
+    save_checkpoint(
+        {
+            "format": TRAIN_FORMAT,
+            "version": 1,
+            "kind": "supernet",
+            "space": net.space.to_hat_dict(),
+            "settings": net.settings.to_dict(),
+            "model": net.state_dict(),
+            "train_state": None,
+            "imported_from": str(args.path),
+        },
+        args.out,
+    )
+    print(
+        f"{args.path}: SuperTransformer ({net.space.encoder_embed_dim}/{net.space.decoder_embed_dim} embed, "
+        f"vocab {net.settings.vocab_size}) -> {args.out}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

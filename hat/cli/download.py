@@ -8,6 +8,7 @@ A download is saved only when it has the server's full length, is not an HTML pa
 '?dl=0' preview), loads as a HAT checkpoint and matches the expected sha256 (--sha256, the
 registry's, or the one recorded on its first download).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,12 +22,20 @@ from hat.hub import download, registry
 
 def build_parser() -> HatArgumentParser:
     p = HatArgumentParser("hat download", __doc__)
-    p.add_argument("--model-name", help="a name from the registry (hat/model_registry.json); "
-                   "with --url, any plain file name (letters, digits, ._@-)")
+    p.add_argument(
+        "--model-name",
+        help="a name from the registry (hat/model_registry.json); "
+        "with --url, any plain file name (letters, digits, ._@-)",
+    )
     p.add_argument("--download-all", action="store_true", help="every model of the registry")
-    p.add_argument("--cache-dir", default="downloaded_models", help="where models go (HAT's default)")
-    p.add_argument("--url", help="download from this URL (overrides the registry); without "
-                   "--model-name the file is named after the URL's base name")
+    p.add_argument(
+        "--cache-dir", default="downloaded_models", help="where models go (HAT's default)"
+    )
+    p.add_argument(
+        "--url",
+        help="download from this URL (overrides the registry); without "
+        "--model-name the file is named after the URL's base name",
+    )
     p.add_argument("--sha256", help="expected sha256 (overrides the registry)")
     p.add_argument("--list", action="store_true", help="list the registry")
     return p

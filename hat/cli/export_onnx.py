@@ -7,6 +7,7 @@ The graphs come from PyTorch's TorchScript exporter (legacy, deprecated, but as 
 slower on onnxruntime and ~20x faster to export) or, with `--exporter dynamo`, from its
 torch.export-based one (needs onnxscript); docs/deployment.md compares them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,13 +30,19 @@ from hat.train.checkpoints import load_model
 
 def build_parser() -> HatArgumentParser:
     p = HatArgumentParser("hat export-onnx", __doc__)
-    p.add_argument("--path", required=True, help="compact model / trained SubTransformer checkpoint")
+    p.add_argument(
+        "--path", required=True, help="compact model / trained SubTransformer checkpoint"
+    )
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--data", help="data directory: translate --gen-subset with both and compare")
     p.add_argument("--gen-subset", default="test")
     p.add_argument("--beam", type=int, default=5)
-    p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",
-                   help="torch.onnx exporter: the legacy TorchScript one, or dynamo (torch.export)")
+    p.add_argument(
+        "--exporter",
+        choices=("torchscript", "dynamo"),
+        default="torchscript",
+        help="torch.onnx exporter: the legacy TorchScript one, or dynamo (torch.export)",
+    )
     p.add_argument("--json", action="store_true")
     return p
 
@@ -65,19 +72,31 @@ def run(args: argparse.Namespace) -> None:
     out = export_onnx(model, args.out, dynamo=args.exporter == "dynamo")
     seconds = time.perf_counter() - start
     onnx = OnnxTransformer(out)
-    result = {"exporter": args.exporter, "export_seconds": seconds,
-              "max_abs_logprob_diff": max_logprob_difference(model, onnx)}
-    print(f"{args.path} -> {out}/encoder.onnx, decoder_step.onnx; max |log-prob difference| vs PyTorch: "
-          f"{result['max_abs_logprob_diff']:.2e}")
+    result = {
+        "exporter": args.exporter,
+        "export_seconds": seconds,
+        "max_abs_logprob_diff": max_logprob_difference(model, onnx),
+    }
+    print(
+        f"{args.path} -> {out}/encoder.onnx, decoder_step.onnx; max |log-prob difference| vs PyTorch: "
+        f"{result['max_abs_logprob_diff']:.2e}"
+    )
     if args.data:
         data = DataDir(args.data)
         split = data.split(args.gen_subset)
         a = translate_dataset(model, split, data.tokenizer, beam=args.beam)
         b = translate_dataset(onnx, split, data.tokenizer, beam=args.beam)
         same = sum(x == y for x, y in zip(a.hypotheses, b.hypotheses, strict=True))
-        result.update(identical=same, sentences=len(a.hypotheses), bleu_torch=a.sacrebleu, bleu_onnx=b.sacrebleu)
-        print(f"{args.gen_subset}: {same}/{len(a.hypotheses)} translations identical; SacreBLEU torch "
-              f"{a.sacrebleu:.2f}, onnxruntime {b.sacrebleu:.2f}")
+        result.update(
+            identical=same,
+            sentences=len(a.hypotheses),
+            bleu_torch=a.sacrebleu,
+            bleu_onnx=b.sacrebleu,
+        )
+        print(
+            f"{args.gen_subset}: {same}/{len(a.hypotheses)} translations identical; SacreBLEU torch "
+            f"{a.sacrebleu:.2f}, onnxruntime {b.sacrebleu:.2f}"
+        )
     if args.json:
         print(json.dumps(result))
 

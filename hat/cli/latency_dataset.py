@@ -12,12 +12,13 @@ SubTransformer; a row stores the ratio and the normalized latency (ratio x the r
 quiet-device calibration). Rows are appended as measured; re-running the same command
 resumes and stops at --lat-dataset-size.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -35,7 +36,9 @@ from hat.transformer import Transformer
 def build_parser() -> HatArgumentParser:
     p = HatArgumentParser("hat latency-dataset", __doc__)
     g = p.add_argument_group("latency dataset (HAT's keys)")
-    g.add_argument("--lat-dataset-path", default="latency_dataset/latency.csv", help="CSV to write (appended)")
+    g.add_argument(
+        "--lat-dataset-path", default="latency_dataset/latency.csv", help="CSV to write (appended)"
+    )
     g.add_argument("--lat-dataset-size", type=int, default=2000, help="SubTransformers to measure")
     g.add_argument("--latgpu", action="store_true", help="measure on the GPU (CUDA events)")
     g.add_argument("--latcpu", action="store_true", help="measure on the CPU (default)")
@@ -43,27 +46,58 @@ def build_parser() -> HatArgumentParser:
     g.add_argument("--latiter", type=int, default=20, help="timed runs per SubTransformer")
     g.add_argument("--latsilent", action="store_true", help="no progress bar")
     g.add_argument("--beam", type=int, default=5)
-    g.add_argument("--sentence-length", type=int, default=30, help="dummy sentence (HAT: 23 IWSLT, 30 WMT)")
+    g.add_argument(
+        "--sentence-length", type=int, default=30, help="dummy sentence (HAT: 23 IWSLT, 30 WMT)"
+    )
     g.add_argument("--warmup", type=int, default=5, help="dry runs before timing")
-    g.add_argument("--threads", type=int, help="CPU threads (default: torch's); recorded in the CSV")
+    g.add_argument(
+        "--threads", type=int, help="CPU threads (default: torch's); recorded in the CSV"
+    )
     g.add_argument("--cores", help="CPU affinity while timing, e.g. 0-1 (default: as started)")
-    g.add_argument("--protocol", choices=PROTOCOLS, default="beam-search",
-                   help="beam-search: the real beam search (deployment); hat: HAT's protocol")
-    g.add_argument("--rounds", type=int, default=4,
-                   help="rounds alternating each SubTransformer with the reference (A/B)")
-    g.add_argument("--calibration-ms", type=float,
-                   help="the reference's quiet latency on this device (default: the file's, "
-                        "else the fastest of 3 timings at the start)")
-    g.add_argument("--runtime", choices=RUNTIMES, default="torch",
-                   help="what runs the model: torch (fp32), torch-int8 (dynamic int8), onnxruntime (fp32)")
-    g.add_argument("--sampling", choices=SAMPLINGS, default="uniform",
-                   help="uniform (HAT) or stratified over a latency proxy (covers small and large nets)")
+    g.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="beam-search",
+        help="beam-search: the real beam search (deployment); hat: HAT's protocol",
+    )
+    g.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="rounds alternating each SubTransformer with the reference (A/B)",
+    )
+    g.add_argument(
+        "--calibration-ms",
+        type=float,
+        help="the reference's quiet latency on this device (default: the file's, "
+        "else the fastest of 3 timings at the start)",
+    )
+    g.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="torch",
+        help="what runs the model: torch (fp32), torch-int8 (dynamic int8), onnxruntime (fp32)",
+    )
+    g.add_argument(
+        "--sampling",
+        choices=SAMPLINGS,
+        default="uniform",
+        help="uniform (HAT) or stratified over a latency proxy (covers small and large nets)",
+    )
     g.add_argument("--seed", type=int, default=1, help="sampling seed")
     g.add_argument("--data", help="data directory: its vocabulary size sizes the output layer")
-    g.add_argument("--vocab-size", type=int, default=10_000, help="vocabulary size when --data is absent")
-    g.add_argument("--measure", metavar="SUB.yml", help="time this one SubTransformer and print the result")
-    g.add_argument("--recheck", type=int, metavar="N",
-                   help="after collecting, re-time N random rows and report the median relative difference")
+    g.add_argument(
+        "--vocab-size", type=int, default=10_000, help="vocabulary size when --data is absent"
+    )
+    g.add_argument(
+        "--measure", metavar="SUB.yml", help="time this one SubTransformer and print the result"
+    )
+    g.add_argument(
+        "--recheck",
+        type=int,
+        metavar="N",
+        help="after collecting, re-time N random rows and report the median relative difference",
+    )
     g.add_argument("--json", action="store_true", help="last line: one JSON object")
     add_space_args(p)
     add_model_args(p)
@@ -92,8 +126,18 @@ def run(args: argparse.Namespace) -> None:
         parse_cores(args.cores)  # a clear error before anything is timed
     if args.calibration_ms is not None and args.calibration_ms <= 0:
         raise HatError("--calibration-ms must be positive")
-    measure = MeasureSettings(args.sentence_length, args.beam, args.latiter, args.warmup, device, args.threads,
-                              args.runtime, args.cores, args.protocol, args.rounds)
+    measure = MeasureSettings(
+        args.sentence_length,
+        args.beam,
+        args.latiter,
+        args.warmup,
+        device,
+        args.threads,
+        args.runtime,
+        args.cores,
+        args.protocol,
+        args.rounds,
+    )
     if args.measure:
         arch = ArchConfig.from_yaml(args.measure)
         try:
@@ -105,24 +149,46 @@ def run(args: argparse.Namespace) -> None:
         if args.json:
             print(json.dumps(lat.to_dict()))
         return
-    report = collect(space, settings, measure, args.lat_dataset_path, args.lat_dataset_size, seed=args.seed,
-                     sampling=args.sampling, progress=not args.latsilent, calibration_ms=args.calibration_ms)
-    print(f"{args.lat_dataset_path}: {args.lat_dataset_size} SubTransformers on {device_name(device)}")
+    report = collect(
+        space,
+        settings,
+        measure,
+        args.lat_dataset_path,
+        args.lat_dataset_size,
+        seed=args.seed,
+        sampling=args.sampling,
+        progress=not args.latsilent,
+        calibration_ms=args.calibration_ms,
+    )
+    print(
+        f"{args.lat_dataset_path}: {args.lat_dataset_size} SubTransformers on {device_name(device)}"
+    )
     if report.get("reference_measurements", 0) > 1:
-        print(f"drift of the reference SubTransformer over {report['reference_measurements']} timings: "
-              f"range {report['drift_range_pct']:.1f}% of its median {report['reference_median_ms']:.1f} ms, "
-              f"first -> last {report['drift_first_to_last_pct']:+.1f}%")
+        print(
+            f"drift of the reference SubTransformer over {report['reference_measurements']} timings: "
+            f"range {report['drift_range_pct']:.1f}% of its median {report['reference_median_ms']:.1f} ms, "
+            f"first -> last {report['drift_first_to_last_pct']:+.1f}%"
+        )
     if "calibration_ms" in report:
-        print(f"calibration {report['calibration_ms']:.2f} ms: drift factor median "
-              f"{report['drift_factor_median']:.2f}, max {report['drift_factor_max']:.2f} "
-              f"(taken out of normalized_ms)")
+        print(
+            f"calibration {report['calibration_ms']:.2f} ms: drift factor median "
+            f"{report['drift_factor_median']:.2f}, max {report['drift_factor_max']:.2f} "
+            f"(taken out of normalized_ms)"
+        )
     if args.recheck:
-        check = recheck(args.lat_dataset_path, settings, measure, args.recheck, args.seed, not args.latsilent)
+        check = recheck(
+            args.lat_dataset_path, settings, measure, args.recheck, args.seed, not args.latsilent
+        )
         report["recheck"] = check
-        print(f"repeatability: {check['rechecked']} rows re-timed, median relative difference "
-              f"{check['median_rel_diff_pct']:.1f}% (max {check['max_rel_diff_pct']:.1f}%)"
-              + (f", normalized {check['normalized_median_rel_diff_pct']:.1f}%"
-                 if "normalized_median_rel_diff_pct" in check else ""))
+        print(
+            f"repeatability: {check['rechecked']} rows re-timed, median relative difference "
+            f"{check['median_rel_diff_pct']:.1f}% (max {check['max_rel_diff_pct']:.1f}%)"
+            + (
+                f", normalized {check['normalized_median_rel_diff_pct']:.1f}%"
+                if "normalized_median_rel_diff_pct" in check
+                else ""
+            )
+        )
     if args.json:
         print(json.dumps(report))
 

@@ -8,10 +8,11 @@ search per budget -> train the found SubTransformers (and scaled-down baseline T
 -> BLEU, measured latency, #params, FLOPs -> RUN_DIR/report.md with plots. A stage whose
 outputs are complete is skipped, so a killed pipeline resumes where it was.
 """
+
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -34,15 +35,23 @@ def run(args: argparse.Namespace) -> None:
         raise HatError("--latgpu: no CUDA device is available here")
     results = Pipeline(cfg).run()
     rows = summary_rows(results)
-    env = {"device": device_name(cfg.measure.device), "torch": torch.__version__,
-           "sentence_length": cfg.measure.sentence_length, "beam": cfg.measure.beam}
+    env = {
+        "device": device_name(cfg.measure.device),
+        "torch": torch.__version__,
+        "sentence_length": cfg.measure.sentence_length,
+        "beam": cfg.measure.beam,
+    }
     report = write_report(results, rows, cfg.run_dir, env)
-    print(f"\n{'model':<34} {'budget':>8} {'predicted':>10} {'measured':>10} {'BLEU':>6} {'params':>8}")
+    print(
+        f"\n{'model':<34} {'budget':>8} {'predicted':>10} {'measured':>10} {'BLEU':>6} {'params':>8}"
+    )
     for r in rows:
         budget = f"{r['budget_ms']:.1f}" if r["budget_ms"] else "-"
         predicted = f"{r['predicted_ms']:.1f}" if r["predicted_ms"] else "-"
-        print(f"{r['model']:<34} {budget:>8} {predicted:>10} {r['latency_ms']:>10.1f} {r['bleu']:>6.2f} "
-              f"{r['params'] / 1e6:>7.2f}M")
+        print(
+            f"{r['model']:<34} {budget:>8} {predicted:>10} {r['latency_ms']:>10.1f} {r['bleu']:>6.2f} "
+            f"{r['params'] / 1e6:>7.2f}M"
+        )
     print(f"\nreport: {report}")
 
 

@@ -6,12 +6,13 @@
 Writes OUT/model.pt (loadable wherever a compact model is: generate, profile, latency) and
 reports the weights' size; with --data, also SacreBLEU and CPU latency before and after.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from hat.cli import run_command
 from hat.config import HatArgumentParser
@@ -24,7 +25,9 @@ from hat.train.checkpoints import load_model
 
 def build_parser() -> HatArgumentParser:
     p = HatArgumentParser("hat quantize", __doc__)
-    p.add_argument("--path", required=True, help="compact model / trained SubTransformer checkpoint")
+    p.add_argument(
+        "--path", required=True, help="compact model / trained SubTransformer checkpoint"
+    )
     p.add_argument("--method", choices=METHODS, required=True)
     p.add_argument("--bits", type=int, default=4, help="k-means: bits per weight (2-8)")
     p.add_argument("--out", required=True, help="output directory (model.pt)")
@@ -43,11 +46,18 @@ def run(args: argparse.Namespace) -> None:
     out = Path(args.out) / "model.pt"
     fp32 = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     saved = save_quantized(model, out, args.method, args.bits, spm)
-    result = {"method": args.method, "bits": saved["bits"], "fp32_bytes": fp32,
-              "quantized_bytes": storage_bytes(saved["tensors"]), "file_bytes": out.stat().st_size}
+    result = {
+        "method": args.method,
+        "bits": saved["bits"],
+        "fp32_bytes": fp32,
+        "quantized_bytes": storage_bytes(saved["tensors"]),
+        "file_bytes": out.stat().st_size,
+    }
     result["compression"] = result["fp32_bytes"] / result["quantized_bytes"]
-    print(f"{args.path} -> {out}: weights {fp32 / 1e6:.2f} MB -> {result['quantized_bytes'] / 1e6:.2f} MB "
-          f"({result['compression']:.1f}x smaller, {args.method}{'' if args.method == 'int8' else f' {args.bits}-bit'})")
+    print(
+        f"{args.path} -> {out}: weights {fp32 / 1e6:.2f} MB -> {result['quantized_bytes'] / 1e6:.2f} MB "
+        f"({result['compression']:.1f}x smaller, {args.method}{'' if args.method == 'int8' else f' {args.bits}-bit'})"
+    )
     if args.data:
         data = DataDir(args.data)
         quantized, _ = load_model(out)
@@ -55,9 +65,11 @@ def run(args: argparse.Namespace) -> None:
             tr = translate_dataset(m, data.split(args.gen_subset), data.tokenizer, beam=args.beam)
             lat = measure_latency(m, args.sentence_length, args.beam, iters=args.latiter, warmup=3)
             result[f"bleu_{name}"], result[f"latency_ms_{name}"] = tr.sacrebleu, lat.total_ms
-        print(f"SacreBLEU {result['bleu_before']:.2f} -> {result['bleu_after']:.2f}; CPU latency "
-              f"{result['latency_ms_before']:.1f} -> {result['latency_ms_after']:.1f} ms "
-              f"(beam {args.beam}, {args.sentence_length} tokens)")
+        print(
+            f"SacreBLEU {result['bleu_before']:.2f} -> {result['bleu_after']:.2f}; CPU latency "
+            f"{result['latency_ms_before']:.1f} -> {result['latency_ms_after']:.1f} ms "
+            f"(beam {args.beam}, {args.sentence_length} tokens)"
+        )
     if args.json:
         print(json.dumps(result))
 

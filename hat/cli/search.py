@@ -11,13 +11,14 @@ interleaved with its reference SubTransformer; the device's drift factor is repo
 from the predictor's error, and a candidate whose normalized latency breaks the budget is
 replaced by the next best that meets it.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -42,34 +43,72 @@ def build_parser() -> HatArgumentParser:
     g = p.add_argument_group("evolutionary search (HAT's keys)")
     add_evolution_args(g, EvolutionConfig())
     g.add_argument("--ckpt-path", required=True, help="latency predictor")
-    g.add_argument("--feature-norm", type=float, nargs="+", help="HAT's bare predictors: their feature-norm")
+    g.add_argument(
+        "--feature-norm", type=float, nargs="+", help="HAT's bare predictors: their feature-norm"
+    )
     g.add_argument("--lat-norm", type=float, help="HAT's bare predictors: their lat-norm")
     g.add_argument("--restore-file", required=True, help="trained SuperTransformer checkpoint")
-    g.add_argument("--write-config-path", required=True, help="where the best SubTransformer's YAML goes")
-    g.add_argument("--latency-constraint", type=float, nargs="+", required=True,
-                   help="budget(s) in ms: several give one SubTransformer each, sharing evaluations")
-    g.add_argument("--data", required=True, help="data directory (its valid split gives the fitness)")
+    g.add_argument(
+        "--write-config-path", required=True, help="where the best SubTransformer's YAML goes"
+    )
+    g.add_argument(
+        "--latency-constraint",
+        type=float,
+        nargs="+",
+        required=True,
+        help="budget(s) in ms: several give one SubTransformer each, sharing evaluations",
+    )
+    g.add_argument(
+        "--data", required=True, help="data directory (its valid split gives the fitness)"
+    )
     g.add_argument("--max-tokens", type=int, default=4096, help="tokens per validation batch")
-    g.add_argument("--valid-cnt-max", type=int, help="use at most this many validation batches (HAT)")
+    g.add_argument(
+        "--valid-cnt-max", type=int, help="use at most this many validation batches (HAT)"
+    )
     g.add_argument("--valid-subset", default="valid")
     g = p.add_argument_group("hat")
     g.add_argument("--seed", type=int, default=1)
-    g.add_argument("--latency-std-k", type=float, default=0.0,
-                   help="check the budget against predicted mean + k * std (ensemble predictors)")
-    g.add_argument("--search-dir", help="state (resume) and log; default: beside --write-config-path")
-    g.add_argument("--no-cache", action="store_true", help="re-evaluate every candidate (HAT's behaviour)")
-    g.add_argument("--pareto", action="store_true", help="NSGA-II over (loss, predicted latency) instead")
-    g.add_argument("--pareto-params", action="store_true", help="Pareto: #params as a third objective")
-    g.add_argument("--verify-top", type=int, default=0, metavar="K", help="time the final top K on this device")
-    g.add_argument("--sentence-length", type=int,
-                   help="--verify-top: dummy sentence length (default: the dataset's, else 30)")
+    g.add_argument(
+        "--latency-std-k",
+        type=float,
+        default=0.0,
+        help="check the budget against predicted mean + k * std (ensemble predictors)",
+    )
+    g.add_argument(
+        "--search-dir", help="state (resume) and log; default: beside --write-config-path"
+    )
+    g.add_argument(
+        "--no-cache", action="store_true", help="re-evaluate every candidate (HAT's behaviour)"
+    )
+    g.add_argument(
+        "--pareto", action="store_true", help="NSGA-II over (loss, predicted latency) instead"
+    )
+    g.add_argument(
+        "--pareto-params", action="store_true", help="Pareto: #params as a third objective"
+    )
+    g.add_argument(
+        "--verify-top", type=int, default=0, metavar="K", help="time the final top K on this device"
+    )
+    g.add_argument(
+        "--sentence-length",
+        type=int,
+        help="--verify-top: dummy sentence length (default: the dataset's, else 30)",
+    )
     g.add_argument("--beam", type=int, help="--verify-top: beam (default: the dataset's, else 5)")
-    g.add_argument("--latiter", type=int,
-                   help="--verify-top: timed runs (default: the dataset's, else 10)")
-    g.add_argument("--runtime", choices=RUNTIMES,
-                   help="--verify-top: the runtime it ships on (default: the dataset's, else torch)")
-    g.add_argument("--latgpu", action="store_true", help="--verify-top on the GPU (and evaluate there)")
-    g.add_argument("--cpu", action="store_true", help="evaluate on the CPU even if CUDA is available")
+    g.add_argument(
+        "--latiter", type=int, help="--verify-top: timed runs (default: the dataset's, else 10)"
+    )
+    g.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        help="--verify-top: the runtime it ships on (default: the dataset's, else torch)",
+    )
+    g.add_argument(
+        "--latgpu", action="store_true", help="--verify-top on the GPU (and evaluate there)"
+    )
+    g.add_argument(
+        "--cpu", action="store_true", help="evaluate on the CPU even if CUDA is available"
+    )
     g.add_argument("--no-progress-bar", action="store_true")
     g.add_argument("--json", action="store_true", help="last line: one JSON object")
     add_space_args(p)
@@ -78,7 +117,9 @@ def build_parser() -> HatArgumentParser:
 
 def _require(path: str, what: str) -> None:
     if not Path(path).is_file():
-        raise HatError(f"{what} not found: {path} (set it with --{what.split(' ')[0]} or in the YAML)")
+        raise HatError(
+            f"{what} not found: {path} (set it with --{what.split(' ')[0]} or in the YAML)"
+        )
 
 
 def output_path(base: str, budget: float, several: bool) -> Path:
@@ -95,41 +136,87 @@ def run(args: argparse.Namespace) -> None:
     space = net.space
     if all(getattr(args, k.replace("-", "_")) is not None for k in SUPERNET_KEYS.values()):
         space = space_from_args(args)  # the YAML may narrow the choices, never the dims
-        if {k: getattr(space, k) for k in ("encoder_embed_dim", "decoder_embed_dim", "encoder_layers",
-                                            "decoder_layers", "qkv_dim")} != \
-                {k: getattr(net.space, k) for k in ("encoder_embed_dim", "decoder_embed_dim", "encoder_layers",
-                                                    "decoder_layers", "qkv_dim")}:
+        if {
+            k: getattr(space, k)
+            for k in (
+                "encoder_embed_dim",
+                "decoder_embed_dim",
+                "encoder_layers",
+                "decoder_layers",
+                "qkv_dim",
+            )
+        } != {
+            k: getattr(net.space, k)
+            for k in (
+                "encoder_embed_dim",
+                "decoder_embed_dim",
+                "encoder_layers",
+                "decoder_layers",
+                "qkv_dim",
+            )
+        }:
             raise HatError(f"--configs describes another SuperTransformer than {args.restore_file}")
         for arch in (space.largest(), space.smallest()):
             net.space.validate(arch)
     predictor = load_predictor(args.ckpt_path, args.feature_norm, args.lat_norm)
     data = DataDir(args.data)
     if data.vocab_size != net.settings.vocab_size:
-        raise HatError(f"{args.data} has a {data.vocab_size}-token vocabulary, the SuperTransformer "
-                       f"{net.settings.vocab_size}: use the data it was trained on")
-    fitness = Fitness(net, data.split(args.valid_subset), args.max_tokens, args.valid_cnt_max,
-                      device=device, cache=not args.no_cache)
+        raise HatError(
+            f"{args.data} has a {data.vocab_size}-token vocabulary, the SuperTransformer "
+            f"{net.settings.vocab_size}: use the data it was trained on"
+        )
+    fitness = Fitness(
+        net,
+        data.split(args.valid_subset),
+        args.max_tokens,
+        args.valid_cnt_max,
+        device=device,
+        cache=not args.no_cache,
+    )
     latency = LatencyCheck(predictor, args.latency_std_k)
     search_dir = Path(args.search_dir or Path(args.write_config_path).parent)
     search_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
     if args.pareto:
-        front, seen = pareto_search(space, fitness, latency, args.population_size, args.evo_iter, args.seed,
-                                    args.pareto_params)
+        front, seen = pareto_search(
+            space,
+            fitness,
+            latency,
+            args.population_size,
+            args.evo_iter,
+            args.seed,
+            args.pareto_params,
+        )
         out = Path(args.write_config_path).with_suffix(".pareto.json")
         with atomic_write(out) as f:
             json.dump([c.to_dict() for c in front], f, indent=1)
-        plot_front(front, seen, out.with_suffix(".png"), f"NSGA-II: {len(seen)} SubTransformers evaluated")
+        plot_front(
+            front, seen, out.with_suffix(".png"), f"NSGA-II: {len(seen)} SubTransformers evaluated"
+        )
         for c in front:
             print(f"loss {c.loss:.3f}  predicted {c.latency_ms:8.1f} ms  {c.arch}")
-        print(f"Pareto front of {len(front)} -> {out} (+ .png); {fitness.evaluations} evaluations, "
-              f"{time.time() - start:.0f} s")
+        print(
+            f"Pareto front of {len(front)} -> {out} (+ .png); {fitness.evaluations} evaluations, "
+            f"{time.time() - start:.0f} s"
+        )
         return
-    inputs = {**fitness_inputs(args.restore_file, data, args.valid_subset, args.max_tokens, args.valid_cnt_max),
-              "predictor": file_sha256(args.ckpt_path), "predictor_norms": [args.feature_norm, args.lat_norm]}
-    evolution = Evolution(space, fitness, latency, cfg, state_path=search_dir / "search_state.json",
-                          log_path=search_dir / "search_log.jsonl", progress=not args.no_progress_bar,
-                          inputs=inputs)
+    inputs = {
+        **fitness_inputs(
+            args.restore_file, data, args.valid_subset, args.max_tokens, args.valid_cnt_max
+        ),
+        "predictor": file_sha256(args.ckpt_path),
+        "predictor_norms": [args.feature_norm, args.lat_norm],
+    }
+    evolution = Evolution(
+        space,
+        fitness,
+        latency,
+        cfg,
+        state_path=search_dir / "search_state.json",
+        log_path=search_dir / "search_log.jsonl",
+        progress=not args.no_progress_bar,
+        inputs=inputs,
+    )
     evolution.restore()
     budgets = sorted(args.latency_constraint)
     results = []
@@ -139,26 +226,52 @@ def run(args: argparse.Namespace) -> None:
         ranked = evolution.best_within(budget)
         best, verified = ranked[0], []
         if args.verify_top:
-            measure = dataset_measure(predictor.meta, device, sentence_length=args.sentence_length,
-                                      beam=args.beam, iters=args.latiter, runtime=args.runtime)
-            best, verified = verify_top(ranked, budget, args.verify_top, net.export, measure,
-                                        **reference_of(predictor.meta))
+            measure = dataset_measure(
+                predictor.meta,
+                device,
+                sentence_length=args.sentence_length,
+                beam=args.beam,
+                iters=args.latiter,
+                runtime=args.runtime,
+            )
+            best, verified = verify_top(
+                ranked, budget, args.verify_top, net.export, measure, **reference_of(predictor.meta)
+            )
         path = output_path(args.write_config_path, budget, len(budgets) > 1)
-        best.arch.to_yaml(path, header=f"found by hat search: budget {budget:g} ms, predicted {best.latency_ms:.1f} ms, "
-                                       f"validation loss {best.loss:.4f} (inherited weights)")
-        results.append({"budget_ms": budget, **best.to_dict(), "config_path": str(path), "verified": verified})
-        print(f"budget {budget:g} ms: loss {best.loss:.3f}, predicted {best.latency_ms:.1f} "
-              f"± {best.latency_std_ms:.1f} ms -> {path}")
+        best.arch.to_yaml(
+            path,
+            header=f"found by hat search: budget {budget:g} ms, predicted {best.latency_ms:.1f} ms, "
+            f"validation loss {best.loss:.4f} (inherited weights)",
+        )
+        results.append(
+            {"budget_ms": budget, **best.to_dict(), "config_path": str(path), "verified": verified}
+        )
+        print(
+            f"budget {budget:g} ms: loss {best.loss:.3f}, predicted {best.latency_ms:.1f} "
+            f"± {best.latency_std_ms:.1f} ms -> {path}"
+        )
         for r in verified:
-            drift = (f"  normalized {r['normalized_ms']:.1f} ms  drift x{r['drift']:.2f}"
-                     if r["drift"] is not None else "")
+            drift = (
+                f"  normalized {r['normalized_ms']:.1f} ms  drift x{r['drift']:.2f}"
+                if r["drift"] is not None
+                else ""
+            )
             verdict = "ok" if r["meets_budget"] else "OVER BUDGET"
-            print(f"   verify: loss {r['loss']:.3f}  predicted {r['predicted_ms']:.1f} ms  measured "
-                  f"{r['measured_ms']:.1f} ms{drift}  {verdict}")
-    summary = {"results": results, "evaluations": fitness.evaluations, "fitness_requests": fitness.requests,
-               "evaluations_saved": fitness.saved, "seconds": time.time() - start}
-    print(f"{fitness.evaluations} fitness evaluations for {fitness.requests} requests "
-          f"({fitness.saved} saved by the cache), {summary['seconds']:.0f} s")
+            print(
+                f"   verify: loss {r['loss']:.3f}  predicted {r['predicted_ms']:.1f} ms  measured "
+                f"{r['measured_ms']:.1f} ms{drift}  {verdict}"
+            )
+    summary = {
+        "results": results,
+        "evaluations": fitness.evaluations,
+        "fitness_requests": fitness.requests,
+        "evaluations_saved": fitness.saved,
+        "seconds": time.time() - start,
+    }
+    print(
+        f"{fitness.evaluations} fitness evaluations for {fitness.requests} requests "
+        f"({fitness.saved} saved by the cache), {summary['seconds']:.0f} s"
+    )
     if args.json:
         print(json.dumps(summary))
 

@@ -1,10 +1,11 @@
 """`hat toy`: write the embedded toy translation task (English -> German-like) as raw text."""
+
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from hat.cli import run_command
 from hat.config import HatArgumentParser
@@ -27,12 +28,16 @@ def run(args: argparse.Namespace) -> None:
         if getattr(args, name) <= 0:
             raise HatError(f"--{name.replace('_', '-')} must be positive")
     if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise HatError(f"--out {args.out} is a file, not a directory: give a directory for "
-                       f"the splits")
+        raise HatError(
+            f"--out {args.out} is a file, not a directory: give a directory for the splits"
+        )
     start = time.time()
     sizes = write_toy_task(args.out, args.train_size, args.valid_size, args.test_size, args.seed)
-    print(f"wrote toy task {SOURCE_LANG}->{TARGET_LANG} to {args.out}: "
-          + ", ".join(f"{k} {v:,}" for k, v in sizes.items()) + f" pairs [{time.time() - start:.1f} s]")
+    print(
+        f"wrote toy task {SOURCE_LANG}->{TARGET_LANG} to {args.out}: "
+        + ", ".join(f"{k} {v:,}" for k, v in sizes.items())
+        + f" pairs [{time.time() - start:.1f} s]"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

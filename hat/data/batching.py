@@ -6,6 +6,7 @@ order per epoch) so each batch holds similar lengths, then the batch order is sh
 Rank ``shard_id`` of ``num_shards`` takes every ``num_shards``-th batch, so the shards
 partition the epoch.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class FilterReport:
     """How many pairs were dropped before batching, and why."""
+
     total: int
     too_long: int  # longer than max positions
     over_max_tokens: int  # a single pair costs more than max_tokens
@@ -34,8 +36,10 @@ class FilterReport:
     def __str__(self) -> str:
         parts = []
         if self.too_long:
-            parts.append(f"{self.too_long} longer than max positions "
-                         f"(source {self.max_positions[0]}, target {self.max_positions[1]})")
+            parts.append(
+                f"{self.too_long} longer than max positions "
+                f"(source {self.max_positions[0]}, target {self.max_positions[1]})"
+            )
         if self.over_max_tokens:
             parts.append(f"{self.over_max_tokens} longer than --max-tokens {self.max_tokens}")
         dropped = "; ".join(parts) if parts else "none"
@@ -45,9 +49,18 @@ class FilterReport:
 class TokenBatcher:
     """Plans the batches of each epoch for one shard."""
 
-    def __init__(self, src_sizes: np.ndarray, tgt_sizes: np.ndarray, max_tokens: int,
-                 max_sentences: int | None = None, max_positions: tuple[int, int] = (1024, 1024),
-                 seed: int = 1, shuffle: bool = True, num_shards: int = 1, shard_id: int = 0):
+    def __init__(
+        self,
+        src_sizes: np.ndarray,
+        tgt_sizes: np.ndarray,
+        max_tokens: int,
+        max_sentences: int | None = None,
+        max_positions: tuple[int, int] = (1024, 1024),
+        seed: int = 1,
+        shuffle: bool = True,
+        num_shards: int = 1,
+        shard_id: int = 0,
+    ):
         if max_tokens is None or max_tokens <= 0:
             raise HatError(f"--max-tokens must be a positive number, got {max_tokens}")
         if max_sentences is not None and max_sentences <= 0:
@@ -62,8 +75,9 @@ class TokenBatcher:
         too_long = (src_sizes > max_positions[0]) | (tgt_sizes > max_positions[1])
         over = ~too_long & (self.cost > max_tokens)
         self.indices = np.flatnonzero(~(too_long | over))
-        self.report = FilterReport(len(src_sizes), int(too_long.sum()), int(over.sum()),
-                                   tuple(max_positions), max_tokens)
+        self.report = FilterReport(
+            len(src_sizes), int(too_long.sum()), int(over.sum()), tuple(max_positions), max_tokens
+        )
         if self.report.kept == 0:
             raise HatError(f"no pair fits in a batch: {self.report}")
         if self.report.kept < self.report.total:
@@ -89,7 +103,7 @@ class TokenBatcher:
 
     def batches(self, epoch: int) -> list[np.ndarray]:
         """This shard's batches of `epoch` (1-based), as arrays of pair indices."""
-        return self._all_batches(epoch)[self.shard_id::self.num_shards]
+        return self._all_batches(epoch)[self.shard_id :: self.num_shards]
 
     def steps_per_shard(self, epoch: int) -> int:
         """Batches of the largest shard: every rank runs this many steps (short shards pad)."""

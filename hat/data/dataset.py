@@ -1,10 +1,11 @@
 """Binarized parallel data: memory-mapped token arrays and padded batches."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -22,24 +23,29 @@ class TokenArray:
         self.sizes = np.diff(offsets)
 
     @classmethod
-    def load(cls, prefix: Path) -> "TokenArray":
+    def load(cls, prefix: Path) -> TokenArray:
         """Memory-map `{prefix}.tokens.npy` and `{prefix}.offsets.npy`."""
         try:
-            return cls(np.load(f"{prefix}.tokens.npy", mmap_mode="r"),
-                       np.load(f"{prefix}.offsets.npy", mmap_mode="r"))
+            return cls(
+                np.load(f"{prefix}.tokens.npy", mmap_mode="r"),
+                np.load(f"{prefix}.offsets.npy", mmap_mode="r"),
+            )
         except (OSError, ValueError) as e:
-            raise HatError(f"cannot read binarized data {prefix}.*.npy: {e}; re-run `hat preprocess`") from None
+            raise HatError(
+                f"cannot read binarized data {prefix}.*.npy: {e}; re-run `hat preprocess`"
+            ) from None
 
     def __len__(self) -> int:
         return len(self.sizes)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        return self.tokens[self.offsets[i]:self.offsets[i + 1]]
+        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
 
 
 @dataclass
 class Batch:
     """Right-padded tensors of one batch (decoder input starts with </s>, as fairseq)."""
+
     indices: torch.Tensor  # (B,) sentence ids within the split
     src_tokens: torch.Tensor  # (B, S) source + </s>
     src_lengths: torch.Tensor  # (B,)
@@ -47,21 +53,31 @@ class Batch:
     target: torch.Tensor  # (B, T) target + </s>
     ntokens: int  # non-pad target tokens
 
-    def to(self, device: torch.device | str) -> "Batch":
-        return Batch(self.indices, self.src_tokens.to(device), self.src_lengths.to(device),
-                     self.prev_output_tokens.to(device), self.target.to(device), self.ntokens)
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(
+            self.indices,
+            self.src_tokens.to(device),
+            self.src_lengths.to(device),
+            self.prev_output_tokens.to(device),
+            self.target.to(device),
+            self.ntokens,
+        )
 
     def __len__(self) -> int:
         return len(self.indices)
 
 
-def _pad(seqs: list[np.ndarray], prepend: int | None = None, append: int | None = None) -> torch.Tensor:
+def _pad(
+    seqs: list[np.ndarray], prepend: int | None = None, append: int | None = None
+) -> torch.Tensor:
     start = int(prepend is not None)
-    out = np.full((len(seqs), max(len(s) for s in seqs) + start + (append is not None)), PAD_ID, np.int64)
+    out = np.full(
+        (len(seqs), max(len(s) for s in seqs) + start + (append is not None)), PAD_ID, np.int64
+    )
     if prepend is not None:
         out[:, 0] = prepend
     for row, seq in enumerate(seqs):
-        out[row, start:start + len(seq)] = seq
+        out[row, start : start + len(seq)] = seq
         if append is not None:
             out[row, start + len(seq)] = append
     return torch.from_numpy(out)
@@ -72,7 +88,9 @@ class ParallelDataset:
 
     def __init__(self, src: TokenArray, tgt: TokenArray):
         if len(src) != len(tgt):
-            raise HatError(f"source has {len(src)} sentences but target has {len(tgt)}; re-run `hat preprocess`")
+            raise HatError(
+                f"source has {len(src)} sentences but target has {len(tgt)}; re-run `hat preprocess`"
+            )
         self.src, self.tgt = src, tgt
         self.src_sizes = src.sizes + 1
         self.tgt_sizes = tgt.sizes + 1
@@ -121,12 +139,16 @@ class DataDir:
         self.path = Path(path)
         meta_file = self.path / "metadata.json"
         if not meta_file.is_file():
-            raise HatError(f"{self.path} is not a hat data directory (no metadata.json); "
-                           f"create it with `hat preprocess`")
+            raise HatError(
+                f"{self.path} is not a hat data directory (no metadata.json); "
+                f"create it with `hat preprocess`"
+            )
         self.metadata = _read_metadata(meta_file)
         if self.metadata.get("format_version") != FORMAT_VERSION:
-            raise HatError(f"{self.path}: data format version {self.metadata.get('format_version')} "
-                           f"is not {FORMAT_VERSION}; re-run `hat preprocess`")
+            raise HatError(
+                f"{self.path}: data format version {self.metadata.get('format_version')} "
+                f"is not {FORMAT_VERSION}; re-run `hat preprocess`"
+            )
         self.source_lang = self.metadata["source_lang"]
         self.target_lang = self.metadata["target_lang"]
         self.vocab_size = self.metadata["vocab_size"]
@@ -144,11 +166,16 @@ class DataDir:
 
     def split_files(self, name: str) -> list[Path]:
         """The token and offset arrays of split `name` (what its contents are made of)."""
-        return [self.path / f"{name}.{lang}.{part}.npy" for lang in (self.source_lang, self.target_lang)
-                for part in ("tokens", "offsets")]
+        return [
+            self.path / f"{name}.{lang}.{part}.npy"
+            for lang in (self.source_lang, self.target_lang)
+            for part in ("tokens", "offsets")
+        ]
 
     def split(self, name: str) -> ParallelDataset:
         if name not in self.metadata["splits"]:
             raise HatError(f"{self.path} has no split '{name}' (it has: {', '.join(self.splits)})")
-        return ParallelDataset(TokenArray.load(self.path / f"{name}.{self.source_lang}"),
-                               TokenArray.load(self.path / f"{name}.{self.target_lang}"))
+        return ParallelDataset(
+            TokenArray.load(self.path / f"{name}.{self.source_lang}"),
+            TokenArray.load(self.path / f"{name}.{self.target_lang}"),
+        )

@@ -10,6 +10,7 @@ Layout of the data directory (see docs/data.md):
 
 The directory is built in a temp folder and renamed into place when complete.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,6 +35,7 @@ ENCODE_CHUNK = 20_000
 @dataclass
 class ParallelText:
     """The usable sentence pairs of one split, and what was skipped."""
+
     source_file: str
     target_file: str
     source: list[str]
@@ -53,8 +55,10 @@ def read_text_lines(path: Path) -> list[str]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise HatError(f"{path}:{line}: not valid UTF-8 ({e.reason} at byte {e.start}); "
-                       f"convert the file, e.g. `iconv -f latin1 -t utf-8`") from None
+        raise HatError(
+            f"{path}:{line}: not valid UTF-8 ({e.reason} at byte {e.start}); "
+            f"convert the file, e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
     lines = text.split("\n")  # not splitlines(): U+2028 and friends are not line breaks here
     if lines[-1] == "":
         lines.pop()
@@ -66,9 +70,11 @@ def read_parallel(source_file: Path, target_file: Path) -> ParallelText:
     src, tgt = read_text_lines(source_file), read_text_lines(target_file)
     if len(src) != len(tgt):
         longer = source_file if len(src) > len(tgt) else target_file
-        raise HatError(f"{source_file} has {len(src)} lines but {target_file} has {len(tgt)}; "
-                       f"the sides must be line-aligned ({longer}:{min(len(src), len(tgt)) + 1} "
-                       f"has no partner)")
+        raise HatError(
+            f"{source_file} has {len(src)} lines but {target_file} has {len(tgt)}; "
+            f"the sides must be line-aligned ({longer}:{min(len(src), len(tgt)) + 1} "
+            f"has no partner)"
+        )
     pt = ParallelText(str(source_file), str(target_file), [], [], lines=len(src))
     for i, (s, t) in enumerate(zip(src, tgt), start=1):
         if s.strip() and t.strip():
@@ -90,12 +96,14 @@ def split_prefixes(trainpref: str, validpref: str | None, testpref: str | None) 
     return splits
 
 
-def _binarize(tokenizer: Tokenizer, lines: list[str], desc: str, threads: int) -> tuple[np.ndarray, np.ndarray]:
+def _binarize(
+    tokenizer: Tokenizer, lines: list[str], desc: str, threads: int
+) -> tuple[np.ndarray, np.ndarray]:
     dtype = np.uint16 if tokenizer.vocab_size <= np.iinfo(np.uint16).max + 1 else np.int32
     chunks, lengths = [], []
     with tqdm(total=len(lines), desc=desc, unit=" lines", disable=None, leave=False) as bar:
         for start in range(0, len(lines), ENCODE_CHUNK):
-            ids = tokenizer.encode(lines[start:start + ENCODE_CHUNK], threads=threads)
+            ids = tokenizer.encode(lines[start : start + ENCODE_CHUNK], threads=threads)
             lengths.extend(map(len, ids))
             chunks.append(np.fromiter((t for seq in ids for t in seq), dtype=dtype))
             bar.update(len(ids))
@@ -104,12 +112,23 @@ def _binarize(tokenizer: Tokenizer, lines: list[str], desc: str, threads: int) -
     return np.concatenate(chunks), offsets
 
 
-def preprocess(source_lang: str, target_lang: str, trainpref: str, destdir: str | Path,
-               validpref: str | None = None, testpref: str | None = None, vocab_size: int = 8000,
-               model_type: str = "bpe", character_coverage: float = 1.0,
-               normalization: str = "nmt_nfkc", split_digits: bool = True,
-               spm_max_sentences: int = 2_000_000, threads: int = 1, seed: int = 1,
-               overwrite: bool = False) -> dict:
+def preprocess(
+    source_lang: str,
+    target_lang: str,
+    trainpref: str,
+    destdir: str | Path,
+    validpref: str | None = None,
+    testpref: str | None = None,
+    vocab_size: int = 8000,
+    model_type: str = "bpe",
+    character_coverage: float = 1.0,
+    normalization: str = "nmt_nfkc",
+    split_digits: bool = True,
+    spm_max_sentences: int = 2_000_000,
+    threads: int = 1,
+    seed: int = 1,
+    overwrite: bool = False,
+) -> dict:
     """Train a joint sentencepiece model on the training split and binarize every split.
 
     Returns the metadata written to `destdir/metadata.json`.
@@ -125,16 +144,29 @@ def preprocess(source_lang: str, target_lang: str, trainpref: str, destdir: str 
         for lang in (source_lang, target_lang):
             if not Path(f"{prefix}.{lang}").is_file():
                 raise HatError(f"input file not found: {prefix}.{lang}")
-    texts = {name: read_parallel(Path(f"{p}.{source_lang}"), Path(f"{p}.{target_lang}"))
-             for name, p in prefixes.items()}
+    texts = {
+        name: read_parallel(Path(f"{p}.{source_lang}"), Path(f"{p}.{target_lang}"))
+        for name, p in prefixes.items()
+    }
 
     train = texts["train"]
-    log.info("training a joint %s sentencepiece model (vocab %d) on %d train pairs",
-             model_type, vocab_size, len(train.source))
+    log.info(
+        "training a joint %s sentencepiece model (vocab %d) on %d train pairs",
+        model_type,
+        vocab_size,
+        len(train.source),
+    )
     proto = train_sentencepiece(
-        (s for pair in zip(train.source, train.target) for s in pair), vocab_size=vocab_size,
-        model_type=model_type, character_coverage=character_coverage, normalization=normalization,
-        split_digits=split_digits, max_sentences=spm_max_sentences, threads=threads, seed=seed)
+        (s for pair in zip(train.source, train.target) for s in pair),
+        vocab_size=vocab_size,
+        model_type=model_type,
+        character_coverage=character_coverage,
+        normalization=normalization,
+        split_digits=split_digits,
+        max_sentences=spm_max_sentences,
+        threads=threads,
+        seed=seed,
+    )
     tokenizer = Tokenizer(proto)
 
     metadata = {
@@ -145,21 +177,33 @@ def preprocess(source_lang: str, target_lang: str, trainpref: str, destdir: str 
         "vocab_size": tokenizer.vocab_size,
         "special_ids": {"bos": BOS_ID, "pad": PAD_ID, "eos": EOS_ID, "unk": UNK_ID},
         "tokens_include_eos": False,
-        "sentencepiece": {"model_type": model_type, "vocab_size": vocab_size,
-                          "character_coverage": character_coverage, "normalization": normalization,
-                          "split_digits": split_digits, "byte_fallback": True,
-                          "max_sentences": spm_max_sentences, "seed": seed,
-                          "trained_on": "train source + target"},
+        "sentencepiece": {
+            "model_type": model_type,
+            "vocab_size": vocab_size,
+            "character_coverage": character_coverage,
+            "normalization": normalization,
+            "split_digits": split_digits,
+            "byte_fallback": True,
+            "max_sentences": spm_max_sentences,
+            "seed": seed,
+            "trained_on": "train source + target",
+        },
         "splits": {},
     }
     with atomic_directory(destdir, overwrite=overwrite) as tmp:
         (tmp / "spm.model").write_bytes(proto)
-        (tmp / "vocab.txt").write_text("".join(p + "\n" for p in tokenizer.pieces()), encoding="utf-8")
+        (tmp / "vocab.txt").write_text(
+            "".join(p + "\n" for p in tokenizer.pieces()), encoding="utf-8"
+        )
         for name, text in texts.items():
-            info = {"source_file": text.source_file, "target_file": text.target_file,
-                    "lines": text.lines, "pairs": len(text.source),
-                    "skipped_lines": len(text.skipped_lines),
-                    "skipped_line_numbers": text.skipped_lines[:100]}
+            info = {
+                "source_file": text.source_file,
+                "target_file": text.target_file,
+                "lines": text.lines,
+                "pairs": len(text.source),
+                "skipped_lines": len(text.skipped_lines),
+                "skipped_line_numbers": text.skipped_lines[:100],
+            }
             for lang, lines in ((source_lang, text.source), (target_lang, text.target)):
                 tokens, offsets = _binarize(tokenizer, lines, f"{name}.{lang}", threads)
                 np.save(tmp / f"{name}.{lang}.tokens.npy", tokens)
@@ -169,8 +213,13 @@ def preprocess(source_lang: str, target_lang: str, trainpref: str, destdir: str 
                 info[f"{side}_max_len"] = int(np.diff(offsets).max())
             metadata["splits"][name] = info
             if text.skipped_lines:
-                log.warning("%s: skipped %d of %d lines with an empty side (first: line %d)",
-                            name, len(text.skipped_lines), text.lines, text.skipped_lines[0])
+                log.warning(
+                    "%s: skipped %d of %d lines with an empty side (first: line %d)",
+                    name,
+                    len(text.skipped_lines),
+                    text.lines,
+                    text.skipped_lines[0],
+                )
         metadata["seconds"] = round(time.time() - start, 2)
         with atomic_write(tmp / "metadata.json") as f:
             json.dump(metadata, f, indent=2, ensure_ascii=False)
@@ -182,8 +231,12 @@ def format_summary(metadata: dict, destdir: str | Path) -> str:
     src, tgt = metadata["source_lang"], metadata["target_lang"]
     rows = [f"{'split':<8} {'pairs':>9} {'skipped':>8} {src + ' tokens':>11} {tgt + ' tokens':>11}"]
     for name, s in metadata["splits"].items():
-        rows.append(f"{name:<8} {s['pairs']:>9,} {s['skipped_lines']:>8,} "
-                    f"{s['source_tokens']:>11,} {s['target_tokens']:>11,}")
-    rows.append(f"vocab {metadata['vocab_size']:,} ({metadata['sentencepiece']['model_type']}, joint) "
-                f"-> {destdir}  [{metadata['seconds']:.1f} s]")
+        rows.append(
+            f"{name:<8} {s['pairs']:>9,} {s['skipped_lines']:>8,} "
+            f"{s['source_tokens']:>11,} {s['target_tokens']:>11,}"
+        )
+    rows.append(
+        f"vocab {metadata['vocab_size']:,} ({metadata['sentencepiece']['model_type']}, joint) "
+        f"-> {destdir}  [{metadata['seconds']:.1f} s]"
+    )
     return "\n".join(rows)

@@ -3,12 +3,13 @@ decoders that start from </s> work unchanged):
 
     <s> = 0 (bos)   <pad> = 1   </s> = 2 (eos, also the decoder's start token)   <unk> = 3
 """
+
 from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import sentencepiece as spm
 
@@ -18,32 +19,56 @@ BOS_ID, PAD_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 MODEL_TYPES = ("bpe", "unigram")
 
 
-def train_sentencepiece(sentences: Iterable[str], vocab_size: int, model_type: str = "bpe",
-                        character_coverage: float = 1.0, normalization: str = "nmt_nfkc",
-                        split_digits: bool = True, max_sentences: int = 2_000_000,
-                        threads: int = 1, seed: int = 1) -> bytes:
+def train_sentencepiece(
+    sentences: Iterable[str],
+    vocab_size: int,
+    model_type: str = "bpe",
+    character_coverage: float = 1.0,
+    normalization: str = "nmt_nfkc",
+    split_digits: bool = True,
+    max_sentences: int = 2_000_000,
+    threads: int = 1,
+    seed: int = 1,
+) -> bytes:
     """Train a sentencepiece model on `sentences` and return its serialized proto."""
     if model_type not in MODEL_TYPES:
-        raise HatError(f"--spm-model-type must be one of {', '.join(MODEL_TYPES)}, got '{model_type}'")
+        raise HatError(
+            f"--spm-model-type must be one of {', '.join(MODEL_TYPES)}, got '{model_type}'"
+        )
     spm.set_random_generator_seed(seed)
     buffer = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(sentences), model_writer=buffer, vocab_size=vocab_size,
-            model_type=model_type, character_coverage=character_coverage,
-            normalization_rule_name=normalization, split_digits=split_digits,
-            byte_fallback=True, bos_id=BOS_ID, pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID,
-            input_sentence_size=max_sentences, shuffle_input_sentence=True,
-            num_threads=threads, minloglevel=2)
+            sentence_iterator=iter(sentences),
+            model_writer=buffer,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            character_coverage=character_coverage,
+            normalization_rule_name=normalization,
+            split_digits=split_digits,
+            byte_fallback=True,
+            bos_id=BOS_ID,
+            pad_id=PAD_ID,
+            eos_id=EOS_ID,
+            unk_id=UNK_ID,
+            input_sentence_size=max_sentences,
+            shuffle_input_sentence=True,
+            num_threads=threads,
+            minloglevel=2,
+        )
     except RuntimeError as e:
         too_large = re.search(r"value <= (\d+)", str(e))
         if too_large:
-            raise HatError(f"--vocab-size {vocab_size} is too large for this training data; "
-                           f"use at most {too_large.group(1)}") from None
+            raise HatError(
+                f"--vocab-size {vocab_size} is too large for this training data; "
+                f"use at most {too_large.group(1)}"
+            ) from None
         too_small = re.search(r"required_chars\. \d+ vs (\d+)", str(e))
         if too_small:
-            raise HatError(f"--vocab-size {vocab_size} is too small: this data needs at least "
-                           f"{too_small.group(1)} (256 byte pieces, specials, characters)") from None
+            raise HatError(
+                f"--vocab-size {vocab_size} is too small: this data needs at least "
+                f"{too_small.group(1)} (256 byte pieces, specials, characters)"
+            ) from None
         raise HatError(f"sentencepiece training failed: {str(e).strip()}") from None
     return buffer.getvalue()
 
@@ -55,11 +80,13 @@ class Tokenizer:
         self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
         specials = (self.sp.bos_id(), self.sp.pad_id(), self.sp.eos_id(), self.sp.unk_id())
         if specials != (BOS_ID, PAD_ID, EOS_ID, UNK_ID):
-            raise HatError(f"sentencepiece model has special ids (bos, pad, eos, unk) = {specials}; "
-                           f"hat needs {(BOS_ID, PAD_ID, EOS_ID, UNK_ID)}: re-run `hat preprocess`")
+            raise HatError(
+                f"sentencepiece model has special ids (bos, pad, eos, unk) = {specials}; "
+                f"hat needs {(BOS_ID, PAD_ID, EOS_ID, UNK_ID)}: re-run `hat preprocess`"
+            )
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Tokenizer":
+    def from_file(cls, path: str | Path) -> Tokenizer:
         p = Path(path)
         if not p.is_file():
             raise HatError(f"sentencepiece model not found: {path}")

@@ -14,6 +14,7 @@ It is small enough to write in seconds and hard enough that model capacity matte
 The mapping is deterministic, so a large enough model can reach a high BLEU while a tiny
 one cannot: the HAT accuracy/latency trade-off is visible on it.
 """
+
 from __future__ import annotations
 
 import random
@@ -26,16 +27,50 @@ from hat.fsutil import atomic_write
 MIN_WORDS, MAX_WORDS = 3, 30
 SOURCE_LANG, TARGET_LANG = "en", "de"
 
-_DEF = {("nom", "m"): "der", ("nom", "f"): "die", ("nom", "n"): "das", ("nom", "pl"): "die",
-        ("acc", "m"): "den", ("acc", "f"): "die", ("acc", "n"): "das", ("acc", "pl"): "die",
-        ("dat", "m"): "dem", ("dat", "f"): "der", ("dat", "n"): "dem", ("dat", "pl"): "den"}
-_EIN_ENDING = {("nom", "m"): "", ("nom", "f"): "e", ("nom", "n"): "", ("nom", "pl"): "e",
-               ("acc", "m"): "en", ("acc", "f"): "e", ("acc", "n"): "", ("acc", "pl"): "e",
-               ("dat", "m"): "em", ("dat", "f"): "er", ("dat", "n"): "em", ("dat", "pl"): "en"}
-_WEAK_ADJ = {("nom", "m"): "e", ("nom", "f"): "e", ("nom", "n"): "e", ("acc", "m"): "en",
-             ("acc", "f"): "e", ("acc", "n"): "e"}  # everything else: "en"
-_MIXED_ADJ = {("nom", "m"): "er", ("nom", "f"): "e", ("nom", "n"): "es", ("acc", "m"): "en",
-              ("acc", "f"): "e", ("acc", "n"): "es"}  # everything else: "en"
+_DEF = {
+    ("nom", "m"): "der",
+    ("nom", "f"): "die",
+    ("nom", "n"): "das",
+    ("nom", "pl"): "die",
+    ("acc", "m"): "den",
+    ("acc", "f"): "die",
+    ("acc", "n"): "das",
+    ("acc", "pl"): "die",
+    ("dat", "m"): "dem",
+    ("dat", "f"): "der",
+    ("dat", "n"): "dem",
+    ("dat", "pl"): "den",
+}
+_EIN_ENDING = {
+    ("nom", "m"): "",
+    ("nom", "f"): "e",
+    ("nom", "n"): "",
+    ("nom", "pl"): "e",
+    ("acc", "m"): "en",
+    ("acc", "f"): "e",
+    ("acc", "n"): "",
+    ("acc", "pl"): "e",
+    ("dat", "m"): "em",
+    ("dat", "f"): "er",
+    ("dat", "n"): "em",
+    ("dat", "pl"): "en",
+}
+_WEAK_ADJ = {
+    ("nom", "m"): "e",
+    ("nom", "f"): "e",
+    ("nom", "n"): "e",
+    ("acc", "m"): "en",
+    ("acc", "f"): "e",
+    ("acc", "n"): "e",
+}  # everything else: "en"
+_MIXED_ADJ = {
+    ("nom", "m"): "er",
+    ("nom", "f"): "e",
+    ("nom", "n"): "es",
+    ("acc", "m"): "en",
+    ("acc", "f"): "e",
+    ("acc", "n"): "es",
+}  # everything else: "en"
 _SEIN = {"1sg": "bin", "3sg": "ist", "pl": "sind"}
 _HABEN = {"1sg": "habe", "3sg": "hat", "pl": "haben"}
 
@@ -102,7 +137,13 @@ class NounPhrase:
             words.append(_DEF[key])
             adj_ending = _WEAK_ADJ.get(key, "en")
         elif self.det in ("indef", "poss"):
-            stem = "kein" if negate_indefinite else "ein" if self.det == "indef" else self.possessive[1]
+            stem = (
+                "kein"
+                if negate_indefinite
+                else "ein"
+                if self.det == "indef"
+                else self.possessive[1]
+            )
             words.append(stem + _EIN_ENDING[key])
             adj_ending = _MIXED_ADJ.get(key, "en")
         else:  # bare plural with a number: strong endings
@@ -145,12 +186,19 @@ class Clause:
             be = {"1sg": "am", "3sg": "is", "pl": "are"}[person]
             group = [be] + adverb + (["not"] if self.negated else []) + [self.adjective.en]
         elif self.modal:
-            modal = (self.modal.en_neg_3sg if third else self.modal.en_neg) if self.negated else \
-                (self.modal.en_3sg if third else self.modal.en)
+            modal = (
+                (self.modal.en_neg_3sg if third else self.modal.en_neg)
+                if self.negated
+                else (self.modal.en_3sg if third else self.modal.en)
+            )
             group = modal.split() + adverb + self.verb.en.split()
         elif self.perfect:
-            group = ["has" if third else "have"] + (["not"] if self.negated else []) + adverb + \
-                self.verb.en_pp.split()
+            group = (
+                ["has" if third else "have"]
+                + (["not"] if self.negated else [])
+                + adverb
+                + self.verb.en_pp.split()
+            )
         elif self.negated:
             group = ["does" if third else "do", "not"] + adverb + self.verb.en.split()
         else:
@@ -254,7 +302,9 @@ class ToyGrammar:
             return self.rng.randint(13, 99)
         return self.rng.randint(100, 999)
 
-    def noun_phrase(self, nouns: list[lex.Noun], depth: int, allow_relative: bool = True) -> NounPhrase:
+    def noun_phrase(
+        self, nouns: list[lex.Noun], depth: int, allow_relative: bool = True
+    ) -> NounPhrase:
         rng = self.rng
         det = rng.choices(["def", "indef", "poss", "num", "defnum"], [0.4, 0.2, 0.15, 0.15, 0.1])[0]
         np_ = NounPhrase(noun=rng.choice(nouns), det=det)
@@ -274,8 +324,13 @@ class ToyGrammar:
             return NounPhrase(pronoun=self.rng.choice(lex.PRONOUNS))
         return self.noun_phrase(lex.ANIMATE_NOUNS, depth)
 
-    def clause(self, depth: int, subject: NounPhrase | None = None, relative: bool = False,
-               main: bool = False) -> Clause:
+    def clause(
+        self,
+        depth: int,
+        subject: NounPhrase | None = None,
+        relative: bool = False,
+        main: bool = False,
+    ) -> Clause:
         rng = self.rng
         kinds, weights = ["trans", "intrans", "copula", "say"], [0.5, 0.25, 0.1, 0.15]
         if relative or depth == 0:
@@ -287,22 +342,34 @@ class ToyGrammar:
         if kind == "copula":
             c.adjective = rng.choice(lex.ADJECTIVES)
         else:
-            c.verb = rng.choice({"trans": lex.TRANSITIVE_VERBS, "intrans": lex.INTRANSITIVE_VERBS,
-                                 "say": lex.SAYING_VERBS}[kind])
+            c.verb = rng.choice(
+                {
+                    "trans": lex.TRANSITIVE_VERBS,
+                    "intrans": lex.INTRANSITIVE_VERBS,
+                    "say": lex.SAYING_VERBS,
+                }[kind]
+            )
         if kind == "trans":
-            c.obj = self.noun_phrase(lex.ANIMATE_NOUNS + lex.THING_NOUNS, depth - 1,
-                                     allow_relative=not relative)
+            c.obj = self.noun_phrase(
+                lex.ANIMATE_NOUNS + lex.THING_NOUNS, depth - 1, allow_relative=not relative
+            )
         if kind == "say":
             c.complement = self.clause(depth - 1)
         if kind in ("trans", "intrans") and not relative:
             for _ in range(rng.choices([0, 1, 2], [0.6, 0.3, 0.1])[0]):
-                c.preps.append((rng.choice(lex.PREPOSITIONS),
-                                self.noun_phrase(lex.PLACE_NOUNS, 0, allow_relative=False)))
+                c.preps.append(
+                    (
+                        rng.choice(lex.PREPOSITIONS),
+                        self.noun_phrase(lex.PLACE_NOUNS, 0, allow_relative=False),
+                    )
+                )
         if kind != "copula" and not relative:
             r = rng.random()
             c.modal = rng.choice(lex.MODALS) if r < 0.2 else None
             c.perfect = 0.2 <= r < 0.4
-        c.negated = not relative and self._chance(0.15) and not (c.obj and c.obj.det in ("num", "defnum"))
+        c.negated = (
+            not relative and self._chance(0.15) and not (c.obj and c.obj.det in ("num", "defnum"))
+        )
         if not relative and self._chance(0.2):
             c.adverb = rng.choice(lex.ADVERBS)
             c.fronted_adverb = main and self._chance(0.5)
@@ -317,21 +384,33 @@ class ToyGrammar:
                 return _detokenize(en), _detokenize(de)
 
     def _sentence(self, depth: int) -> tuple[list[str], list[str]]:
-        shape = self.rng.choices(["single", "main+sub", "sub+main", "and"], [0.5, 0.2, 0.15, 0.15])[0]
+        shape = self.rng.choices(["single", "main+sub", "sub+main", "and"], [0.5, 0.2, 0.15, 0.15])[
+            0
+        ]
         if shape == "single" or depth == 0:
             c = self.clause(depth, main=True)
             return c.english() + ["."], c.german_main() + ["."]
         first = self.clause(depth - 1, main=shape != "sub+main")
         second = self.clause(depth - 1, main=shape == "and")
         if shape == "and":
-            return (first.english() + ["and"] + second.english() + ["."],
-                    first.german_main() + ["und"] + second.german_main() + ["."])
+            return (
+                first.english() + ["and"] + second.english() + ["."],
+                first.german_main() + ["und"] + second.german_main() + ["."],
+            )
         conj_en, conj_de = self.rng.choice(lex.SUBORDINATORS)
         if shape == "main+sub":
-            return (first.english() + [conj_en] + second.english() + ["."],
-                    first.german_main() + [",", conj_de] + second.german_clause(None) + ["."])
-        return ([conj_en] + second.english() + [","] + first.english() + ["."],
-                [conj_de] + second.german_clause(None) + [","] + first.german_main(verb_first=True) + ["."])
+            return (
+                first.english() + [conj_en] + second.english() + ["."],
+                first.german_main() + [",", conj_de] + second.german_clause(None) + ["."],
+            )
+        return (
+            [conj_en] + second.english() + [","] + first.english() + ["."],
+            [conj_de]
+            + second.german_clause(None)
+            + [","]
+            + first.german_main(verb_first=True)
+            + ["."],
+        )
 
 
 def _detokenize(words: list[str]) -> str:
@@ -362,8 +441,9 @@ def generate_pairs(n: int, seed: int, exclude: set[str] | None = None) -> list[t
     return pairs
 
 
-def write_toy_task(out_dir: str | Path, train: int = 50_000, valid: int = 1_000, test: int = 1_000,
-                   seed: int = 1) -> dict[str, int]:
+def write_toy_task(
+    out_dir: str | Path, train: int = 50_000, valid: int = 1_000, test: int = 1_000, seed: int = 1
+) -> dict[str, int]:
     """Write {train,valid,test}.{en,de} under `out_dir`; splits share no source sentence."""
     out = Path(out_dir)
     sizes = {"test": test, "valid": valid, "train": train}

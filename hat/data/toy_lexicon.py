@@ -3,6 +3,7 @@
 Plain data, read by :mod:`hat.data.toy`. German nouns carry a gender (m/f/n) that
 drives the article and adjective endings; verbs carry the forms the grammar needs.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -41,7 +42,8 @@ def _nouns(table: str, animate: bool) -> list[Noun]:
     return [Noun(en, en_pl, de, de_pl, g, animate) for en, en_pl, de, de_pl, g in rows]
 
 
-ANIMATE_NOUNS = _nouns("""
+ANIMATE_NOUNS = _nouns(
+    """
 dog dogs Hund Hunde m
 cat cats Katze Katzen f
 man men Mann Männer m
@@ -81,9 +83,12 @@ frog frogs Frosch Frösche m
 snake snakes Schlange Schlangen f
 tiger tigers Tiger Tiger m
 rabbit rabbits Kaninchen Kaninchen n
-""", animate=True)
+""",
+    animate=True,
+)
 
-THING_NOUNS = _nouns("""
+THING_NOUNS = _nouns(
+    """
 house houses Haus Häuser n
 car cars Auto Autos n
 ball balls Ball Bälle m
@@ -156,15 +161,50 @@ umbrella umbrellas Regenschirm Regenschirme m
 ring rings Ring Ringe m
 gift gifts Geschenk Geschenke n
 doll dolls Puppe Puppen f
-""", animate=False)
+""",
+    animate=False,
+)
 
 # Places used after prepositions ("in the garden" -> "im Garten").
-PLACE_NOUNS = [n for n in THING_NOUNS if n.en in {
-    "house", "car", "garden", "kitchen", "city", "street", "tree", "room", "school", "church",
-    "shop", "forest", "river", "mountain", "village", "castle", "tower", "field", "boat",
-    "train", "bridge", "island", "table", "bed", "box", "bag", "wall", "plane"}]
+PLACE_NOUNS = [
+    n
+    for n in THING_NOUNS
+    if n.en
+    in {
+        "house",
+        "car",
+        "garden",
+        "kitchen",
+        "city",
+        "street",
+        "tree",
+        "room",
+        "school",
+        "church",
+        "shop",
+        "forest",
+        "river",
+        "mountain",
+        "village",
+        "castle",
+        "tower",
+        "field",
+        "boat",
+        "train",
+        "bridge",
+        "island",
+        "table",
+        "bed",
+        "box",
+        "bag",
+        "wall",
+        "plane",
+    }
+]
 
-ADJECTIVES = [Adjective(*row.split()) for row in """
+ADJECTIVES = [
+    Adjective(*row.split())
+    for row in """
 big groß groß
 small klein klein
 old alt alt
@@ -213,7 +253,8 @@ empty leer leer
 round rund rund
 soft weich weich
 wet nass nass
-""".strip().splitlines()]
+""".strip().splitlines()
+]
 
 
 def _verbs(table: str) -> list[Verb]:
@@ -330,32 +371,89 @@ class Modal(NamedTuple):
 MODALS = [
     Modal("can", "can", "cannot", "cannot", "kann", "können", "kann", "können"),
     Modal("must", "must", "must not", "must not", "muss", "müssen", "darf", "dürfen"),
-    Modal("want to", "wants to", "do not want to", "does not want to", "will", "wollen", "will", "wollen"),
+    Modal(
+        "want to",
+        "wants to",
+        "do not want to",
+        "does not want to",
+        "will",
+        "wollen",
+        "will",
+        "wollen",
+    ),
     Modal("may", "may", "may not", "may not", "darf", "dürfen", "darf", "dürfen"),
 ]
 
 # English pronoun, German pronoun, person ("1sg", "3sg", "pl").
-PRONOUNS = [("I", "ich", "1sg"), ("he", "er", "3sg"), ("she", "sie", "3sg"), ("it", "es", "3sg"),
-            ("we", "wir", "pl"), ("they", "sie", "pl")]
+PRONOUNS = [
+    ("I", "ich", "1sg"),
+    ("he", "er", "3sg"),
+    ("she", "sie", "3sg"),
+    ("it", "es", "3sg"),
+    ("we", "wir", "pl"),
+    ("they", "sie", "pl"),
+]
 
 # Possessive determiners: English, German ein-word stem.
 POSSESSIVES = [("my", "mein"), ("his", "sein"), ("her", "ihr"), ("our", "unser")]
 
 # Prepositions taking the dative, with contractions of "dem".
-PREPOSITIONS = [("with", "mit", None), ("in", "in", "im"), ("from", "von", "vom"),
-                ("near", "bei", "beim"), ("behind", "hinter", None), ("under", "unter", None),
-                ("next to", "neben", None), ("in front of", "vor", None), ("after", "nach", None)]
+PREPOSITIONS = [
+    ("with", "mit", None),
+    ("in", "in", "im"),
+    ("from", "von", "vom"),
+    ("near", "bei", "beim"),
+    ("behind", "hinter", None),
+    ("under", "unter", None),
+    ("next to", "neben", None),
+    ("in front of", "vor", None),
+    ("after", "nach", None),
+]
 
 # Time adverbs: fronting one in German puts the verb before the subject.
-ADVERBS = [("today", "heute"), ("now", "jetzt"), ("often", "oft"), ("sometimes", "manchmal"),
-           ("tomorrow", "morgen"), ("always", "immer"), ("rarely", "selten"), ("usually", "meistens")]
+ADVERBS = [
+    ("today", "heute"),
+    ("now", "jetzt"),
+    ("often", "oft"),
+    ("sometimes", "manchmal"),
+    ("tomorrow", "morgen"),
+    ("always", "immer"),
+    ("rarely", "selten"),
+    ("usually", "meistens"),
+]
 
 # Subordinating conjunctions: the German clause they open is verb-final.
-SUBORDINATORS = [("because", "weil"), ("when", "wenn"), ("although", "obwohl"),
-                 ("while", "während"), ("if", "falls"), ("before", "bevor")]
+SUBORDINATORS = [
+    ("because", "weil"),
+    ("when", "wenn"),
+    ("although", "obwohl"),
+    ("while", "während"),
+    ("if", "falls"),
+    ("before", "bevor"),
+]
 
 DE_UNITS = ["", "ein", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun"]
-DE_TEENS = ["zehn", "elf", "zwölf", "dreizehn", "vierzehn", "fünfzehn", "sechzehn", "siebzehn",
-            "achtzehn", "neunzehn"]
-DE_TENS = ["", "", "zwanzig", "dreißig", "vierzig", "fünfzig", "sechzig", "siebzig", "achtzig",
-           "neunzig"]
+DE_TEENS = [
+    "zehn",
+    "elf",
+    "zwölf",
+    "dreizehn",
+    "vierzehn",
+    "fünfzehn",
+    "sechzehn",
+    "siebzehn",
+    "achtzehn",
+    "neunzehn",
+]
+DE_TENS = [
+    "",
+    "",
+    "zwanzig",
+    "dreißig",
+    "vierzig",
+    "fünfzig",
+    "sechzig",
+    "siebzig",
+    "achtzig",
+    "neunzig",
+]

@@ -15,6 +15,7 @@ The plan (which configs, in which random order) is a function of the space, size
 and seed, so re-running the same command resumes: rows already in the file are skipped.
 Each row is appended and flushed as soon as it is measured.
 """
+
 from __future__ import annotations
 
 import csv
@@ -28,9 +29,9 @@ import random
 import statistics
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -42,12 +43,36 @@ from hat.latency.measure import Latency, measure_latency, parse_cores, warn_if_l
 from hat.space import ArchConfig, SearchSpace
 from hat.transformer import ModelSettings, Transformer
 
-LATENCY_COLUMNS = ["latency_mean_encoder", "latency_mean_decoder", "latency_std_encoder", "latency_std_decoder"]
+LATENCY_COLUMNS = [
+    "latency_mean_encoder",
+    "latency_mean_decoder",
+    "latency_std_encoder",
+    "latency_std_decoder",
+]
 HAT_COLUMNS = HAT_FEATURE_NAMES + LATENCY_COLUMNS
-EXTRA_COLUMNS = ["config", "config_id", "reference_ms", "device", "cpu_model", "threads", "torch_version",
-                 "runtime", "dtype", "sentence_length", "beam", "timestamp",
-                 "cores", "protocol", "iters", "warmup", "rounds", "reference", "calibration_ms",
-                 "latency_ratio", "normalized_ms"]
+EXTRA_COLUMNS = [
+    "config",
+    "config_id",
+    "reference_ms",
+    "device",
+    "cpu_model",
+    "threads",
+    "torch_version",
+    "runtime",
+    "dtype",
+    "sentence_length",
+    "beam",
+    "timestamp",
+    "cores",
+    "protocol",
+    "iters",
+    "warmup",
+    "rounds",
+    "reference",
+    "calibration_ms",
+    "latency_ratio",
+    "normalized_ms",
+]
 # numbers that HAT's files (and hat's older ones) lack
 OPTIONAL_NUMBERS = ("reference_ms", "calibration_ms", "latency_ratio", "normalized_ms")
 SAMPLINGS = ("uniform", "stratified")
@@ -71,9 +96,17 @@ class MeasureSettings:
 
     def time(self, model: Transformer) -> Latency:
         """Time `model`, deployed on this runtime, with the latency protocol and these settings."""
-        return measure_latency(_deployed(model, self.runtime, self.threads), self.sentence_length, self.beam,
-                               self.device, self.iters, self.warmup, self.threads,
-                               cores=self.core_set, protocol=self.protocol)
+        return measure_latency(
+            _deployed(model, self.runtime, self.threads),
+            self.sentence_length,
+            self.beam,
+            self.device,
+            self.iters,
+            self.warmup,
+            self.threads,
+            cores=self.core_set,
+            protocol=self.protocol,
+        )
 
     @property
     def core_set(self) -> set[int] | None:
@@ -98,7 +131,9 @@ def deploy(model: Transformer, runtime: str, threads: int | None = None):
         from hat.onnx_export import OnnxTransformer, export_onnx
 
         with tempfile.TemporaryDirectory() as tmp:
-            return OnnxTransformer(export_onnx(model, tmp), threads)  # sessions hold the graphs in memory
+            return OnnxTransformer(
+                export_onnx(model, tmp), threads
+            )  # sessions hold the graphs in memory
     raise HatError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime}")
 
 
@@ -125,6 +160,7 @@ def protocol_timer(model: Transformer, measure: MeasureSettings) -> Latency:
 @dataclass
 class Interleaved:
     """A SubTransformer timed in alternation with the reference."""
+
     latency: Latency  # the SubTransformer's timings, pooled over the rounds
     reference_ms: float  # the reference's total latency over the same rounds
     ratio: float  # median over the rounds of SubTransformer / reference total latency
@@ -144,12 +180,22 @@ def pool(lats: list[Latency]) -> Latency:
         var = sum((getattr(x, std) ** 2 + (getattr(x, mean) - m) ** 2) * x.iters for x in lats) / n
         return m, math.sqrt(var)
 
-    (em, es), (dm, ds) = mean_std("encoder_ms", "encoder_std_ms"), mean_std("decoder_ms", "decoder_std_ms")
-    return dataclasses.replace(lats[0], encoder_ms=em, decoder_ms=dm, encoder_std_ms=es, decoder_std_ms=ds, iters=n)
+    (em, es), (dm, ds) = (
+        mean_std("encoder_ms", "encoder_std_ms"),
+        mean_std("decoder_ms", "decoder_std_ms"),
+    )
+    return dataclasses.replace(
+        lats[0], encoder_ms=em, decoder_ms=dm, encoder_std_ms=es, decoder_std_ms=ds, iters=n
+    )
 
 
-def interleaved(model: Transformer, reference: Transformer, measure: MeasureSettings, timer: Timer,
-                rng: random.Random) -> Interleaved:
+def interleaved(
+    model: Transformer,
+    reference: Transformer,
+    measure: MeasureSettings,
+    timer: Timer,
+    rng: random.Random,
+) -> Interleaved:
     """Time `model` and `reference` in `measure.rounds` rounds, each timing both in a random order
     (A/B or B/A) with a share of `measure.iters` runs: full dry runs in the first round, one
     after each switch later. The ratio pairs timings taken seconds apart, so load cancels."""
@@ -157,7 +203,9 @@ def interleaved(model: Transformer, reference: Transformer, measure: MeasureSett
     sub, ref, order = [], [], []
     for r in range(rounds):
         runs = measure.iters // rounds + (r < measure.iters % rounds)
-        m = dataclasses.replace(measure, iters=runs, warmup=measure.warmup if r == 0 else min(1, measure.warmup))
+        m = dataclasses.replace(
+            measure, iters=runs, warmup=measure.warmup if r == 0 else min(1, measure.warmup)
+        )
         pair = [("sub", model, sub), ("ref", reference, ref)]
         rng.shuffle(pair)
         for name, net, out in pair:
@@ -193,12 +241,21 @@ def proxy_cost(arch: ArchConfig, sentence_length: int, beam: int, qkv_dim: int) 
     q, e, d = qkv_dim, arch.encoder_embed_dim, arch.decoder_embed_dim
     enc = sum(4 * e * q + 2 * e * f for f in arch.encoder_ffn_embed_dim) * sentence_length
     dec = sum(6 * d * q + 2 * d * f for f in arch.decoder_ffn_embed_dim) + 4 * d * 1000
-    ende = sum(2 * e * q * arch.ende_layers(i) for i in range(arch.decoder_layer_num)) * sentence_length
+    ende = (
+        sum(2 * e * q * arch.ende_layers(i) for i in range(arch.decoder_layer_num))
+        * sentence_length
+    )
     return enc + ende + dec * sentence_length * beam
 
 
-def plan_configs(space: SearchSpace, size: int, seed: int, sampling: str = "uniform",
-                 sentence_length: int = 30, beam: int = 5) -> list[ArchConfig]:
+def plan_configs(
+    space: SearchSpace,
+    size: int,
+    seed: int,
+    sampling: str = "uniform",
+    sentence_length: int = 30,
+    beam: int = 5,
+) -> list[ArchConfig]:
     """The configs to measure, in measurement order (random, so drift does not line up with size).
 
     uniform: HAT's sampler. stratified: equal numbers per bin of a latency proxy, so very small
@@ -213,8 +270,10 @@ def plan_configs(space: SearchSpace, size: int, seed: int, sampling: str = "unif
     cost = np.array([proxy_cost(c, sentence_length, beam, space.qkv_dim) for c in candidates])
     bins = min(10, size)
     edges = np.linspace(cost.min(), cost.max(), bins + 1)
-    members = [list(np.flatnonzero((cost >= lo) & ((cost < hi) | (k == bins - 1))))
-               for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))]
+    members = [
+        list(np.flatnonzero((cost >= lo) & ((cost < hi) | (k == bins - 1))))
+        for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))
+    ]
     chosen: list[int] = []
     while len(chosen) < size:  # round-robin over the bins; sparse bins run out first
         for m in members:
@@ -259,8 +318,10 @@ def _parse_rows(text: str, path: str | Path, allow_empty: bool = False) -> list[
     reader = csv.DictReader(io.StringIO(text, newline=""))
     missing = [c for c in HAT_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
-        raise HatError(f"{path} lacks the column(s) {', '.join(missing)}: a latency dataset needs "
-                       f"HAT's 14 columns ({', '.join(HAT_COLUMNS[:3])}, ...)")
+        raise HatError(
+            f"{path} lacks the column(s) {', '.join(missing)}: a latency dataset needs "
+            f"HAT's 14 columns ({', '.join(HAT_COLUMNS[:3])}, ...)"
+        )
     rows = []
     for row in reader:
         if row.get(LATENCY_COLUMNS[-1]):  # a row cut short by a kill has no last column
@@ -290,7 +351,7 @@ def _resume(path: Path, plan: list[ArchConfig]) -> tuple[set[int], float | None]
     """The plan positions `path` holds and its calibration, checked to be this plan's before
     anything is written; only then is a half-written last line (a kill during a write) cut off."""
     data = path.read_bytes()
-    complete = data[:data.rfind(b"\n") + 1]
+    complete = data[: data.rfind(b"\n") + 1]
     done: set[int] = set()
     calibration = None
     if complete:
@@ -299,17 +360,25 @@ def _resume(path: Path, plan: list[ArchConfig]) -> tuple[set[int], float | None]
             cid = int(row.get("config_id") or -1)
             ours = 0 <= cid < len(plan) and row.get("config") and row_config(row, path) == plan[cid]
             if not ours:
-                raise HatError(f"{path} holds rows of another plan (space, size, sampling or seed "
-                               f"differ): use a new --lat-dataset-path, or the settings it was "
-                               f"collected with")
+                raise HatError(
+                    f"{path} holds rows of another plan (space, size, sampling or seed "
+                    f"differ): use a new --lat-dataset-path, or the settings it was "
+                    f"collected with"
+                )
             done.add(cid)
         if next(csv.reader(io.StringIO(_read_text(path, complete)))) != HAT_COLUMNS + EXTRA_COLUMNS:
-            raise HatError(f"{path} was written by an older hat (other columns): measure into "
-                           f"a new --lat-dataset-path")
-        calibration = float(rows[0]["calibration_ms"]) if rows and rows[0].get("calibration_ms") else None
+            raise HatError(
+                f"{path} was written by an older hat (other columns): measure into "
+                f"a new --lat-dataset-path"
+            )
+        calibration = (
+            float(rows[0]["calibration_ms"]) if rows and rows[0].get("calibration_ms") else None
+        )
     elif not (",".join(HAT_COLUMNS + EXTRA_COLUMNS) + "\r\n").encode().startswith(data):
-        raise HatError(f"{path} is not a latency dataset (no complete line, not a torn header): "
-                       f"use a new --lat-dataset-path")
+        raise HatError(
+            f"{path} is not a latency dataset (no complete line, not a torn header): "
+            f"use a new --lat-dataset-path"
+        )
     if len(complete) < len(data):
         os.truncate(path, len(complete))
     return done, calibration
@@ -319,26 +388,56 @@ def _json(arch: ArchConfig) -> str:
     return json.dumps(arch.to_dict(), separators=(",", ":"))
 
 
-def row_for(arch: ArchConfig, config_id: int, lat: Latency, reference_ms: float, env: dict[str, str],
-            ratio: float | None = None, calibration_ms: float | None = None) -> dict:
+def row_for(
+    arch: ArchConfig,
+    config_id: int,
+    lat: Latency,
+    reference_ms: float,
+    env: dict[str, str],
+    ratio: float | None = None,
+    calibration_ms: float | None = None,
+) -> dict:
     """A CSV row; with the ratio to the reference and its calibration, the normalized latency."""
     values = dict(zip(HAT_FEATURE_NAMES, hat_features(arch)))
-    values.update(latency_mean_encoder=lat.encoder_ms, latency_mean_decoder=lat.decoder_ms,
-                  latency_std_encoder=lat.encoder_std_ms, latency_std_decoder=lat.decoder_std_ms,
-                  config=_json(arch), config_id=config_id,
-                  reference_ms=round(reference_ms, 4), threads=lat.threads, sentence_length=lat.sentence_length,
-                  beam=lat.beam, timestamp=round(time.time(), 1), cores=lat.cores, protocol=lat.protocol,
-                  iters=lat.iters, **env)
+    values.update(
+        latency_mean_encoder=lat.encoder_ms,
+        latency_mean_decoder=lat.decoder_ms,
+        latency_std_encoder=lat.encoder_std_ms,
+        latency_std_decoder=lat.decoder_std_ms,
+        config=_json(arch),
+        config_id=config_id,
+        reference_ms=round(reference_ms, 4),
+        threads=lat.threads,
+        sentence_length=lat.sentence_length,
+        beam=lat.beam,
+        timestamp=round(time.time(), 1),
+        cores=lat.cores,
+        protocol=lat.protocol,
+        iters=lat.iters,
+        **env,
+    )
     if ratio is not None and calibration_ms is not None:
-        values.update(calibration_ms=round(calibration_ms, 4), latency_ratio=round(ratio, 6),
-                      normalized_ms=round(ratio * calibration_ms, 4))
+        values.update(
+            calibration_ms=round(calibration_ms, 4),
+            latency_ratio=round(ratio, 6),
+            normalized_ms=round(ratio * calibration_ms, 4),
+        )
     return values
 
 
-def collect(space: SearchSpace, settings: ModelSettings, measure: MeasureSettings, path: str | Path, size: int,
-            seed: int = 1, sampling: str = "uniform", progress: bool = True,
-            on_row: Callable[[dict], None] | None = None, timer: Timer = protocol_timer,
-            calibration_ms: float | None = None) -> dict:
+def collect(
+    space: SearchSpace,
+    settings: ModelSettings,
+    measure: MeasureSettings,
+    path: str | Path,
+    size: int,
+    seed: int = 1,
+    sampling: str = "uniform",
+    progress: bool = True,
+    on_row: Callable[[dict], None] | None = None,
+    timer: Timer = protocol_timer,
+    calibration_ms: float | None = None,
+) -> dict:
     """Measure the plan's configs not yet in `path` (appending rows), each interleaved with the
     reference (the space's middle SubTransformer); return a drift report. The calibration (the
     reference's quiet latency) is `calibration_ms`, else the file's, else measured now."""
@@ -350,30 +449,56 @@ def collect(space: SearchSpace, settings: ModelSettings, measure: MeasureSetting
     if measure.device == "cpu" and todo:
         warn_if_loaded(measure.core_set)
     if calibration_ms and stored and abs(calibration_ms - stored) > 1e-3:
-        raise HatError(f"{path} was calibrated at {stored} ms, not {calibration_ms}: one file has one "
-                       f"calibration (use a new --lat-dataset-path)")
-    calibration = calibration_ms or stored or (calibrate(reference, measure, timer) if todo else None)
-    env = {"device": device_name(measure.device), "cpu_model": cpu_model(), "torch_version": torch.__version__,
-           "runtime": measure.runtime, "dtype": measure.dtype, "warmup": measure.warmup, "rounds": measure.rounds,
-           "reference": _json(space.middle())}
+        raise HatError(
+            f"{path} was calibrated at {stored} ms, not {calibration_ms}: one file has one "
+            f"calibration (use a new --lat-dataset-path)"
+        )
+    calibration = (
+        calibration_ms or stored or (calibrate(reference, measure, timer) if todo else None)
+    )
+    env = {
+        "device": device_name(measure.device),
+        "cpu_model": cpu_model(),
+        "torch_version": torch.__version__,
+        "runtime": measure.runtime,
+        "dtype": measure.dtype,
+        "warmup": measure.warmup,
+        "rounds": measure.rounds,
+        "reference": _json(space.middle()),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     new_file = not path.exists() or path.stat().st_size == 0
     with open(path, "a", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=HAT_COLUMNS + EXTRA_COLUMNS)
         if new_file:
             writer.writeheader()
-        bar = tqdm(total=len(plan), initial=len(done), desc="latency dataset", unit="config",
-                   disable=not progress or None)
+        bar = tqdm(
+            total=len(plan),
+            initial=len(done),
+            desc="latency dataset",
+            unit="config",
+            disable=not progress or None,
+        )
         for cid in todo:
-            res = interleaved(Transformer(plan[cid], settings), reference, measure, timer,
-                              random.Random(seed * 1_000_003 + cid))
-            row = row_for(plan[cid], cid, res.latency, res.reference_ms, env, res.ratio, calibration)
+            res = interleaved(
+                Transformer(plan[cid], settings),
+                reference,
+                measure,
+                timer,
+                random.Random(seed * 1_000_003 + cid),
+            )
+            row = row_for(
+                plan[cid], cid, res.latency, res.reference_ms, env, res.ratio, calibration
+            )
             writer.writerow(row)
             f.flush()
             os.fsync(f.fileno())
             bar.update(1)
-            bar.set_postfix(ms=f"{res.latency.total_ms:.1f}", norm=f"{row['normalized_ms']:.1f}",
-                            drift=f"{res.reference_ms / calibration:.2f}")
+            bar.set_postfix(
+                ms=f"{res.latency.total_ms:.1f}",
+                norm=f"{row['normalized_ms']:.1f}",
+                drift=f"{res.reference_ms / calibration:.2f}",
+            )
             if on_row:
                 on_row(row)
         bar.close()
@@ -388,13 +513,19 @@ def drift_report(rows: list[dict[str, str]]) -> dict:
         return {"reference_measurements": 0}
     distinct = [refs[0]] + [b for a, b in zip(refs, refs[1:]) if b != a]
     med = statistics.median(distinct)
-    report = {"reference_measurements": len(distinct), "reference_median_ms": med,
-              "reference_min_ms": min(distinct), "reference_max_ms": max(distinct),
-              "drift_range_pct": (max(distinct) - min(distinct)) / med * 100,
-              "drift_first_to_last_pct": (distinct[-1] - distinct[0]) / distinct[0] * 100}
+    report = {
+        "reference_measurements": len(distinct),
+        "reference_median_ms": med,
+        "reference_min_ms": min(distinct),
+        "reference_max_ms": max(distinct),
+        "drift_range_pct": (max(distinct) - min(distinct)) / med * 100,
+        "drift_first_to_last_pct": (distinct[-1] - distinct[0]) / distinct[0] * 100,
+    }
     if rows[0].get("calibration_ms"):
         cal = float(rows[0]["calibration_ms"])
-        report.update(calibration_ms=cal, drift_factor_median=med / cal, drift_factor_max=max(distinct) / cal)
+        report.update(
+            calibration_ms=cal, drift_factor_median=med / cal, drift_factor_max=max(distinct) / cal
+        )
     return report
 
 
@@ -407,8 +538,11 @@ def normalise_by_reference(latency: np.ndarray, reference: np.ndarray) -> np.nda
 @dataclass
 class LatencyTable:
     """A latency dataset as arrays: HAT's raw features, total latency (ms), optional configs."""
+
     features: np.ndarray  # (n, 10), before feature-norm
-    latency: np.ndarray  # (n,) what predictors learn: normalized latency if the file has it, else raw
+    latency: (
+        np.ndarray
+    )  # (n,) what predictors learn: normalized latency if the file has it, else raw
     configs: list[ArchConfig] | None  # hat's own datasets store them
     reference_ms: np.ndarray | None
     environment: dict[str, str]
@@ -416,8 +550,23 @@ class LatencyTable:
     normalized: bool = False  # `latency` is ratio x calibration
 
 
-ENVIRONMENT = ("device", "cpu_model", "threads", "torch_version", "runtime", "dtype", "sentence_length", "beam",
-               "cores", "protocol", "iters", "warmup", "rounds", "reference", "calibration_ms")
+ENVIRONMENT = (
+    "device",
+    "cpu_model",
+    "threads",
+    "torch_version",
+    "runtime",
+    "dtype",
+    "sentence_length",
+    "beam",
+    "cores",
+    "protocol",
+    "iters",
+    "warmup",
+    "rounds",
+    "reference",
+    "calibration_ms",
+)
 
 
 def load_table(path: str | Path, drift_normalize: bool = False, raw: bool = False) -> LatencyTable:
@@ -425,8 +574,9 @@ def load_table(path: str | Path, drift_normalize: bool = False, raw: bool = Fals
     timed latency, scaled by the reference timings with `drift_normalize` (older files)."""
     rows = read_rows(path)  # checks that the numbers and configs parse
     features = np.array([[float(r[c]) for c in HAT_FEATURE_NAMES] for r in rows])
-    latency = np.array([float(r["latency_mean_encoder"]) + float(r["latency_mean_decoder"])
-                        for r in rows])
+    latency = np.array(
+        [float(r["latency_mean_encoder"]) + float(r["latency_mean_decoder"]) for r in rows]
+    )
     raw_latency = latency
     configs = None
     if all(r.get("config") for r in rows):
@@ -445,8 +595,15 @@ def load_table(path: str | Path, drift_normalize: bool = False, raw: bool = Fals
     return LatencyTable(features, latency, configs, reference, env, raw_latency, normalized)
 
 
-def recheck(path: str | Path, settings: ModelSettings, measure: MeasureSettings, n: int = 20, seed: int = 1,
-            progress: bool = True, timer: Timer = protocol_timer) -> dict:
+def recheck(
+    path: str | Path,
+    settings: ModelSettings,
+    measure: MeasureSettings,
+    n: int = 20,
+    seed: int = 1,
+    progress: bool = True,
+    timer: Timer = protocol_timer,
+) -> dict:
     """Re-time `n` random rows of a dataset (interleaved with its reference): the measurement's
     repeatability, of the raw latency and, where the file has it, of the normalized latency."""
     rows = [r for r in read_rows(path) if r.get("config")]
@@ -462,16 +619,24 @@ def recheck(path: str | Path, settings: ModelSettings, measure: MeasureSettings,
         if reference is None:  # an older file: no reference to interleave with
             total = timer(model, measure).total_ms
         else:
-            res = interleaved(model, reference, measure, timer, random.Random(seed + int(row["config_id"])))
+            res = interleaved(
+                model, reference, measure, timer, random.Random(seed + int(row["config_id"]))
+            )
             total = res.latency.total_ms
         first = float(row["latency_mean_encoder"]) + float(row["latency_mean_decoder"])
         raw.append(abs(total - first) / first * 100)
         if reference is not None and row.get("normalized_ms"):
             first = float(row["normalized_ms"])
             norm.append(abs(res.normalized_ms(float(row["calibration_ms"])) - first) / first * 100)
-    report = {"rechecked": len(raw), "median_rel_diff_pct": statistics.median(raw),
-              "max_rel_diff_pct": max(raw), "mean_rel_diff_pct": statistics.fmean(raw)}
+    report = {
+        "rechecked": len(raw),
+        "median_rel_diff_pct": statistics.median(raw),
+        "max_rel_diff_pct": max(raw),
+        "mean_rel_diff_pct": statistics.fmean(raw),
+    }
     if norm:
-        report.update(normalized_median_rel_diff_pct=statistics.median(norm),
-                      normalized_max_rel_diff_pct=max(norm))
+        report.update(
+            normalized_median_rel_diff_pct=statistics.median(norm),
+            normalized_max_rel_diff_pct=max(norm),
+        )
     return report

@@ -10,6 +10,7 @@ reported mean and std are over the runs between the 10th and 90th percentile. CU
 with events after synchronisation, the CPU with a monotonic clock. Eval mode under
 `torch.inference_mode()`. Threads and CPU affinity are set for the measurement only.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +18,8 @@ import logging
 import os
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -53,9 +54,11 @@ class Latency:
         return {**asdict(self), "total_ms": self.total_ms}
 
     def summary(self) -> str:
-        return (f"{self.total_ms:.2f} ms = encoder {self.encoder_ms:.2f} ± {self.encoder_std_ms:.2f} + decoder "
-                f"{self.decoder_ms:.2f} ± {self.decoder_std_ms:.2f} ms ({self.device}, {self.threads} threads, "
-                f"beam {self.beam}, {self.sentence_length} tokens, {self.protocol} protocol)")
+        return (
+            f"{self.total_ms:.2f} ms = encoder {self.encoder_ms:.2f} ± {self.encoder_std_ms:.2f} + decoder "
+            f"{self.decoder_ms:.2f} ± {self.decoder_std_ms:.2f} ms ({self.device}, {self.threads} threads, "
+            f"beam {self.beam}, {self.sentence_length} tokens, {self.protocol} protocol)"
+        )
 
 
 def trimmed_stats(times_ms: list[float]) -> tuple[float, float]:
@@ -67,6 +70,7 @@ def trimmed_stats(times_ms: list[float]) -> tuple[float, float]:
 
 def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
     if device.type == "cuda":
+
         def run(fn):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             torch.cuda.synchronize(device)
@@ -76,10 +80,12 @@ def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
             torch.cuda.synchronize(device)
             return start.elapsed_time(end)
     else:
+
         def run(fn):
             t = time.perf_counter()
             fn()
             return (time.perf_counter() - t) * 1000.0
+
     return run
 
 
@@ -107,7 +113,11 @@ def parse_cores(text: str) -> set[int]:
 
 
 def current_cores() -> set[int]:
-    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    return (
+        os.sched_getaffinity(0)
+        if hasattr(os, "sched_getaffinity")
+        else set(range(os.cpu_count() or 1))
+    )
 
 
 @contextlib.contextmanager
@@ -148,7 +158,11 @@ def core_load(cores: set[int] | None = None, interval: float = 0.25) -> dict[int
     a = _cpu_times()
     time.sleep(interval)
     b = _cpu_times()
-    return {c: (b[c][0] - a[c][0]) / max(1, b[c][1] - a[c][1]) for c in sorted(cores) if c in a and c in b}
+    return {
+        c: (b[c][0] - a[c][0]) / max(1, b[c][1] - a[c][1])
+        for c in sorted(cores)
+        if c in a and c in b
+    }
 
 
 def warn_if_loaded(cores: set[int] | None = None, threshold: float = 0.3) -> dict[int, float]:
@@ -156,16 +170,28 @@ def warn_if_loaded(cores: set[int] | None = None, threshold: float = 0.3) -> dic
     load = core_load(cores)
     busy = {c: f for c, f in load.items() if f > threshold}
     if busy:
-        log.warning("cores %s are already busy (%s) before timing: another process is using "
-                    "them, so raw latencies will be inflated (normalized ones are corrected by "
-                    "the reference)",
-                    format_cores(set(busy)), ", ".join(f"cpu{c} {f:.0%}" for c, f in busy.items()))
+        log.warning(
+            "cores %s are already busy (%s) before timing: another process is using "
+            "them, so raw latencies will be inflated (normalized ones are corrected by "
+            "the reference)",
+            format_cores(set(busy)),
+            ", ".join(f"cpu{c} {f:.0%}" for c, f in busy.items()),
+        )
     return load
 
 
-def measure_latency(model: EncoderDecoder, sentence_length: int = 30, beam: int = 5, device: str = "cpu",
-                    iters: int = 20, warmup: int = 5, threads: int | None = None, vocab_low: int = 4,
-                    cores: set[int] | None = None, protocol: str = "beam-search") -> Latency:
+def measure_latency(
+    model: EncoderDecoder,
+    sentence_length: int = 30,
+    beam: int = 5,
+    device: str = "cpu",
+    iters: int = 20,
+    warmup: int = 5,
+    threads: int | None = None,
+    vocab_low: int = 4,
+    cores: set[int] | None = None,
+    protocol: str = "beam-search",
+) -> Latency:
     """Time the encoder and the decoder of `model` on one dummy sentence with `protocol`,
     with `threads` torch threads on CPU `cores` (both restored afterwards)."""
     if protocol not in PROTOCOLS:
@@ -192,7 +218,15 @@ def measure_latency(model: EncoderDecoder, sentence_length: int = 30, beam: int 
                         for step in range(sentence_length):
                             model.decode_step(prev[:, step], state)
                     else:
-                        beam_search(model, src, beam=beam, max_len_a=0, max_len_b=steps, min_len=steps, enc=enc)
+                        beam_search(
+                            model,
+                            src,
+                            beam=beam,
+                            max_len_a=0,
+                            max_len_b=steps,
+                            min_len=steps,
+                            enc=enc,
+                        )
 
                 for i in range(warmup + iters):
                     e = timer(lambda: model.encode(src))
@@ -204,5 +238,16 @@ def measure_latency(model: EncoderDecoder, sentence_length: int = 30, beam: int 
             model.train(was_training)
     enc_mean, enc_std = trimmed_stats(enc_times)
     dec_mean, dec_std = trimmed_stats(dec_times)
-    return Latency(enc_mean, dec_mean, enc_std, dec_std, str(dev), used_threads, sentence_length, beam, iters,
-                   used_cores, protocol)
+    return Latency(
+        enc_mean,
+        dec_mean,
+        enc_std,
+        dec_std,
+        str(dev),
+        used_threads,
+        sentence_length,
+        beam,
+        iters,
+        used_cores,
+        protocol,
+    )

@@ -4,6 +4,7 @@ the active setting (HAT's weight sharing); `export()` copies the slices into a p
 The plain and elastic versions are the same classes as far as the model code is concerned
 (an ElasticLinear *is* an nn.Linear), so one forward pass serves both.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,15 +27,15 @@ class ElasticLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.active_in == self.in_features and self.active_out == self.out_features:
             return F.linear(x, self.weight, self.bias)
-        bias = None if self.bias is None else self.bias[:self.active_out]
-        return F.linear(x, self.weight[:self.active_out, :self.active_in], bias)
+        bias = None if self.bias is None else self.bias[: self.active_out]
+        return F.linear(x, self.weight[: self.active_out, : self.active_in], bias)
 
     def export(self) -> nn.Linear:
         out = nn.Linear(self.active_in, self.active_out, bias=self.bias is not None)
         with torch.no_grad():
-            out.weight.copy_(self.weight[:self.active_out, :self.active_in])
+            out.weight.copy_(self.weight[: self.active_out, : self.active_in])
             if self.bias is not None:
-                out.bias.copy_(self.bias[:self.active_out])
+                out.bias.copy_(self.bias[: self.active_out])
         return out
 
 
@@ -55,8 +56,8 @@ class ElasticLayerNorm(nn.LayerNorm):
     def export(self) -> nn.LayerNorm:
         out = nn.LayerNorm(self.active_dim, eps=self.eps)
         with torch.no_grad():
-            out.weight.copy_(self.weight[:self.active_dim])
-            out.bias.copy_(self.bias[:self.active_dim])
+            out.weight.copy_(self.weight[: self.active_dim])
+            out.bias.copy_(self.bias[: self.active_dim])
         return out
 
 
@@ -69,7 +70,7 @@ class ElasticEmbedding(nn.Embedding):
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int):
         super().__init__(num_embeddings, embedding_dim, padding_idx=padding_idx)
-        nn.init.normal_(self.weight, mean=0.0, std=embedding_dim ** -0.5)
+        nn.init.normal_(self.weight, mean=0.0, std=embedding_dim**-0.5)
         with torch.no_grad():
             self.weight[padding_idx].zero_()
 
@@ -93,17 +94,23 @@ class SinusoidalPositions(nn.Module):
     def __init__(self, max_positions: int, table_dim: int):
         super().__init__()
         half = table_dim // 2
-        freq = torch.exp(torch.arange(half, dtype=torch.float) * -(math.log(10000.0) / max(half - 1, 1)))
-        angles = torch.arange(max_positions + self.OFFSET, dtype=torch.float)[:, None] * freq[None, :]
+        freq = torch.exp(
+            torch.arange(half, dtype=torch.float) * -(math.log(10000.0) / max(half - 1, 1))
+        )
+        angles = (
+            torch.arange(max_positions + self.OFFSET, dtype=torch.float)[:, None] * freq[None, :]
+        )
         table = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
         if table_dim % 2:
             table = torch.cat([table, torch.zeros(table.shape[0], 1)], dim=1)
-        table[:self.OFFSET] = 0
+        table[: self.OFFSET] = 0
         self.register_buffer("table", table, persistent=False)
         self.max_positions = max_positions
 
     def forward(self, start: int, length: int, dim: int) -> torch.Tensor:
         """Rows for token positions start .. start+length-1 (0-based), shape (length, dim)."""
         if start + length > self.max_positions:
-            raise ValueError(f"sequence of {start + length} tokens exceeds max positions {self.max_positions}")
-        return self.table[start + self.OFFSET:start + self.OFFSET + length, :dim]
+            raise ValueError(
+                f"sequence of {start + length} tokens exceeds max positions {self.max_positions}"
+            )
+        return self.table[start + self.OFFSET : start + self.OFFSET + length, :dim]

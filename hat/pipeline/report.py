@@ -1,5 +1,6 @@
 """report.md and its plots: BLEU vs measured latency (HAT vs baselines), predicted vs measured
 latency, the search's convergence, and a table per model."""
+
 from __future__ import annotations
 
 import json
@@ -25,18 +26,49 @@ def plot_bleu_vs_latency(rows: list[dict], path: Path, device: str) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     base = sorted((r for r in rows if r["kind"] == "baseline"), key=lambda r: r["latency_ms"])
     hat = sorted((r for r in rows if r["kind"] == "HAT"), key=lambda r: r["latency_ms"])
-    ax.plot([r["latency_ms"] for r in base], [r["bleu"] for r in base], "o--", c="C0", label="Transformer baselines")
-    ax.plot([r["latency_ms"] for r in hat], [r["bleu"] for r in hat], "*-", c="C3", ms=12, label="HAT (found)")
-    labels: dict[str, tuple[tuple[float, float], list[str]]] = {}  # budgets that found one model share a label
+    ax.plot(
+        [r["latency_ms"] for r in base],
+        [r["bleu"] for r in base],
+        "o--",
+        c="C0",
+        label="Transformer baselines",
+    )
+    ax.plot(
+        [r["latency_ms"] for r in hat],
+        [r["bleu"] for r in hat],
+        "*-",
+        c="C3",
+        ms=12,
+        label="HAT (found)",
+    )
+    labels: dict[
+        str, tuple[tuple[float, float], list[str]]
+    ] = {}  # budgets that found one model share a label
     for r in hat:
-        key = json.dumps(r.get("arch"), sort_keys=True) if r.get("arch") else str((r["latency_ms"], r["bleu"]))
+        key = (
+            json.dumps(r.get("arch"), sort_keys=True)
+            if r.get("arch")
+            else str((r["latency_ms"], r["bleu"]))
+        )
         labels.setdefault(key, ((r["latency_ms"], r["bleu"]), []))[1].append(f"{r['budget_ms']:g}")
     for xy, budgets in labels.values():
-        ax.annotate(f"budget{'s' if len(budgets) > 1 else ''} {', '.join(budgets)} ms", xy, textcoords="offset points",
-                    xytext=(6, -10), fontsize=8, color="C3")
+        ax.annotate(
+            f"budget{'s' if len(budgets) > 1 else ''} {', '.join(budgets)} ms",
+            xy,
+            textcoords="offset points",
+            xytext=(6, -10),
+            fontsize=8,
+            color="C3",
+        )
     for r in base:
-        ax.annotate(r["model"].removeprefix("transformer_"), (r["latency_ms"], r["bleu"]), textcoords="offset points",
-                    xytext=(6, 4), fontsize=7, color="C0")
+        ax.annotate(
+            r["model"].removeprefix("transformer_"),
+            (r["latency_ms"], r["bleu"]),
+            textcoords="offset points",
+            xytext=(6, 4),
+            fontsize=7,
+            color="C0",
+        )
     ax.set_xlabel(f"measured latency (ms), {device}")
     ax.set_ylabel("SacreBLEU (test)")
     ax.set_title("BLEU vs latency: HAT SubTransformers vs scaled-down Transformers", fontsize=10)
@@ -48,16 +80,32 @@ def plot_bleu_vs_latency(rows: list[dict], path: Path, device: str) -> None:
 def plot_predicted_vs_measured(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 5))
     pts = results["predictor"]["test_points"]
-    ax.scatter([m for m, _ in pts], [p for _, p in pts], s=14, alpha=0.7, label="latency dataset, test split")
+    ax.scatter(
+        [m for m, _ in pts],
+        [p for _, p in pts],
+        s=14,
+        alpha=0.7,
+        label="latency dataset, test split",
+    )
     verified = [v for r in results["search"]["results"] for v in r["verified"]]
-    measured = [v.get("decided_ms", v["measured_ms"]) for v in verified]  # normalized when a reference was timed
-    ax.scatter(measured, [v["predicted_ms"] for v in verified], marker="*", s=90,
-               c="C3", label="search candidates (--verify-top)")
+    measured = [
+        v.get("decided_ms", v["measured_ms"]) for v in verified
+    ]  # normalized when a reference was timed
+    ax.scatter(
+        measured,
+        [v["predicted_ms"] for v in verified],
+        marker="*",
+        s=90,
+        c="C3",
+        label="search candidates (--verify-top)",
+    )
     values = [x for m, p in pts for x in (m, p)] + measured + [v["predicted_ms"] for v in verified]
     lo, hi = min(values), max(values)
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="predicted = measured")
     m = results["predictor"]["test"]
-    ax.set_title(f"latency predictor: MAPE {m['mape']:.1f}%, Kendall tau {m['kendall_tau']:.2f}", fontsize=10)
+    ax.set_title(
+        f"latency predictor: MAPE {m['mape']:.1f}%, Kendall tau {m['kendall_tau']:.2f}", fontsize=10
+    )
     ax.set_xlabel("measured latency (ms)")
     ax.set_ylabel("predicted latency (ms)")
     ax.grid(alpha=0.3)
@@ -70,10 +118,20 @@ def plot_search(log_path: Path, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for k, budget in enumerate(sorted({r["budget_ms"] for r in records})):
         mine = [r for r in records if r["budget_ms"] == budget]
-        ax.plot([r["iteration"] for r in mine], [r["best_loss"] for r in mine], "-", c=f"C{k}",
-                label=f"best, budget {budget:g} ms")
-        ax.plot([r["iteration"] for r in mine], [r["population_loss_mean"] for r in mine], ":", c=f"C{k}",
-                label=f"population mean, {budget:g} ms")
+        ax.plot(
+            [r["iteration"] for r in mine],
+            [r["best_loss"] for r in mine],
+            "-",
+            c=f"C{k}",
+            label=f"best, budget {budget:g} ms",
+        )
+        ax.plot(
+            [r["iteration"] for r in mine],
+            [r["population_loss_mean"] for r in mine],
+            ":",
+            c=f"C{k}",
+            label=f"population mean, {budget:g} ms",
+        )
     ax.set_xlabel("iteration")
     ax.set_ylabel("validation loss (bits/token, inherited weights)")
     ax.set_title("evolutionary search convergence", fontsize=10)
@@ -87,11 +145,15 @@ def _fmt(v: Any, digits: int = 1) -> str:
 
 
 def table(rows: list[dict]) -> list[str]:
-    lines = ["| model | kind | budget (ms) | predicted (ms) | measured (ms) | SacreBLEU | #params | FLOPs |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | kind | budget (ms) | predicted (ms) | measured (ms) | SacreBLEU | #params | FLOPs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['kind']} | {_fmt(r['budget_ms'])} | {_fmt(r['predicted_ms'])} | "
-                     f"{r['latency_ms']:.1f} | {r['bleu']:.2f} | {r['params'] / 1e6:.2f}M | {r['flops'] / 1e9:.3f}G |")
+        lines.append(
+            f"| {r['model']} | {r['kind']} | {_fmt(r['budget_ms'])} | {_fmt(r['predicted_ms'])} | "
+            f"{r['latency_ms']:.1f} | {r['bleu']:.2f} | {r['params'] / 1e6:.2f}M | {r['flops'] / 1e9:.3f}G |"
+        )
     return lines
 
 
@@ -103,21 +165,27 @@ def comparison(rows: list[dict]) -> str:
     if not hat or not base:
         return ""
     tight = min(hat, key=lambda r: r["budget_ms"])
-    text = (f"At the tightest budget ({tight['budget_ms']:g} ms), the found SubTransformer scores {tight['bleu']:.2f} "
-            f"BLEU at {tight['latency_ms']:.1f} ms.")
+    text = (
+        f"At the tightest budget ({tight['budget_ms']:g} ms), the found SubTransformer scores {tight['bleu']:.2f} "
+        f"BLEU at {tight['latency_ms']:.1f} ms."
+    )
     accurate = [r for r in base if r["bleu"] >= tight["bleu"]]
     if accurate:
         b = min(accurate, key=lambda r: r["latency_ms"])
         speed = b["latency_ms"] / tight["latency_ms"]
-        text += (f" The fastest baseline at least as accurate, {b['model']} ({b['bleu']:.2f} BLEU), takes "
-                 f"{b['latency_ms']:.1f} ms: HAT's model is {speed:.2f}x {'faster' if speed > 1 else 'slower'}.")
+        text += (
+            f" The fastest baseline at least as accurate, {b['model']} ({b['bleu']:.2f} BLEU), takes "
+            f"{b['latency_ms']:.1f} ms: HAT's model is {speed:.2f}x {'faster' if speed > 1 else 'slower'}."
+        )
     else:
         text += " No baseline is as accurate."
     fast = [r for r in base if r["latency_ms"] <= tight["latency_ms"]]
     if fast:
         b = max(fast, key=lambda r: r["bleu"])
-        text += (f" The most accurate baseline at least as fast, {b['model']} ({b['latency_ms']:.1f} ms), scores "
-                 f"{b['bleu']:.2f} BLEU ({tight['bleu'] - b['bleu']:+.2f} for HAT's model).")
+        text += (
+            f" The most accurate baseline at least as fast, {b['model']} ({b['latency_ms']:.1f} ms), scores "
+            f"{b['bleu']:.2f} BLEU ({tight['bleu'] - b['bleu']:+.2f} for HAT's model)."
+        )
     else:
         text += " No baseline is as fast."
     return text
@@ -131,25 +199,38 @@ def write_report(results: dict, rows: list[dict], run_dir: Path, environment: di
     p = results["predictor"]["test"]
     s = results["search"]
     lines = [
-        "# hat pipeline report", "",
+        "# hat pipeline report",
+        "",
         f"Device: {environment['device']}; torch {environment['torch']}; latency protocol: one "
         f"{environment['sentence_length']}-token sentence, beam {environment['beam']}.",
         f"Data: {', '.join(f'{k} {v:,}' for k, v in results['data']['pairs'].items())} pairs, "
-        f"vocabulary {results['data']['vocab_size']:,}.", "",
-        "## Found SubTransformers and baselines", "",
-        *table(rows), "",
-        comparison(rows), "",
-        "![BLEU vs latency](bleu_vs_latency.png)", "",
-        "## Latency predictor", "",
+        f"vocabulary {results['data']['vocab_size']:,}.",
+        "",
+        "## Found SubTransformers and baselines",
+        "",
+        *table(rows),
+        "",
+        comparison(rows),
+        "",
+        "![BLEU vs latency](bleu_vs_latency.png)",
+        "",
+        "## Latency predictor",
+        "",
         f"{results['latency']['rows']} SubTransformers measured on this device; hat's default predictor "
         f"(physics x MLP ensemble, per-layer features) on the held-out 10%: MAPE {p['mape']:.2f}%, "
-        f"RMSE {p['rmse']:.2f} ms, max APE {p['max_ape']:.1f}%, Kendall tau {p['kendall_tau']:.3f}.", "",
-        "![predicted vs measured](predicted_vs_measured.png)", "",
-        "## Search", "",
+        f"RMSE {p['rmse']:.2f} ms, max APE {p['max_ape']:.1f}%, Kendall tau {p['kendall_tau']:.3f}.",
+        "",
+        "![predicted vs measured](predicted_vs_measured.png)",
+        "",
+        "## Search",
+        "",
         f"{len(s['results'])} budgets; {s['evaluated']} SubTransformers evaluated with inherited weights, "
-        f"where HAT's loop (no cache) would run {s['without_cache']} evaluations.", "",
-        "![search convergence](search_convergence.png)", "",
-        "## Architectures", "",
+        f"where HAT's loop (no cache) would run {s['without_cache']} evaluations.",
+        "",
+        "![search convergence](search_convergence.png)",
+        "",
+        "## Architectures",
+        "",
     ]
     for r in rows:
         lines.append(f"- **{r['model']}**: {ArchConfig.from_dict(r['arch'])}")

@@ -10,6 +10,7 @@ resumes from its own checkpoints (training), rows (latency dataset) or state (se
 inputs are the same (`inputs.json`, written as it starts). So a killed pipeline, re-run,
 finishes with the same results, and a changed setting never reuses stale work.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,8 +19,9 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,18 +61,24 @@ class Pipeline:
         self._identity: dict[str, str] = {}  # stage -> sha256 of its done record
 
     # --- stage bookkeeping ----------------------------------------------------------------
-    def stage(self, name: str, fn: Callable[[Path], dict], settings: dict,
-              upstream: Sequence[str] = ()) -> dict:
+    def stage(
+        self, name: str, fn: Callable[[Path], dict], settings: dict, upstream: Sequence[str] = ()
+    ) -> dict:
         """Run `fn(stage_dir)` unless the stage is done with the same inputs; return its result."""
         path = self.dir / name
-        inputs = {"settings": json_sha256(settings), **{f"upstream {u}": self._identity[u] for u in upstream}}
+        inputs = {
+            "settings": json_sha256(settings),
+            **{f"upstream {u}": self._identity[u] for u in upstream},
+        }
         done, started = path / "done.json", path / "inputs.json"
         record = _read_json(done)
         if record is not None and record.get("inputs") == inputs:
             log.info("stage %-13s done (skipped)", name)
             self._identity[name] = json_sha256(record)
             return record["result"]
-        previous = record["inputs"] if record is not None and "inputs" in record else _read_json(started)
+        previous = (
+            record["inputs"] if record is not None and "inputs" in record else _read_json(started)
+        )
         if previous is not None and previous != inputs:
             log.info("stage %-13s reruns: %s changed", name, ", ".join(_changed(previous, inputs)))
             shutil.rmtree(path)
@@ -100,35 +108,75 @@ class Pipeline:
         model = dataclasses.asdict(c.settings(results["data"]["vocab_size"]))
         recipe = {"model": model, "train": dataclasses.asdict(c.train)}
         results["supernet"] = self.stage(
-            "supernet", self.train_supernet,
-            {**recipe, "space": c.space.to_hat_dict(), "updates": c.supernet_updates, "sampling": c.sampling},
-            ["data"])
+            "supernet",
+            self.train_supernet,
+            {
+                **recipe,
+                "space": c.space.to_hat_dict(),
+                "updates": c.supernet_updates,
+                "sampling": c.sampling,
+            },
+            ["data"],
+        )
         results["latency"] = self.stage(
-            "latency", self.collect_latency,
-            {"space": c.space.to_hat_dict(), "model": model, "measure": dataclasses.asdict(c.measure),
-             "rows": c.lat_dataset_size, "seed": c.train.seed})
-        results["predictor"] = self.stage("predictor", self.train_predictor, {"seed": c.train.seed}, ["latency"])
+            "latency",
+            self.collect_latency,
+            {
+                "space": c.space.to_hat_dict(),
+                "model": model,
+                "measure": dataclasses.asdict(c.measure),
+                "rows": c.lat_dataset_size,
+                "seed": c.train.seed,
+            },
+        )
+        results["predictor"] = self.stage(
+            "predictor", self.train_predictor, {"seed": c.train.seed}, ["latency"]
+        )
         results["search"] = self.stage(
-            "search", self.search,
-            {"evolution": dataclasses.asdict(c.evolution), "budgets_ms": c.budgets_ms,
-             "budget_fractions": c.budget_fractions, "verify_top": c.verify_top,
-             "measure": dataclasses.asdict(c.measure), "max_tokens": c.train.max_tokens},
-            ["data", "supernet", "predictor"])
+            "search",
+            self.search,
+            {
+                "evolution": dataclasses.asdict(c.evolution),
+                "budgets_ms": c.budgets_ms,
+                "budget_fractions": c.budget_fractions,
+                "verify_top": c.verify_top,
+                "measure": dataclasses.asdict(c.measure),
+                "max_tokens": c.train.max_tokens,
+            },
+            ["data", "supernet", "predictor"],
+        )
         models = {f"hat@{r['budget_ms']:.1f}ms": r["arch"] for r in results["search"]["results"]}
-        models.update({name: arch.to_dict() for name, arch in baseline_family(c.space, c.baselines).items()})
+        models.update(
+            {name: arch.to_dict() for name, arch in baseline_family(c.space, c.baselines).items()}
+        )
         results["models"] = {}
         for name, arch in models.items():
             inherited = name.startswith("hat@") and c.finetune_inherited
-            settings = {**recipe, "arch": arch, "updates": c.subtransformer_updates,
-                        "finetune_fraction": c.finetune_fraction if inherited else None}
-            results["models"][name] = self.stage(f"models/{name}", self._trainer_for(name, arch), settings,
-                                                 ["data"] + (["supernet"] if inherited else []))
+            settings = {
+                **recipe,
+                "arch": arch,
+                "updates": c.subtransformer_updates,
+                "finetune_fraction": c.finetune_fraction if inherited else None,
+            }
+            results["models"][name] = self.stage(
+                f"models/{name}",
+                self._trainer_for(name, arch),
+                settings,
+                ["data"] + (["supernet"] if inherited else []),
+            )
         results["evaluate"] = self.stage(
-            "evaluate", lambda d: self.evaluate(models, d),
-            {"models": sorted(models), "gen_beam": c.gen_beam, "lenpen": c.lenpen,
-             "max_len": [c.max_len_a, c.max_len_b],
-             "measure": dataclasses.asdict(c.measure), "max_tokens": c.train.max_tokens},
-            ["data"] + [f"models/{name}" for name in models])
+            "evaluate",
+            lambda d: self.evaluate(models, d),
+            {
+                "models": sorted(models),
+                "gen_beam": c.gen_beam,
+                "lenpen": c.lenpen,
+                "max_len": [c.max_len_a, c.max_len_b],
+                "measure": dataclasses.asdict(c.measure),
+                "max_tokens": c.train.max_tokens,
+            },
+            ["data"] + [f"models/{name}" for name in models],
+        )
         return results
 
     def _data_settings(self) -> dict:
@@ -139,7 +187,9 @@ class Pipeline:
         for key in ("trainpref", "validpref", "testpref"):
             for lang in (c.raw["source_lang"], c.raw["target_lang"]):
                 f = Path(f"{c.raw[key]}.{lang}")
-                files[f"{key}.{lang}"] = file_sha256(f) if f.is_file() else None  # preprocess names it
+                files[f"{key}.{lang}"] = (
+                    file_sha256(f) if f.is_file() else None
+                )  # preprocess names it
         return {"raw": c.raw, "raw_sha256": files, "vocab_size": c.vocab_size}
 
     # --- stages -------------------------------------------------------------------------------
@@ -147,44 +197,83 @@ class Pipeline:
         c = self.cfg
         if c.toy:
             write_toy_task(out / "raw", *c.toy_sizes, seed=c.train.seed)
-            raw = {"source_lang": "en", "target_lang": "de", "trainpref": str(out / "raw/train"),
-                   "validpref": str(out / "raw/valid"), "testpref": str(out / "raw/test")}
+            raw = {
+                "source_lang": "en",
+                "target_lang": "de",
+                "trainpref": str(out / "raw/train"),
+                "validpref": str(out / "raw/valid"),
+                "testpref": str(out / "raw/test"),
+            }
         else:
             raw = c.raw
-        meta = preprocess(raw["source_lang"], raw["target_lang"], raw["trainpref"], out / "bin",
-                          validpref=raw["validpref"], testpref=raw["testpref"], vocab_size=c.vocab_size,
-                          overwrite=True)
-        return {"data_dir": str(out / "bin"), "vocab_size": meta["vocab_size"],
-                "pairs": {k: v["pairs"] for k, v in meta["splits"].items()}}
+        meta = preprocess(
+            raw["source_lang"],
+            raw["target_lang"],
+            raw["trainpref"],
+            out / "bin",
+            validpref=raw["validpref"],
+            testpref=raw["testpref"],
+            vocab_size=c.vocab_size,
+            overwrite=True,
+        )
+        return {
+            "data_dir": str(out / "bin"),
+            "vocab_size": meta["vocab_size"],
+            "pairs": {k: v["pairs"] for k, v in meta["splits"].items()},
+        }
 
     def _data(self) -> DataDir:
         return DataDir(self.dir / "data/bin")
 
-    def _train(self, model, save_dir: Path, updates: int, sampler: ConfigSampler | None, meta: dict) -> dict:
+    def _train(
+        self, model, save_dir: Path, updates: int, sampler: ConfigSampler | None, meta: dict
+    ) -> dict:
         c = self.cfg
         schedule = dataclasses.replace(c.train.schedule, max_update=updates)
-        train_cfg = dataclasses.replace(c.train, save_dir=str(save_dir), max_update=updates, schedule=schedule)
+        train_cfg = dataclasses.replace(
+            c.train, save_dir=str(save_dir), max_update=updates, schedule=schedule
+        )
         trainer = Trainer(model, train_cfg, self._data(), sampler, self.world, meta)
         trainer.resume()
         valid = trainer.train()
         checkpoint = save_dir / "checkpoint_last.pt"
-        return {"updates": trainer.state.updates, "valid": {k: v for k, v in valid.items() if k.endswith("loss")},
-                "checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint)}
+        return {
+            "updates": trainer.state.updates,
+            "valid": {k: v for k, v in valid.items() if k.endswith("loss")},
+            "checkpoint": str(checkpoint),
+            "sha256": file_sha256(checkpoint),
+        }
 
     def train_supernet(self, out: Path) -> dict:
         torch.manual_seed(self.cfg.train.seed)
         data = self._data()
         net = SuperTransformer(self.cfg.space, self.cfg.settings(data.vocab_size))
         sampler = ConfigSampler(self.cfg.space, self.cfg.sampling, self.cfg.train.seed)
-        meta = {"kind": "supernet", "space": self.cfg.space.to_hat_dict(), "settings": net.settings.to_dict()}
+        meta = {
+            "kind": "supernet",
+            "space": self.cfg.space.to_hat_dict(),
+            "settings": net.settings.to_dict(),
+        }
         return self._train(net, out, self.cfg.supernet_updates, sampler, meta)
 
     def collect_latency(self, out: Path) -> dict:
         settings = self.cfg.settings(self._data().vocab_size)
-        report = collect(self.cfg.space, settings, self.cfg.measure, out / "latency.csv", self.cfg.lat_dataset_size,
-                         seed=self.cfg.train.seed, progress=self.progress, timer=self.timer)
-        return {"csv": str(out / "latency.csv"), "rows": self.cfg.lat_dataset_size, "drift": report,
-                "sha256": file_sha256(out / "latency.csv")}
+        report = collect(
+            self.cfg.space,
+            settings,
+            self.cfg.measure,
+            out / "latency.csv",
+            self.cfg.lat_dataset_size,
+            seed=self.cfg.train.seed,
+            progress=self.progress,
+            timer=self.timer,
+        )
+        return {
+            "csv": str(out / "latency.csv"),
+            "rows": self.cfg.lat_dataset_size,
+            "drift": report,
+            "sha256": file_sha256(out / "latency.csv"),
+        }
 
     def train_predictor(self, out: Path) -> dict:
         table = load_table(self.dir / "latency/latency.csv")
@@ -192,15 +281,29 @@ class Pipeline:
         feats = np.array([per_layer_features(a, *counts) for a in table.configs])
         cost = cost_terms_from_hat(table.features)
         train, _, test = split_indices(len(table.latency), self.cfg.train.seed)
-        predictor = train_ensemble(feats[train], cost[train], table.latency[train], per_layer_norm(*counts),
-                                   "per-layer", seed=self.cfg.train.seed, layer_counts=counts)
+        predictor = train_ensemble(
+            feats[train],
+            cost[train],
+            table.latency[train],
+            per_layer_norm(*counts),
+            "per-layer",
+            seed=self.cfg.train.seed,
+            layer_counts=counts,
+        )
         pred, _ = predictor.predict(feats[test], cost[test])
         metrics = regression_metrics(pred, table.latency[test])
         predictor.metrics = {"test": metrics}
-        predictor.meta = {"latency": "normalized" if table.normalized else "raw", **table.environment}
+        predictor.meta = {
+            "latency": "normalized" if table.normalized else "raw",
+            **table.environment,
+        }
         predictor.save(str(out / "predictor.pt"))
-        return {"predictor": str(out / "predictor.pt"), "sha256": file_sha256(out / "predictor.pt"), "test": metrics,
-                "test_points": [[float(m), float(p)] for m, p in zip(table.latency[test], pred)]}
+        return {
+            "predictor": str(out / "predictor.pt"),
+            "sha256": file_sha256(out / "predictor.pt"),
+            "test": metrics,
+            "test_points": [[float(m), float(p)] for m, p in zip(table.latency[test], pred)],
+        }
 
     def _budgets(self, latency: LatencyCheck) -> list[float]:
         if self.cfg.budgets_ms:
@@ -209,15 +312,28 @@ class Pipeline:
         return [round(lo + f * (hi - lo), 1) for f in sorted(self.cfg.budget_fractions)]
 
     def search(self, out: Path) -> dict:
-        supernet_file, predictor_file = self.dir / "supernet/checkpoint_last.pt", self.dir / "predictor/predictor.pt"
+        supernet_file, predictor_file = (
+            self.dir / "supernet/checkpoint_last.pt",
+            self.dir / "predictor/predictor.pt",
+        )
         net, _ = load_supernet(supernet_file)
         latency = LatencyCheck(load_predictor(str(predictor_file)))
         data = self._data()
         fitness = Fitness(net, data.split("valid"), self.cfg.train.max_tokens, device=self.device)
-        inputs = {**fitness_inputs(supernet_file, data, "valid", self.cfg.train.max_tokens, None),
-                  "predictor": file_sha256(predictor_file)}
-        evolution = Evolution(self.cfg.space, fitness, latency, self.cfg.evolution, out / "search_state.json",
-                              out / "search_log.jsonl", progress=self.progress, inputs=inputs)
+        inputs = {
+            **fitness_inputs(supernet_file, data, "valid", self.cfg.train.max_tokens, None),
+            "predictor": file_sha256(predictor_file),
+        }
+        evolution = Evolution(
+            self.cfg.space,
+            fitness,
+            latency,
+            self.cfg.evolution,
+            out / "search_state.json",
+            out / "search_log.jsonl",
+            progress=self.progress,
+            inputs=inputs,
+        )
         evolution.restore()
         budgets = self._budgets(latency)
         for budget in budgets:
@@ -225,19 +341,33 @@ class Pipeline:
         results = []
         for budget in budgets:
             ranked = evolution.best_within(budget)
-            best, verified = verify_top(ranked, budget, self.cfg.verify_top, net.export, self.cfg.measure, self.timer,
-                                        **reference_of(latency.predictor.meta))
-            best.arch.to_yaml(out / f"hat@{budget:.1f}ms.yml", header=f"hat pipeline: budget {budget} ms")
+            best, verified = verify_top(
+                ranked,
+                budget,
+                self.cfg.verify_top,
+                net.export,
+                self.cfg.measure,
+                self.timer,
+                **reference_of(latency.predictor.meta),
+            )
+            best.arch.to_yaml(
+                out / f"hat@{budget:.1f}ms.yml", header=f"hat pipeline: budget {budget} ms"
+            )
             results.append({"budget_ms": budget, **best.to_dict(), "verified": verified})
         c = self.cfg.evolution
-        return {"results": results, "evaluated": len(evolution.seen),
-                "without_cache": len(budgets) * (c.evo_iter + 1) * c.population_size}
+        return {
+            "results": results,
+            "evaluated": len(evolution.seen),
+            "without_cache": len(budgets) * (c.evo_iter + 1) * c.population_size,
+        }
 
     def _trainer_for(self, name: str, arch_dict: dict) -> Callable[[Path], dict]:
         def train(out: Path) -> dict:
             arch = ArchConfig.from_dict(arch_dict)
             data = self._data()
-            settings = self.cfg.settings(data.vocab_size)  # records the supernet dims, as HAT trains them
+            settings = self.cfg.settings(
+                data.vocab_size
+            )  # records the supernet dims, as HAT trains them
             torch.manual_seed(self.cfg.train.seed)
             updates = self.cfg.subtransformer_updates
             if name.startswith("hat@") and self.cfg.finetune_inherited:
@@ -245,8 +375,13 @@ class Pipeline:
                 updates = max(1, math.ceil(updates * self.cfg.finetune_fraction))
             else:
                 model = Transformer(arch, settings)
-            meta = {"kind": "subtransformer", "arch": arch.to_dict(), "settings": model.settings.to_dict()}
+            meta = {
+                "kind": "subtransformer",
+                "arch": arch.to_dict(),
+                "settings": model.settings.to_dict(),
+            }
             return {"arch": arch.to_dict(), **self._train(model, out, updates, None, meta)}
+
         return train
 
     def evaluate(self, models: dict[str, dict], out: Path) -> dict:
@@ -256,15 +391,27 @@ class Pipeline:
         for name in models:
             model, _ = load_model(self.dir / "models" / name / "checkpoint_last.pt")
             model.to(self.device)
-            tr = translate_dataset(model, test, data.tokenizer, beam=self.cfg.gen_beam,
-                                   max_tokens=self.cfg.train.max_tokens, len_penalty=self.cfg.lenpen,
-                                   max_len_a=self.cfg.max_len_a, max_len_b=self.cfg.max_len_b, device=self.device)
+            tr = translate_dataset(
+                model,
+                test,
+                data.tokenizer,
+                beam=self.cfg.gen_beam,
+                max_tokens=self.cfg.train.max_tokens,
+                len_penalty=self.cfg.lenpen,
+                max_len_a=self.cfg.max_len_a,
+                max_len_b=self.cfg.max_len_b,
+                device=self.device,
+            )
             with atomic_write(out / f"{name}.hyp.txt") as f:
                 f.writelines(h + "\n" for h in tr.hypotheses)
             lat = self.timer(model, self.cfg.measure)
-            results[name] = {"bleu": round(tr.sacrebleu, 2), "latency_ms": round(lat.total_ms, 2),
-                             "params": model.num_params(), "flops": count_flops(model, self.cfg.measure.sentence_length),
-                             "arch": model.arch.to_dict()}
+            results[name] = {
+                "bleu": round(tr.sacrebleu, 2),
+                "latency_ms": round(lat.total_ms, 2),
+                "params": model.num_params(),
+                "flops": count_flops(model, self.cfg.measure.sentence_length),
+                "arch": model.arch.to_dict(),
+            }
         return results
 
 
@@ -274,8 +421,15 @@ def summary_rows(results: dict[str, Any]) -> list[dict]:
     rows = []
     for name, ev in results["evaluate"].items():
         r = found.get(name)
-        rows.append({"model": name, "kind": "HAT" if r else "baseline", "budget_ms": r["budget_ms"] if r else None,
-                     "predicted_ms": round(r["latency_ms"], 2) if r else None, **ev})
+        rows.append(
+            {
+                "model": name,
+                "kind": "HAT" if r else "baseline",
+                "budget_ms": r["budget_ms"] if r else None,
+                "predicted_ms": round(r["latency_ms"], 2) if r else None,
+                **ev,
+            }
+        )
     return rows
 
 

@@ -8,6 +8,7 @@ state (population, iteration, random state, fitness cache) is saved atomically a
 iteration, so a killed search resumes from its last completed iteration; a state made from
 other inputs (supernet, predictor, data, validation or evolution settings) is never resumed.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,9 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -45,7 +46,9 @@ class EvolutionConfig:
 
     def check(self) -> None:
         if self.parent_size + self.mutation_size + self.crossover_size > self.population_size:
-            raise HatError("parent-size + mutation-size + crossover-size must not exceed population-size")
+            raise HatError(
+                "parent-size + mutation-size + crossover-size must not exceed population-size"
+            )
         if self.parent_size < 2 and self.crossover_size:
             raise HatError("crossover needs parent-size >= 2")
         if not 0 <= self.mutation_prob <= 1:
@@ -85,14 +88,26 @@ class Candidate:
     gene: Gene | None = None  # the gene it was decoded from (entries of absent layers included)
 
     def to_dict(self) -> dict:
-        return {"arch": self.arch.to_dict(), "loss": self.loss, "latency_ms": self.latency_ms,
-                "latency_std_ms": self.latency_std_ms}
+        return {
+            "arch": self.arch.to_dict(),
+            "loss": self.loss,
+            "latency_ms": self.latency_ms,
+            "latency_std_ms": self.latency_std_ms,
+        }
 
 
 class Evolution:
-    def __init__(self, space: SearchSpace, fitness: Callable[[ArchConfig], float], latency: LatencyCheck,
-                 cfg: EvolutionConfig, state_path: Path | None = None, log_path: Path | None = None,
-                 progress: bool = True, inputs: dict | None = None):
+    def __init__(
+        self,
+        space: SearchSpace,
+        fitness: Callable[[ArchConfig], float],
+        latency: LatencyCheck,
+        cfg: EvolutionConfig,
+        state_path: Path | None = None,
+        log_path: Path | None = None,
+        progress: bool = True,
+        inputs: dict | None = None,
+    ):
         """`inputs` identifies everything that decides a fitness or a predicted latency (file
         digests of the supernet, the predictor and the data, the validation settings): a saved
         state made from other inputs is never resumed."""
@@ -124,8 +139,10 @@ class Evolution:
                 out.append(gene)
         if len(out) < n:
             smallest = self.latency.bound(self.space.smallest())
-            raise HatError(f"budget {budget:g} ms is too tight: {self.cfg.max_tries} {what} gave only {len(out)} of {n} "
-                           f"SubTransformers within it (the smallest SubTransformer is predicted at {smallest:.1f} ms)")
+            raise HatError(
+                f"budget {budget:g} ms is too tight: {self.cfg.max_tries} {what} gave only {len(out)} of {n} "
+                f"SubTransformers within it (the smallest SubTransformer is predicted at {smallest:.1f} ms)"
+            )
         return out
 
     def random_gene(self, rng: random.Random) -> Gene:
@@ -133,19 +150,25 @@ class Evolution:
         return tuple(self.space.to_gene(self.space.sample(rng), absent=rng.choice))
 
     def random_population(self, rng: random.Random, budget: float) -> list[Gene]:
-        return self._fill(self.cfg.population_size, lambda: self.random_gene(rng), budget, "random samples")
+        return self._fill(
+            self.cfg.population_size, lambda: self.random_gene(rng), budget, "random samples"
+        )
 
     def mutate(self, rng: random.Random, parents: list[Gene], budget: float) -> list[Gene]:
         def make() -> list[int]:
             gene = rng.choice(parents)
-            return [rng.choice(opts) if rng.random() < self.cfg.mutation_prob else g
-                    for g, opts in zip(gene, self.choices)]
+            return [
+                rng.choice(opts) if rng.random() < self.cfg.mutation_prob else g
+                for g, opts in zip(gene, self.choices)
+            ]
+
         return self._fill(self.cfg.mutation_size, make, budget, "mutations")
 
     def crossover(self, rng: random.Random, parents: list[Gene], budget: float) -> list[Gene]:
         def make() -> list[int]:
             a, b = rng.sample(parents, 2)
             return [rng.choice(pair) for pair in zip(a, b)]
+
         return self._fill(self.cfg.crossover_size, make, budget, "crossovers")
 
     # --- the loop ---------------------------------------------------------------------------
@@ -173,12 +196,17 @@ class Evolution:
             self._save_state(budget, 0, population, rng)
         else:
             population, start, rng = state
-        bar = tqdm(total=self.cfg.evo_iter, initial=start, desc=f"search {tag}{budget:g} ms", unit="iter",
-                   disable=not self.progress or None)
+        bar = tqdm(
+            total=self.cfg.evo_iter,
+            initial=start,
+            desc=f"search {tag}{budget:g} ms",
+            unit="iter",
+            disable=not self.progress or None,
+        )
         t0 = time.time()
         for it in range(start, self.cfg.evo_iter):
             ranked = self._rank(population)
-            parents = [c.gene for c in ranked[:self.cfg.parent_size]]
+            parents = [c.gene for c in ranked[: self.cfg.parent_size]]
             children = self.mutate(rng, parents, budget) + self.crossover(rng, parents, budget)
             self._log(budget, it + 1, ranked, time.time() - t0)
             population = parents + children
@@ -193,32 +221,54 @@ class Evolution:
             return
         best = ranked[0]
         fitness = self.fitness
-        record = {"budget_ms": budget, "iteration": iteration, "best_loss": best.loss,
-                  "best_latency_ms": best.latency_ms, "best_arch": best.arch.to_dict(),
-                  "population_loss_mean": float(np.mean([c.loss for c in ranked])),
-                  "population_loss_min": best.loss,
-                  "population_latency_mean_ms": float(np.mean([c.latency_ms for c in ranked])),
-                  "population_latency_max_ms": float(max(c.latency_ms for c in ranked)),
-                  "evaluations": getattr(fitness, "evaluations", None),
-                  "evaluations_saved": getattr(fitness, "saved", None), "seconds": round(seconds, 2)}
+        record = {
+            "budget_ms": budget,
+            "iteration": iteration,
+            "best_loss": best.loss,
+            "best_latency_ms": best.latency_ms,
+            "best_arch": best.arch.to_dict(),
+            "population_loss_mean": float(np.mean([c.loss for c in ranked])),
+            "population_loss_min": best.loss,
+            "population_latency_mean_ms": float(np.mean([c.latency_ms for c in ranked])),
+            "population_latency_max_ms": float(max(c.latency_ms for c in ranked)),
+            "evaluations": getattr(fitness, "evaluations", None),
+            "evaluations_saved": getattr(fitness, "saved", None),
+            "seconds": round(seconds, 2),
+        }
         with open(self.log_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
 
     # --- resumable state ----------------------------------------------------------------------
     def _fingerprint(self, budget: float) -> dict:
-        return json.loads(json.dumps({"budget": budget, "config": asdict(self.cfg),
-                                      "space": self.space.to_hat_dict(), "format": STATE_FORMAT}))
+        return json.loads(
+            json.dumps(
+                {
+                    "budget": budget,
+                    "config": asdict(self.cfg),
+                    "space": self.space.to_hat_dict(),
+                    "format": STATE_FORMAT,
+                }
+            )
+        )
 
-    def _save_state(self, budget: float, iteration: int, population: list[Gene], rng: random.Random) -> None:
+    def _save_state(
+        self, budget: float, iteration: int, population: list[Gene], rng: random.Random
+    ) -> None:
         if self.state_path is None:
             return
         states = self._read_states()
-        states[f"{budget:g}"] = {"fingerprint": self._fingerprint(budget), "iteration": iteration,
-                                 "population": [list(g) for g in population],
-                                 "rng": _rng_to_json(rng.getstate())}
-        payload = {"inputs": self.inputs, "states": states,
-                   "evaluated": [[a.to_dict(), c.loss] for a, c in self.seen.items()]}
+        states[f"{budget:g}"] = {
+            "fingerprint": self._fingerprint(budget),
+            "iteration": iteration,
+            "population": [list(g) for g in population],
+            "rng": _rng_to_json(rng.getstate()),
+        }
+        payload = {
+            "inputs": self.inputs,
+            "states": states,
+            "evaluated": [[a.to_dict(), c.loss] for a, c in self.seen.items()],
+        }
         with atomic_write(self.state_path) as f:
             json.dump(payload, f)
 
@@ -228,10 +278,14 @@ class Evolution:
         try:
             payload = json.loads(self.state_path.read_text())
         except ValueError as e:
-            raise HatError(f"{self.state_path}: not a search state ({e}); delete it to start afresh") from None
+            raise HatError(
+                f"{self.state_path}: not a search state ({e}); delete it to start afresh"
+            ) from None
         if not isinstance(payload, dict) or not {"states", "evaluated"} <= payload.keys():
-            raise HatError(f"{self.state_path}: not a search state (no states / evaluated); delete it to "
-                           f"start afresh")
+            raise HatError(
+                f"{self.state_path}: not a search state (no states / evaluated); delete it to "
+                f"start afresh"
+            )
         return payload
 
     def _read_states(self) -> dict:
@@ -247,8 +301,13 @@ class Evolution:
         if changed:
             stale = self.state_path.with_name(self.state_path.name + ".stale")
             os.replace(self.state_path, stale)
-            log.warning("search state %s was made with other inputs (%s changed): starting fresh (old state "
-                        "kept as %s)", self.state_path, ", ".join(changed), stale.name)
+            log.warning(
+                "search state %s was made with other inputs (%s changed): starting fresh (old state "
+                "kept as %s)",
+                self.state_path,
+                ", ".join(changed),
+                stale.name,
+            )
             return
         cache = getattr(self.fitness, "cache", None)
         for arch_dict, loss in payload["evaluated"]:
@@ -263,8 +322,11 @@ class Evolution:
             return None
         if state["fingerprint"] != self._fingerprint(budget):
             changed = _changed_keys(state["fingerprint"], self._fingerprint(budget))
-            log.warning("budget %g ms: the saved search used other settings (%s changed): searching afresh",
-                        budget, ", ".join(changed))
+            log.warning(
+                "budget %g ms: the saved search used other settings (%s changed): searching afresh",
+                budget,
+                ", ".join(changed),
+            )
             return None
         rng = random.Random()
         rng.setstate(_rng_from_json(state["rng"]))

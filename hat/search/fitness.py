@@ -5,6 +5,7 @@ candidate; losses are cached by architecture, so a config is evaluated once per 
 re-evaluates the parents every iteration). With `valid_cnt_max`, the batches kept are spread
 evenly over the length-sorted list (HAT kept the first ones: only the shortest sentences).
 """
+
 from __future__ import annotations
 
 import math
@@ -21,14 +22,22 @@ from hat.train.criterion import label_smoothed_nll
 
 
 class Fitness:
-    def __init__(self, supernet: SuperTransformer, valid: ParallelDataset, max_tokens: int = 4096,
-                 valid_cnt_max: int | None = None, label_smoothing: float = 0.1, device: str | torch.device = "cpu",
-                 cache: bool = True):
+    def __init__(
+        self,
+        supernet: SuperTransformer,
+        valid: ParallelDataset,
+        max_tokens: int = 4096,
+        valid_cnt_max: int | None = None,
+        label_smoothing: float = 0.1,
+        device: str | torch.device = "cpu",
+        cache: bool = True,
+    ):
         self.net, self.device = supernet.to(device).eval(), device
         self.smoothing, self.use_cache = label_smoothing, cache
         positions = (supernet.settings.max_source_positions, supernet.settings.max_target_positions)
-        batches = TokenBatcher(valid.src_sizes, valid.tgt_sizes, max_tokens, max_positions=positions,
-                               shuffle=False).batches(1)
+        batches = TokenBatcher(
+            valid.src_sizes, valid.tgt_sizes, max_tokens, max_positions=positions, shuffle=False
+        ).batches(1)
         if valid_cnt_max and valid_cnt_max < len(batches):
             batches = [batches[i * len(batches) // valid_cnt_max] for i in range(valid_cnt_max)]
         self.batches = [valid.collate(b.tolist()).to(device) for b in batches]
@@ -62,11 +71,21 @@ class Fitness:
         return self.requests - self.evaluations
 
 
-def fitness_inputs(supernet_file: str | Path, data: DataDir, subset: str, max_tokens: int,
-                   valid_cnt_max: int | None, label_smoothing: float = 0.1) -> dict:
+def fitness_inputs(
+    supernet_file: str | Path,
+    data: DataDir,
+    subset: str,
+    max_tokens: int,
+    valid_cnt_max: int | None,
+    label_smoothing: float = 0.1,
+) -> dict:
     """What decides a fitness value: the supernet's and the validation split's contents
     (sha256) and the validation settings. A search resumes only when these are unchanged."""
-    return {"supernet": file_sha256(supernet_file),
-            "data": [file_sha256(f) for f in data.split_files(subset)],
-            "valid_subset": subset, "max_tokens": max_tokens, "valid_cnt_max": valid_cnt_max,
-            "label_smoothing": label_smoothing}
+    return {
+        "supernet": file_sha256(supernet_file),
+        "data": [file_sha256(f) for f in data.split_files(subset)],
+        "valid_subset": subset,
+        "max_tokens": max_tokens,
+        "valid_cnt_max": valid_cnt_max,
+        "label_smoothing": label_smoothing,
+    }

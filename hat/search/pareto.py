@@ -3,6 +3,7 @@
 Genes are choice indices (integers); a gene that decodes to no valid SubTransformer gets
 dominated objectives. Fitness and latency are the same cached functions as the evolution.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +18,15 @@ from hat.space import ArchConfig, SearchSpace
 BAD = 1e12
 
 
-def pareto_search(space: SearchSpace, fitness, latency: LatencyCheck, pop_size: int = 125, n_gen: int = 30,
-                  seed: int = 1, with_params: bool = False) -> tuple[list[Candidate], list[Candidate]]:
+def pareto_search(
+    space: SearchSpace,
+    fitness,
+    latency: LatencyCheck,
+    pop_size: int = 125,
+    n_gen: int = 30,
+    seed: int = 1,
+    with_params: bool = False,
+) -> tuple[list[Candidate], list[Candidate]]:
     """(the non-dominated SubTransformers sorted by latency, every SubTransformer evaluated)."""
     from pymoo.algorithms.moo.nsga2 import NSGA2
     from pymoo.core.problem import ElementwiseProblem
@@ -39,8 +47,13 @@ def pareto_search(space: SearchSpace, fitness, latency: LatencyCheck, pop_size: 
 
     class Problem(ElementwiseProblem):
         def __init__(self):
-            super().__init__(n_var=len(choices), n_obj=3 if with_params else 2, xl=0,
-                             xu=np.array([len(c) - 1 for c in choices]), vtype=int)
+            super().__init__(
+                n_var=len(choices),
+                n_obj=3 if with_params else 2,
+                xl=0,
+                xu=np.array([len(c) - 1 for c in choices]),
+                vtype=int,
+            )
 
         def _evaluate(self, x, out, *args, **kwargs):
             arch = decode(x)
@@ -51,17 +64,25 @@ def pareto_search(space: SearchSpace, fitness, latency: LatencyCheck, pop_size: 
                 mean, std = latency(arch)
                 seen[arch] = Candidate(arch, fitness(arch), mean, std)
             c = seen[arch]
-            out["F"] = [c.loss, latency.bound(arch)] + ([analytic_params(arch, space.qkv_dim)] if with_params else [])
+            out["F"] = [c.loss, latency.bound(arch)] + (
+                [analytic_params(arch, space.qkv_dim)] if with_params else []
+            )
 
-    algorithm = NSGA2(pop_size=pop_size, sampling=IntegerRandomSampling(),
-                      crossover=SBX(prob=0.9, eta=3.0, vtype=float, repair=RoundingRepair()),
-                      mutation=PM(eta=3.0, vtype=float, repair=RoundingRepair()), eliminate_duplicates=True)
+    algorithm = NSGA2(
+        pop_size=pop_size,
+        sampling=IntegerRandomSampling(),
+        crossover=SBX(prob=0.9, eta=3.0, vtype=float, repair=RoundingRepair()),
+        mutation=PM(eta=3.0, vtype=float, repair=RoundingRepair()),
+        eliminate_duplicates=True,
+    )
     result = minimize(Problem(), algorithm, ("n_gen", n_gen), seed=seed, verbose=False)
     front = {decode(x) for x in np.atleast_2d(result.X)} - {None}
     return sorted((seen[a] for a in front), key=lambda c: c.latency_ms), list(seen.values())
 
 
-def plot_front(front: list[Candidate], evaluated: list[Candidate], path: str | Path, title: str) -> None:
+def plot_front(
+    front: list[Candidate], evaluated: list[Candidate], path: str | Path, title: str
+) -> None:
     """Loss vs predicted latency: every SubTransformer evaluated, and the Pareto front."""
     import matplotlib
 
@@ -69,10 +90,21 @@ def plot_front(front: list[Candidate], evaluated: list[Candidate], path: str | P
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    ax.scatter([c.latency_ms for c in evaluated], [c.loss for c in evaluated], s=8, c="0.7",
-               label=f"evaluated ({len(evaluated)})")
-    ax.plot([c.latency_ms for c in front], [c.loss for c in front], "o-", c="C3", ms=5,
-            label=f"Pareto front ({len(front)})")
+    ax.scatter(
+        [c.latency_ms for c in evaluated],
+        [c.loss for c in evaluated],
+        s=8,
+        c="0.7",
+        label=f"evaluated ({len(evaluated)})",
+    )
+    ax.plot(
+        [c.latency_ms for c in front],
+        [c.loss for c in front],
+        "o-",
+        c="C3",
+        ms=5,
+        label=f"Pareto front ({len(front)})",
+    )
     ax.set_xlabel("predicted latency (ms)")
     ax.set_ylabel("validation loss (bits/token, inherited weights)")
     ax.set_title(title, fontsize=10)

@@ -12,13 +12,15 @@ If none meets the budget, the walk goes on down the ranking, skipping candidates
 prediction scaled by the worst measured/predicted ratio seen so far still breaks the budget,
 and timing the others until one meets it.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import random
 import statistics
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from hat.latency.dataset import MeasureSettings, Timer, interleaved, protocol_timer
 from hat.search.evolution import Candidate
@@ -42,16 +44,30 @@ def dataset_measure(meta: dict[str, Any], device: str, **override: Any) -> Measu
 
 def reference_of(meta: dict[str, Any]) -> dict[str, Any]:
     """verify_top's `reference` and `calibration_ms` from a predictor's metadata (or none)."""
-    if not meta.get("reference") or not meta.get("calibration_ms") or meta.get("latency") != "normalized":
+    if (
+        not meta.get("reference")
+        or not meta.get("calibration_ms")
+        or meta.get("latency") != "normalized"
+    ):
         return {}
-    return {"reference": ArchConfig.from_dict(json.loads(meta["reference"])),
-            "calibration_ms": float(meta["calibration_ms"])}
+    return {
+        "reference": ArchConfig.from_dict(json.loads(meta["reference"])),
+        "calibration_ms": float(meta["calibration_ms"]),
+    }
 
 
-def verify_top(candidates: list[Candidate], budget: float, k: int, build: Callable[[ArchConfig], Transformer],
-               measure: MeasureSettings, timer: Timer = protocol_timer, max_extra: int = 20,
-               reference: ArchConfig | None = None, calibration_ms: float | None = None,
-               seed: int = 1) -> tuple[Candidate, list[dict]]:
+def verify_top(
+    candidates: list[Candidate],
+    budget: float,
+    k: int,
+    build: Callable[[ArchConfig], Transformer],
+    measure: MeasureSettings,
+    timer: Timer = protocol_timer,
+    max_extra: int = 20,
+    reference: ArchConfig | None = None,
+    calibration_ms: float | None = None,
+    seed: int = 1,
+) -> tuple[Candidate, list[dict]]:
     """Time the first `k` candidates (best first) and, if none meets `budget`, up to `max_extra`
     more chosen by the calibrated walk; return the best one measured within budget (else the
     fastest measured) and the report (one row per timed candidate: predicted, measured,
@@ -66,14 +82,30 @@ def verify_top(candidates: list[Candidate], budget: float, k: int, build: Callab
         row = {"loss": c.loss, "predicted_ms": c.latency_ms, "predicted_std_ms": c.latency_std_ms}
         if ref_model is None:
             measured = timer(model, measure).total_ms
-            row.update(measured_ms=measured, normalized_ms=None, reference_ms=None, drift=None, decided_ms=measured)
+            row.update(
+                measured_ms=measured,
+                normalized_ms=None,
+                reference_ms=None,
+                drift=None,
+                decided_ms=measured,
+            )
         else:
             res = interleaved(model, ref_model, measure, timer, rng)
-            row.update(measured_ms=res.latency.total_ms, normalized_ms=res.normalized_ms(calibration_ms),
-                       reference_ms=res.reference_ms, drift=res.reference_ms / calibration_ms,
-                       decided_ms=res.normalized_ms(calibration_ms))
-        report.append({**row, "meets_budget": row["decided_ms"] <= budget, "arch": c.arch.to_dict(),
-                       "top_k": len(report) < k})
+            row.update(
+                measured_ms=res.latency.total_ms,
+                normalized_ms=res.normalized_ms(calibration_ms),
+                reference_ms=res.reference_ms,
+                drift=res.reference_ms / calibration_ms,
+                decided_ms=res.normalized_ms(calibration_ms),
+            )
+        report.append(
+            {
+                **row,
+                "meets_budget": row["decided_ms"] <= budget,
+                "arch": c.arch.to_dict(),
+                "top_k": len(report) < k,
+            }
+        )
 
     timed = list(candidates[:k])
     for c in timed:
@@ -88,19 +120,31 @@ def verify_top(candidates: list[Candidate], budget: float, k: int, build: Callab
         time_one(c)
         ratio = max(ratio, report[-1]["decided_ms"] / report[-1]["predicted_ms"])
     if ref_model is not None and report:
-        log.info("budget %g ms: device drift factor %.2f (reference %.1f ms now, %.1f ms "
-                 "calibrated); the budget is decided on normalized latency", budget,
-                 statistics.median(r["drift"] for r in report),
-                 statistics.median(r["reference_ms"] for r in report), calibration_ms)
+        log.info(
+            "budget %g ms: device drift factor %.2f (reference %.1f ms now, %.1f ms "
+            "calibrated); the budget is decided on normalized latency",
+            budget,
+            statistics.median(r["drift"] for r in report),
+            statistics.median(r["reference_ms"] for r in report),
+            calibration_ms,
+        )
     for c, r in zip(timed, report):
         if r["meets_budget"]:
             if not r["top_k"]:
-                log.warning("budget %g ms: the top %d measured over budget (worst measured/predicted "
-                            "%.2f after drift); shipping the best candidate that measured within it",
-                            budget, k, ratio)
+                log.warning(
+                    "budget %g ms: the top %d measured over budget (worst measured/predicted "
+                    "%.2f after drift); shipping the best candidate that measured within it",
+                    budget,
+                    k,
+                    ratio,
+                )
             return c, report
-    log.warning("budget %g ms: no candidate timed within budget (measured/predicted up to %.2f); "
-                "returning the fastest measured: re-collect the latency dataset on this device as it "
-                "is now, or search with --latency-std-k", budget, ratio)
+    log.warning(
+        "budget %g ms: no candidate timed within budget (measured/predicted up to %.2f); "
+        "returning the fastest measured: re-collect the latency dataset on this device as it "
+        "is now, or search with --latency-std-k",
+        budget,
+        ratio,
+    )
     fastest = min(range(len(report)), key=lambda i: report[i]["decided_ms"])
     return timed[fastest], report

@@ -1,6 +1,7 @@
 """Training checkpoints: checkpoint_last / checkpoint_best / checkpoint<epoch> /
 checkpoint_<epoch>_<updates>, written atomically, pruned by keep-last-epochs and
 keep-interval-updates; averaging; loading any hat checkpoint as a compact model."""
+
 from __future__ import annotations
 
 import os
@@ -40,7 +41,9 @@ def _atomic_copy(src: Path, dst: Path) -> None:
 
 
 class CheckpointManager:
-    def __init__(self, save_dir: str | Path, keep_last_epochs: int = -1, keep_interval_updates: int = -1):
+    def __init__(
+        self, save_dir: str | Path, keep_last_epochs: int = -1, keep_interval_updates: int = -1
+    ):
         self.dir = Path(save_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.keep_last_epochs, self.keep_interval_updates = keep_last_epochs, keep_interval_updates
@@ -49,8 +52,16 @@ class CheckpointManager:
     def last(self) -> Path:
         return self.dir / "checkpoint_last.pt"
 
-    def save(self, payload: dict[str, Any], epoch: int, updates: int, end_of_epoch: bool,
-             keep_epoch: bool, keep_update: bool, is_best: bool) -> None:
+    def save(
+        self,
+        payload: dict[str, Any],
+        epoch: int,
+        updates: int,
+        end_of_epoch: bool,
+        keep_epoch: bool,
+        keep_update: bool,
+        is_best: bool,
+    ) -> None:
         """Write checkpoint_last, then copy it to the other names this moment calls for."""
         save_checkpoint(payload, self.last)
         if keep_epoch and end_of_epoch:
@@ -63,10 +74,10 @@ class CheckpointManager:
 
     def _prune(self) -> None:
         if self.keep_last_epochs >= 0:
-            for p in epoch_checkpoints(self.dir)[self.keep_last_epochs:]:
+            for p in epoch_checkpoints(self.dir)[self.keep_last_epochs :]:
                 p.unlink(missing_ok=True)
         if self.keep_interval_updates >= 0:
-            for p in update_checkpoints(self.dir)[self.keep_interval_updates:]:
+            for p in update_checkpoints(self.dir)[self.keep_interval_updates :]:
                 p.unlink(missing_ok=True)
 
 
@@ -90,20 +101,26 @@ def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
     first = load_checkpoint(paths[0])
     if "model" not in first:
         raise HatError(f"{paths[0]} holds no model weights")
-    total = {k: v.double().clone() if v.is_floating_point() else v for k, v in first["model"].items()}
+    total = {
+        k: v.double().clone() if v.is_floating_point() else v for k, v in first["model"].items()
+    }
     for path in paths[1:]:
         state = load_checkpoint(path).get("model", {})
         if state.keys() != total.keys():
             raise HatError(f"{path} has different weights than {paths[0]}: cannot average them")
         for k, v in state.items():
             if v.shape != total[k].shape:
-                raise HatError(f"{path}: {k} has shape {tuple(v.shape)}, {tuple(total[k].shape)} "
-                               f"in {paths[0]}: cannot average them")
+                raise HatError(
+                    f"{path}: {k} has shape {tuple(v.shape)}, {tuple(total[k].shape)} "
+                    f"in {paths[0]}: cannot average them"
+                )
             if v.is_floating_point():
                 total[k] += v.double()
     out = {k: v for k, v in first.items() if k not in ("optimizer", "scheduler", "scaler")}
-    out["model"] = {k: (v / len(paths)).to(first["model"][k].dtype) if v.is_floating_point() else v
-                    for k, v in total.items()}
+    out["model"] = {
+        k: (v / len(paths)).to(first["model"][k].dtype) if v.is_floating_point() else v
+        for k, v in total.items()
+    }
     out["averaged_from"] = [str(p) for p in paths]
     return out
 
@@ -114,13 +131,17 @@ def load_supernet(path: str | Path) -> tuple[SuperTransformer, dict[str, Any]]:
     if payload.get("format") != TRAIN_FORMAT or payload.get("kind") != "supernet":
         raise HatError(f"{path} is not a SuperTransformer checkpoint written by `hat train`")
     require_entries(payload, path, ("space", "settings", "model"))
-    net = SuperTransformer(SearchSpace.from_hat_dict(payload["space"], source=str(path)),
-                           ModelSettings.from_dict(payload["settings"]))
+    net = SuperTransformer(
+        SearchSpace.from_hat_dict(payload["space"], source=str(path)),
+        ModelSettings.from_dict(payload["settings"]),
+    )
     load_weights(net, payload["model"], path, hint=" of the space it describes")
     return net.eval(), payload
 
 
-def load_model(path: str | Path, arch: ArchConfig | None = None) -> tuple[Transformer, dict[str, Any]]:
+def load_model(
+    path: str | Path, arch: ArchConfig | None = None
+) -> tuple[Transformer, dict[str, Any]]:
     """A compact Transformer (eval mode) from any hat checkpoint: a compact model, a quantized
     one, a trained SubTransformer, or a SuperTransformer with `arch` choosing the SubTransformer."""
     payload = load_checkpoint(path)
@@ -139,7 +160,9 @@ def load_model(path: str | Path, arch: ArchConfig | None = None) -> tuple[Transf
         load_weights(model, payload["model"], path, hint=" it describes")
         return model.eval(), payload
     if arch is None:
-        raise HatError(f"{path} is a SuperTransformer: pass --configs SUB.yml to choose the SubTransformer")
+        raise HatError(
+            f"{path} is a SuperTransformer: pass --configs SUB.yml to choose the SubTransformer"
+        )
     net, _ = load_supernet(path)
     try:
         return net.export(arch).eval(), payload

@@ -1,4 +1,5 @@
 """Label-smoothed cross-entropy (fairseq/HAT's criterion) and in-place distillation."""
+
 from __future__ import annotations
 
 import torch
@@ -7,7 +8,9 @@ import torch.nn.functional as F
 from hat.data.tokenizer import PAD_ID
 
 
-def label_smoothed_nll(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+def label_smoothed_nll(
+    logits: torch.Tensor, target: torch.Tensor, smoothing: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, nll) summed over non-pad target tokens, in nats.
 
     loss = (1 - eps) * nll + eps * mean over the vocabulary of -log p (uniform smoothing).
@@ -22,7 +25,9 @@ def label_smoothed_nll(logits: torch.Tensor, target: torch.Tensor, smoothing: fl
     return (1.0 - smoothing) * nll + smoothing * smooth, nll
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def distillation_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
     """KL(teacher || student) summed over non-pad target tokens (teacher detached)."""
     keep = target.reshape(-1).ne(PAD_ID)
     vocab = student_logits.shape[-1]

@@ -6,6 +6,7 @@ leaves many supernet weights without a gradient, which torch's DDP would have to
 for every step; summing every parameter's gradient (zeros where absent) keeps the ranks'
 replicas identical without that.
 """
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ sandwich: the largest, the smallest and `n_random` uniform ones per update; the 
 The choice depends only on (seed, update), so every rank trains the same SubTransformers
 and a resumed run samples what the uninterrupted one would have.
 """
+
 from __future__ import annotations
 
 import random
@@ -20,7 +21,9 @@ class ConfigSampler:
     def __init__(self, space: SearchSpace, mode: str = "uniform", seed: int = 1, n_random: int = 2):
         if mode not in MODES:
             raise HatError(f"--sampling {mode} is not one of {', '.join(MODES)}")
-        space.sample(random.Random(0))  # fails early, with a clear error, on a space without choices
+        space.sample(
+            random.Random(0)
+        )  # fails early, with a clear error, on a space without choices
         self.space, self.mode, self.seed, self.n_random = space, mode, seed, n_random
 
     def configs(self, update: int) -> list[ArchConfig]:
@@ -28,4 +31,6 @@ class ConfigSampler:
         rng = random.Random(self.seed * 1_000_003 + update)
         if self.mode == "uniform":
             return [self.space.sample(rng)]
-        return [self.space.largest(), self.space.smallest()] + [self.space.sample(rng) for _ in range(self.n_random)]
+        return [self.space.largest(), self.space.smallest()] + [
+            self.space.sample(rng) for _ in range(self.n_random)
+        ]

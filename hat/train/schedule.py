@@ -7,11 +7,12 @@ cosine:       linear warmup from `warmup_init_lr` to `max_lr`, then a cosine fro
     down to `lr` (HAT's configs: the minimum) over `max_update - warmup_updates` updates;
     each later period restarts scaled by `lr_shrink`.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -35,10 +36,14 @@ def lr_function(cfg: ScheduleConfig) -> Callable[[int], float]:
     """update number (0-based, before the step) -> learning rate."""
     warm = cfg.warmup_updates
     if cfg.name not in SCHEDULERS:
-        raise HatError(f"--lr-scheduler {cfg.name} is not supported; use one of {', '.join(SCHEDULERS)}")
+        raise HatError(
+            f"--lr-scheduler {cfg.name} is not supported; use one of {', '.join(SCHEDULERS)}"
+        )
     if cfg.name == "fixed":
         return lambda update: cfg.lr
-    peak = cfg.lr if cfg.name == "inverse_sqrt" else (cfg.max_lr if cfg.max_lr is not None else None)
+    peak = (
+        cfg.lr if cfg.name == "inverse_sqrt" else (cfg.max_lr if cfg.max_lr is not None else None)
+    )
     if peak is None:
         raise HatError("--lr-scheduler cosine needs --max-lr (the peak; --lr is the final minimum)")
 
@@ -46,10 +51,12 @@ def lr_function(cfg: ScheduleConfig) -> Callable[[int], float]:
         return cfg.warmup_init_lr + (peak - cfg.warmup_init_lr) * update / warm
 
     if cfg.name == "inverse_sqrt":
+
         def f(update: int) -> float:
             if update < warm:
                 return warmup(update)
             return peak * math.sqrt(max(warm, 1) / max(update, 1))
+
         return f
 
     if cfg.max_update <= warm:
@@ -61,13 +68,16 @@ def lr_function(cfg: ScheduleConfig) -> Callable[[int], float]:
             return warmup(update)
         t = update - warm
         i, t_cur = divmod(t, period)
-        shrink = cfg.lr_shrink ** i
+        shrink = cfg.lr_shrink**i
         lo, hi = cfg.lr * shrink, peak * shrink
         return lo + 0.5 * (hi - lo) * (1 + math.cos(math.pi * t_cur / period))
+
     return f
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: ScheduleConfig
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR driving `optimizer` (whose param groups must have lr 1.0)."""
     for group in optimizer.param_groups:
         group["lr"] = 1.0

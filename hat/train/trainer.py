@@ -6,6 +6,7 @@ are summed over ranks and divided by the update's target tokens (fairseq's
 normalisation). Checkpoints hold model, optimizer, LR schedule, AMP scaler, RNG and the
 position in the epoch, so a killed run resumes where its last checkpoint was written.
 """
+
 from __future__ import annotations
 
 import json
@@ -110,8 +111,15 @@ def restore_path(restore_file: str, save_dir: str | Path) -> Path:
 
 
 class Trainer:
-    def __init__(self, model: EncoderDecoder, cfg: TrainConfig, data: DataDir, sampler: ConfigSampler | None,
-                 world: DistInfo, checkpoint_meta: dict[str, Any]):
+    def __init__(
+        self,
+        model: EncoderDecoder,
+        cfg: TrainConfig,
+        data: DataDir,
+        sampler: ConfigSampler | None,
+        world: DistInfo,
+        checkpoint_meta: dict[str, Any],
+    ):
         """`sampler`: which SubTransformers a SuperTransformer trains (None: train `model` as is).
         `checkpoint_meta`: what a checkpoint needs to rebuild the model (kind, space/arch, settings)."""
         self.model, self.cfg, self.data, self.sampler, self.world = model, cfg, data, sampler, world
@@ -119,24 +127,45 @@ class Trainer:
         self.meta = {**checkpoint_meta, "spm_model": (data.path / "spm.model").read_bytes()}
         self.model.to(self.device)
         self.params = list(model.parameters())
-        self.optimizer = torch.optim.AdamW(self.params, lr=1.0, betas=cfg.adam_betas, eps=cfg.adam_eps,
-                                           weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.params,
+            lr=1.0,
+            betas=cfg.adam_betas,
+            eps=cfg.adam_eps,
+            weight_decay=cfg.weight_decay,
+        )
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule)
         self.autocast, self.scaler = self._precision()
         self.state = TrainState()
         self.last_valid: dict[str, Any] = {}
-        self.checkpoints = CheckpointManager(cfg.save_dir, cfg.keep_last_epochs, cfg.keep_interval_updates)
+        self.checkpoints = CheckpointManager(
+            cfg.save_dir, cfg.keep_last_epochs, cfg.keep_interval_updates
+        )
         self.log = JsonlLog(Path(cfg.save_dir) / "train_log.jsonl", world.is_main)
         positions = (model.settings.max_source_positions, model.settings.max_target_positions)
         self.train_set = data.split("train")
-        self.batcher = TokenBatcher(self.train_set.src_sizes, self.train_set.tgt_sizes, cfg.max_tokens,
-                                    cfg.max_sentences, positions, seed=cfg.seed, shuffle=True,
-                                    num_shards=world.world_size, shard_id=world.rank)
+        self.batcher = TokenBatcher(
+            self.train_set.src_sizes,
+            self.train_set.tgt_sizes,
+            cfg.max_tokens,
+            cfg.max_sentences,
+            positions,
+            seed=cfg.seed,
+            shuffle=True,
+            num_shards=world.world_size,
+            shard_id=world.rank,
+        )
         self.valid_set: ParallelDataset | None = None
         if cfg.valid_subset in data.splits:
             self.valid_set = data.split(cfg.valid_subset)
-            self.valid_batches = TokenBatcher(self.valid_set.src_sizes, self.valid_set.tgt_sizes, cfg.max_tokens,
-                                              cfg.max_sentences, positions, shuffle=False).batches(1)
+            self.valid_batches = TokenBatcher(
+                self.valid_set.src_sizes,
+                self.valid_set.tgt_sizes,
+                cfg.max_tokens,
+                cfg.max_sentences,
+                positions,
+                shuffle=False,
+            ).batches(1)
         self._start_time = time.time()
 
     # --- setup --------------------------------------------------------------------------
@@ -162,12 +191,20 @@ class Trainer:
             if self.cfg.restore_file != DEFAULT_RESTORE_FILE:  # fairseq trains from scratch too
                 log.warning("--restore-file %s not found: training from scratch", path)
             return False
-        from hat.checkpoint import (load_checkpoint, load_optimizer_state, load_weights,
-                                    require_entries)
+        from hat.checkpoint import (
+            load_checkpoint,
+            load_optimizer_state,
+            load_weights,
+            require_entries,
+        )
 
         payload = load_checkpoint(path, kind=TRAIN_FORMAT, require=("model",))
-        load_weights(self.model, payload["model"], path,
-                     hint=" being trained (different space or architecture?)")
+        load_weights(
+            self.model,
+            payload["model"],
+            path,
+            hint=" being trained (different space or architecture?)",
+        )
         if payload.get("optimizer") is not None:
             require_entries(payload, path, ("scheduler", "train_state", "rng"))
             load_optimizer_state(self.optimizer, payload["optimizer"], path)
@@ -181,7 +218,14 @@ class Trainer:
             if torch.cuda.is_available() and payload["rng"].get("cuda") is not None:
                 torch.cuda.set_rng_state(payload["rng"]["cuda"], self.device)
         log.info("resumed from %s: epoch %d, update %d", path, self.state.epoch, self.state.updates)
-        self.log.write({"type": "resume", "from": str(path), "update": self.state.updates, "epoch": self.state.epoch})
+        self.log.write(
+            {
+                "type": "resume",
+                "from": str(path),
+                "update": self.state.updates,
+                "epoch": self.state.epoch,
+            }
+        )
         return True
 
     # --- the loop -----------------------------------------------------------------------
@@ -214,24 +258,44 @@ class Trainer:
             epoch = self.state.epoch
             batches = self._epoch_batches(epoch)
             uf = self.cfg.update_freq
-            bar = tqdm(total=math.ceil(len(batches) / uf), initial=self.state.batch_offset // uf,
-                       desc=f"epoch {epoch:03d}", unit="upd", leave=False,
-                       disable=not (self.world.is_main and self.cfg.progress_bar) or None)
+            bar = tqdm(
+                total=math.ceil(len(batches) / uf),
+                initial=self.state.batch_offset // uf,
+                desc=f"epoch {epoch:03d}",
+                unit="upd",
+                leave=False,
+                disable=not (self.world.is_main and self.cfg.progress_bar) or None,
+            )
             while self.state.batch_offset < len(batches) and not self._finished():
                 start = self.state.batch_offset
-                group = batches[start:start + uf]
+                group = batches[start : start + uf]
                 stats = self._update(group)
                 self.state.batch_offset = start + len(group)
                 bar.update(1)
-                bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.2e}",
-                                tok_s=f"{stats['tokens_per_s']:.0f}")
+                bar.set_postfix(
+                    loss=f"{stats['loss']:.3f}",
+                    lr=f"{stats['lr']:.2e}",
+                    tok_s=f"{stats['tokens_per_s']:.0f}",
+                )
                 if self.state.updates % self.cfg.log_interval == 0 or self.state.updates == 1:
                     self.log.write({"type": "train", **stats})
                     if self.world.is_main and bar.disable:  # no progress bar: log lines instead
-                        log.info("update %d | loss %.3f | nll %.3f | lr %.3e | %.0f tok/s", stats["update"],
-                                 stats["loss"], stats["nll_loss"], stats["lr"], stats["tokens_per_s"])
-                mid_valid = self.cfg.validate_interval_updates and self.state.updates % self.cfg.validate_interval_updates == 0
-                mid_save = self.cfg.save_interval_updates and self.state.updates % self.cfg.save_interval_updates == 0
+                        log.info(
+                            "update %d | loss %.3f | nll %.3f | lr %.3e | %.0f tok/s",
+                            stats["update"],
+                            stats["loss"],
+                            stats["nll_loss"],
+                            stats["lr"],
+                            stats["tokens_per_s"],
+                        )
+                mid_valid = (
+                    self.cfg.validate_interval_updates
+                    and self.state.updates % self.cfg.validate_interval_updates == 0
+                )
+                mid_save = (
+                    self.cfg.save_interval_updates
+                    and self.state.updates % self.cfg.save_interval_updates == 0
+                )
                 if mid_valid:
                     last_valid = self.validate()
                 if mid_save or mid_valid:
@@ -259,7 +323,10 @@ class Trainer:
             for j, arch in enumerate(configs):
                 logits, loss, nll = self._forward(batch, arch)
                 if j == 0:
-                    loss_sum, nll_sum = loss_sum + weight * loss.item(), nll_sum + weight * nll.item()
+                    loss_sum, nll_sum = (
+                        loss_sum + weight * loss.item(),
+                        nll_sum + weight * nll.item(),
+                    )
                     if len(configs) > 1:
                         teacher = logits.detach()
                 elif self.cfg.distill_weight > 0:
@@ -272,9 +339,17 @@ class Trainer:
         gnorm = self._step(ntokens)
         self.state.updates += 1
         elapsed = time.time() - t0
-        return {"update": self.state.updates, "epoch": self.state.epoch, "loss": loss_sum / ntokens / LN2,
-                "nll_loss": nll_sum / ntokens / LN2, "lr": lr, "gnorm": gnorm, "ntokens": ntokens,
-                "tokens_per_s": ntokens / max(elapsed, 1e-9), "wall": round(self._elapsed(), 2)}
+        return {
+            "update": self.state.updates,
+            "epoch": self.state.epoch,
+            "loss": loss_sum / ntokens / LN2,
+            "nll_loss": nll_sum / ntokens / LN2,
+            "lr": lr,
+            "gnorm": gnorm,
+            "ntokens": ntokens,
+            "tokens_per_s": ntokens / max(elapsed, 1e-9),
+            "wall": round(self._elapsed(), 2),
+        }
 
     def _forward(self, batch: Batch, arch: ArchConfig | None):
         if arch is not None:
@@ -295,7 +370,9 @@ class Trainer:
         for p in self.params:
             if p.grad is not None:
                 p.grad.div_(max(ntokens, 1.0))
-        gnorm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.clip_norm if self.cfg.clip_norm > 0 else math.inf)
+        gnorm = torch.nn.utils.clip_grad_norm_(
+            self.params, self.cfg.clip_norm if self.cfg.clip_norm > 0 else math.inf
+        )
         if self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -316,7 +393,11 @@ class Trainer:
         """Validation loss (base 2, per target token) of each represent config (main rank)."""
         if self.valid_set is None:
             return {}
-        result: dict[str, Any] = {"type": "valid", "update": self.state.updates, "epoch": self.state.epoch}
+        result: dict[str, Any] = {
+            "type": "valid",
+            "update": self.state.updates,
+            "epoch": self.state.epoch,
+        }
         if self.world.is_main:
             self.model.eval()
             losses = []
@@ -333,35 +414,66 @@ class Trainer:
                     from hat.evaluate import translate_dataset
 
                     model = self.model if arch is None else self.model.export(arch)
-                    bleu = translate_dataset(model, self.valid_set, self.data.tokenizer, beam=self.cfg.eval_bleu_beam,
-                                             max_tokens=self.cfg.max_tokens, device=self.device).sacrebleu
+                    bleu = translate_dataset(
+                        model,
+                        self.valid_set,
+                        self.data.tokenizer,
+                        beam=self.cfg.eval_bleu_beam,
+                        max_tokens=self.cfg.max_tokens,
+                        device=self.device,
+                    ).sacrebleu
                     result[f"{name}_bleu"] = bleu
             result["loss"] = sum(losses) / len(losses)
             self.log.write(result)
-            log.info("valid | update %d | %s", self.state.updates,
-                     " | ".join(f"{k} {v:.3f}" for k, v in result.items() if k.endswith(("loss", "bleu"))))
+            log.info(
+                "valid | update %d | %s",
+                self.state.updates,
+                " | ".join(
+                    f"{k} {v:.3f}" for k, v in result.items() if k.endswith(("loss", "bleu"))
+                ),
+            )
         barrier(self.world)
         return result
 
     # --- checkpoints ----------------------------------------------------------------------
-    def _save(self, valid: dict[str, Any], end_of_epoch: bool, keep_update: bool, epoch: int | None = None) -> None:
+    def _save(
+        self, valid: dict[str, Any], end_of_epoch: bool, keep_update: bool, epoch: int | None = None
+    ) -> None:
         if self.world.is_main:
-            is_best = "loss" in valid and valid["update"] == self.state.updates and valid["loss"] < self.state.best_loss
+            is_best = (
+                "loss" in valid
+                and valid["update"] == self.state.updates
+                and valid["loss"] < self.state.best_loss
+            )
             if is_best:
                 self.state.best_loss = valid["loss"]
             self.state.wall_seconds = self._elapsed()
             self._start_time = time.time()
             payload = {
-                "format": TRAIN_FORMAT, "version": 1, **self.meta,
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "format": TRAIN_FORMAT,
+                "version": 1,
+                **self.meta,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler else None,
                 "train_state": asdict(self.state),
-                "rng": {"torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None},
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(self.device)
+                    if self.device.type == "cuda"
+                    else None,
+                },
                 "valid": {k: v for k, v in valid.items() if isinstance(v, (int, float, str))},
             }
             keep_epoch = epoch is not None and epoch % self.cfg.save_interval == 0
-            self.checkpoints.save(payload, epoch or self.state.epoch, self.state.updates, end_of_epoch,
-                                  keep_epoch=keep_epoch, keep_update=keep_update, is_best=is_best)
+            self.checkpoints.save(
+                payload,
+                epoch or self.state.epoch,
+                self.state.updates,
+                end_of_epoch,
+                keep_epoch=keep_epoch,
+                keep_update=keep_update,
+                is_best=is_best,
+            )
         barrier(self.world)
