@@ -118,3 +118,8 @@ def file_sha256(path: str | Path) -> str:
 def json_sha256(obj: object) -> str:
     """sha256 of a JSON-serialisable object (keys sorted): the identity of a set of settings."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def changed_keys(old: dict, new: dict) -> list[str]:
+    """The top-level keys whose values differ between two fingerprints (sorted)."""
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

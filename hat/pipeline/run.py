@@ -30,7 +30,7 @@ from hat.data.dataset import DataDir
 from hat.data.preprocess import preprocess
 from hat.data.toy import write_toy_task
 from hat.evaluate import translate_dataset
-from hat.fsutil import atomic_write, file_sha256, json_sha256
+from hat.fsutil import atomic_write, changed_keys, file_sha256, json_sha256
 from hat.latency.dataset import Timer, collect, load_table, protocol_timer
 from hat.latency.features import cost_terms_from_hat, per_layer_features, per_layer_norm
 from hat.latency.predictor import load_predictor, regression_metrics, split_indices, train_ensemble
@@ -80,7 +80,9 @@ class Pipeline:
             record["inputs"] if record is not None and "inputs" in record else _read_json(started)
         )
         if previous is not None and previous != inputs:
-            log.info("stage %-13s reruns: %s changed", name, ", ".join(_changed(previous, inputs)))
+            log.info(
+                "stage %-13s reruns: %s changed", name, ", ".join(changed_keys(previous, inputs))
+            )
             shutil.rmtree(path)
         elif record is not None:
             log.info("stage %-13s reruns: its done.json records no inputs", name)
@@ -440,7 +442,3 @@ def _read_json(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def _changed(old: dict, new: dict) -> list[str]:
-    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hat.errors import HatError
-from hat.fsutil import atomic_write
+from hat.fsutil import atomic_write, changed_keys
 from hat.latency.predictor import Predictor
 from hat.space import ArchConfig, SearchSpace
 
@@ -297,7 +297,7 @@ class Evolution:
         payload = self._read_payload()
         if not payload:
             return
-        changed = _changed_keys(payload.get("inputs", {}), self.inputs)
+        changed = changed_keys(payload.get("inputs", {}), self.inputs)
         if changed:
             stale = self.state_path.with_name(self.state_path.name + ".stale")
             os.replace(self.state_path, stale)
@@ -321,7 +321,7 @@ class Evolution:
         if state is None:
             return None
         if state["fingerprint"] != self._fingerprint(budget):
-            changed = _changed_keys(state["fingerprint"], self._fingerprint(budget))
+            changed = changed_keys(state["fingerprint"], self._fingerprint(budget))
             log.warning(
                 "budget %g ms: the saved search used other settings (%s changed): searching afresh",
                 budget,
@@ -331,11 +331,6 @@ class Evolution:
         rng = random.Random()
         rng.setstate(_rng_from_json(state["rng"]))
         return [tuple(g) for g in state["population"]], state["iteration"], rng
-
-
-def _changed_keys(old: dict, new: dict) -> list[str]:
-    """The top-level keys whose values differ between two fingerprints (sorted)."""
-    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
 def _rng_to_json(state: tuple) -> list:
