@@ -1,4 +1,5 @@
-"""HAT-style entry point: `python evo_search.py --configs=... --evo-configs=...` == `hat search ...`."""
+"""HAT-style entry point: `python evo_search.py --configs=... --evo-configs=...`, the same as
+`hat search ...`."""
 
 from hat.cli.search import main
 

@@ -1,4 +1,5 @@
-"""HAT-style entry point: `python latency_predictor.py --configs=...` == `hat latency-predictor ...`."""
+"""HAT-style entry point: `python latency_predictor.py --configs=...`, the same as
+`hat latency-predictor ...`."""
 
 from hat.cli.latency_predictor import main
 

@@ -62,7 +62,6 @@ def build_trainers(
             data,
             ConfigSampler(space, "uniform", seed),
             DistInfo(device=device),
-            {"kind": "supernet"},
         )
     return trainers
 

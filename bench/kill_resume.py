@@ -60,28 +60,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
+sys.path.insert(0, str(REPO / "tests"))  # the tiny space and pipeline flags of the test suite
+from conftest import tiny_space  # noqa: E402
+from test_pipeline import fake_timer, tiny_args  # noqa: E402
 
-SPACE = {  # tests/conftest.py tiny_space(), HAT's keys
-    "encoder-embed-dim": 64,
-    "decoder-embed-dim": 48,
-    "encoder-ffn-embed-dim": 96,
-    "decoder-ffn-embed-dim": 80,
-    "encoder-layers": 4,
-    "decoder-layers": 3,
-    "encoder-attention-heads": 4,
-    "decoder-attention-heads": 4,
-    "qkv-dim": 32,
-    "encoder-embed-choice": [64, 48, 32],
-    "decoder-embed-choice": [48, 32],
-    "encoder-ffn-embed-dim-choice": [96, 64],
-    "decoder-ffn-embed-dim-choice": [80, 40],
-    "encoder-layer-num-choice": [4, 3],
-    "decoder-layer-num-choice": [3, 2, 1],
-    "encoder-self-attention-heads-choice": [4, 2],
-    "decoder-self-attention-heads-choice": [4, 2],
-    "decoder-ende-attention-heads-choice": [4, 2, 1],
-    "decoder-arbitrary-ende-attn-choice": [-1, 1, 2],
-}
+SPACE = tiny_space().to_hat_dict()
 TRAIN_KEYS = {
     "max-tokens": 600,
     "dropout": 0.2,
@@ -94,49 +77,9 @@ TRAIN_KEYS = {
     "seed": 3,
 }
 TRAIN_UPDATES, LAT_ROWS = 100, 20
-PIPELINE_FLAGS = [  # tests/test_pipeline.py tiny_args
-    "--toy-train-size=1500",
-    "--toy-valid-size=80",
-    "--toy-test-size=60",
-    "--vocab-size=400",
-    "--max-tokens=1500",
-    "--supernet-max-update=25",
-    "--subtransformer-max-update=12",
-    "--lat-dataset-size=16",
-    "--latiter=1",
-    "--lat-warmup=0",
-    "--sentence-length=6",
-    "--evo-iter=2",
-    "--population-size=8",
-    "--parent-size=2",
-    "--mutation-size=3",
-    "--crossover-size=3",
-    "--latency-constraint-fraction",
-    "0.3",
-    "0.8",
-    "--verify-top=1",
-    "--gen-beam=2",
-    "--baselines=2",
-    "--warmup-updates=5",
-    "--dropout=0.1",
-    "--max-len-b=12",
-]
-for _k, _v in SPACE.items():
-    PIPELINE_FLAGS += [f"--{_k}"] + ([str(x) for x in _v] if isinstance(_v, list) else [str(_v)])
 
 
 # --- the pipeline child (--pipeline-timer proxy) -------------------------------------------
-def proxy_timer(model, measure):
-    """Deterministic 'latency' (tests/test_pipeline.py fake_timer): the latency proxy, in ms."""
-    from hat.latency.dataset import proxy_cost
-    from hat.latency.measure import Latency
-
-    ms = proxy_cost(model.arch, measure.sentence_length, measure.beam, model.settings.qkv_dim) / 1e5
-    return Latency(
-        ms * 0.2, ms * 0.8, 0.0, 0.0, "cpu", 1, measure.sentence_length, measure.beam, measure.iters
-    )
-
-
 def pipeline_child(argv: list[str]) -> int:
     """`hat pipeline ARGV`, through hat.cli.pipeline, with the deterministic timer."""
     import functools
@@ -144,7 +87,7 @@ def pipeline_child(argv: list[str]) -> int:
     import hat.cli.pipeline as cli
     from hat.pipeline.run import Pipeline
 
-    cli.Pipeline = functools.partial(Pipeline, timer=proxy_timer)
+    cli.Pipeline = functools.partial(Pipeline, timer=fake_timer)
     return cli.main(argv)
 
 
@@ -493,7 +436,7 @@ class PipelineCmd(Command):
         head = [PY, "-m", "hat", "pipeline"]
         if self.timer == "proxy":
             head = [PY, str(Path(__file__).resolve()), "--pipeline-child"]
-        return head + [f"--run-dir={d / 'run'}"] + PIPELINE_FLAGS
+        return head + tiny_args(d / "run")
 
     def at_kill(self, d):
         run = d / "run"
@@ -531,10 +474,14 @@ class PipelineCmd(Command):
         trial["stages_in_progress_at_kill"] = kill.get("stages_in_progress")
         if not (d / "run/report.md").exists():
             return ["no report.md"]
+
+        def evaluated(models: str):
+            return (ref / "run/evaluate").glob(f"{models}/test.hyp.*")
+
         if self.timer == "proxy":
             if (d / "run/report.md").read_text() != (ref / "run/report.md").read_text():
                 fails.append("report.md differs from the reference's")
-            hyps = sorted(p.name for p in (ref / "run/evaluate").glob("*.hyp.txt"))
+            hyps = sorted(str(p.relative_to(ref / "run/evaluate")) for p in evaluated("*"))
         else:  # model | kind | budget | predicted | measured | BLEU | #params | FLOPs
 
             def det(rows):
@@ -548,7 +495,9 @@ class PipelineCmd(Command):
                     f"report table (baselines: model, kind, BLEU, #params, FLOPs; HAT "
                     f"rows) {det(self.table(d))} != reference {det(self.table(ref))}"
                 )
-            hyps = sorted(p.name for p in (ref / "run/evaluate").glob("transformer_*.hyp.txt"))
+            hyps = sorted(
+                str(p.relative_to(ref / "run/evaluate")) for p in evaluated("transformer_*")
+            )
         want, got = self.stage_results(ref), self.stage_results(d)
         if self.timer == "real":  # the stages before any timing, and the baselines' training
             want = {

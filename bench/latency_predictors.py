@@ -6,7 +6,8 @@ Kendall tau, training seconds. Then few-shot transfer between HAT's WMT devices 
 100 samples of the new device), and, when present, hat's CPU dataset with per-layer features.
 Prints one JSON object per result line and a summary line.
 
-    python bench/latency_predictors.py [--seeds 5] [--parts hat few-shot ours] [--ours latency_dataset/iwslt14deen_cpu_epyc.csv]
+    python bench/latency_predictors.py [--seeds 5] [--parts hat few-shot ours] \
+        [--ours latency_dataset/iwslt14deen_cpu_epyc.csv]
 """
 
 from __future__ import annotations
@@ -18,21 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from hat.latency.dataset import load_table
 from hat.latency.features import (
     HAT_FEATURE_NORM,
     cost_terms_from_hat,
     per_layer_features,
     per_layer_norm,
 )
-from hat.latency.predictor import (
-    adapt,
-    regression_metrics,
-    split_indices,
-    timed,
-    train_ensemble,
-    train_hat_recipe,
-)
+from hat.latency.fit import timed
+from hat.latency.metrics import regression_metrics, split_indices
+from hat.latency.table import load_table
+from hat.latency.training import adapt, train_ensemble, train_hat_recipe
 
 SHARED = Path(__file__).resolve().parents[2] / "shared/data/hat-latency"
 HAT_DATASETS = {  # name -> lat-norm of HAT's predictor YAML

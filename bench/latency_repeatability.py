@@ -33,10 +33,14 @@ import torch
 
 from hat.cli.args import settings_from_args, space_from_args
 from hat.cli.latency_dataset import build_parser
-from hat.latency.dataset import MeasureSettings, collect, load_table, read_rows
+from hat.latency.dataset import collect
 from hat.latency.features import cost_terms_from_hat, per_layer_features, per_layer_norm
 from hat.latency.measure import core_load
-from hat.latency.predictor import regression_metrics, split_indices, train_ensemble
+from hat.latency.metrics import regression_metrics, split_indices
+from hat.latency.rows import read_rows
+from hat.latency.table import load_table
+from hat.latency.timing import MeasureSettings
+from hat.latency.training import train_ensemble
 from hat.search.evolution import Candidate
 from hat.search.verify import verify_top
 from hat.space import ArchConfig
@@ -187,7 +191,7 @@ def main() -> None:
         ranked = sorted(
             (
                 Candidate(a, -ms * rng.uniform(0.9, 1.1), ms, 0.0)
-                for a, ms in zip(archs, norm)
+                for a, ms in zip(archs, norm, strict=False)
                 if ms <= budget
             ),
             key=lambda c: c.loss,

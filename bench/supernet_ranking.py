@@ -7,7 +7,8 @@ the same SubTransformer trained from scratch for a short fixed budget. Reports K
 Spearman rho per supernet. From-scratch runs resume (their checkpoints live in --work-dir).
 
     python bench/supernet_ranking.py --data data/binary/multi30k_en_de \
-        --supernet uniform=runs/m30k_super/checkpoint_last.pt --supernet sandwich=runs/m30k_sandwich/checkpoint_last.pt \
+        --supernet uniform=runs/m30k_super/checkpoint_last.pt \
+        --supernet sandwich=runs/m30k_sandwich/checkpoint_last.pt \
         --n 8 --updates 500 --work-dir runs/ranking
 
 On a GPU the from-scratch runs are launch-bound: train them in parallel processes with
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 
 from hat.data.dataset import DataDir
-from hat.latency.predictor import kendall_tau, spearman
+from hat.latency.metrics import kendall_tau, spearman
 from hat.profile import analytic_params
 from hat.search.fitness import Fitness
 from hat.space import ArchConfig
@@ -80,7 +81,6 @@ def train_from_scratch(
         data,
         None,
         DistInfo(device=device),
-        {"kind": "subtransformer", "arch": arch.to_dict(), "settings": settings.to_dict()},
     )
     trainer.resume()
     loss = trainer.train()["model_loss"]
@@ -106,7 +106,8 @@ def main() -> None:
     p.add_argument(
         "--no-train",
         action="store_true",
-        help="rank over the from-scratch runs already finished (e.g. shards stopped by a time limit)",
+        help="rank over the from-scratch runs already finished (e.g. shards stopped by a time "
+        "limit)",
     )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import sacrebleu
 import torch
@@ -19,6 +20,7 @@ from tqdm import tqdm
 from hat.data.batching import TokenBatcher
 from hat.data.dataset import ParallelDataset
 from hat.data.tokenizer import Tokenizer
+from hat.fsutil import atomic_write
 from hat.generate import MAX_LEN_A, MAX_LEN_B, beam_search, greedy_search
 from hat.transformer import EncoderDecoder
 
@@ -31,10 +33,29 @@ class Translations:
     hypotheses: list[str]
     references: list[str]
     seconds: float
+    tokens: int = 0  # target tokens generated, </s> included
+
+    @property
+    def sentences_per_second(self) -> float:
+        return len(self.hypotheses) / self.seconds if self.seconds else 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
 
     @property
     def sacrebleu(self) -> float:
         return sacrebleu_score(self.hypotheses, self.references)
+
+    def write(self, directory: str | Path, subset: str, source_lang: str, target_lang: str) -> None:
+        """SUBSET.hyp.TGT, SUBSET.ref.TGT and SUBSET.src.SRC in `directory`, one line a pair."""
+        for kind, lines, lang in (
+            ("hyp", self.hypotheses, target_lang),
+            ("ref", self.references, target_lang),
+            ("src", self.sources, source_lang),
+        ):
+            with atomic_write(Path(directory) / f"{subset}.{kind}.{lang}") as f:
+                f.writelines(line + "\n" for line in lines)
 
 
 def sacrebleu_score(hypotheses: list[str], references: list[str]) -> float:
@@ -104,7 +125,7 @@ def translate_dataset(
                 hyps[0].tokens
                 for hyps in beam_search(model, src, beam, max_len_a, max_len_b, len_penalty)
             ]
-        hyp_ids.update(zip(indices.tolist(), best))
+        hyp_ids.update(zip(indices.tolist(), best, strict=False))
     model.train(was_training)
     order = range(len(dataset))
     return Translations(
@@ -112,4 +133,5 @@ def translate_dataset(
         hypotheses=tokenizer.decode([hyp_ids.get(i, []) for i in order]),
         references=tokenizer.decode([dataset.tgt[i] for i in order]),
         seconds=time.time() - start,
+        tokens=sum(len(ids) + 1 for ids in hyp_ids.values()),
     )

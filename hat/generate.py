@@ -64,27 +64,30 @@ def beam_search(
     when it has `beam` of them and leaves the batch. `enc`: the encoder output, when the
     caller has it already (latency timing measures the decoder alone that way).
     """
+    # B sentences, K = beam, V = vocabulary, T = max_len; n = sentences still in the batch.
+    # Decoder rows are sentence-major: row b * K + k is beam k of the b-th live sentence.
     bsz, device = src_tokens.shape[0], src_tokens.device
     max_len = max_output_length(model, src_tokens, max_len_a, max_len_b)
     enc = model.encode(src_tokens) if enc is None else enc
-    state = model.start_decoding(enc, beam=beam, max_steps=max_len + 1)
+    state = model.start_decoding(enc, beam=beam, max_steps=max_len + 1)  # KV cache: B*K rows
     tokens = torch.full((bsz * beam, max_len + 2), PAD_ID, dtype=torch.long, device=device)
-    tokens[:, 0] = EOS_ID
-    cum = torch.zeros(bsz, beam, device=device)
+    tokens[:, 0] = EOS_ID  # (B*K, T+2): </s> starts every target, as in fairseq
+    cum = torch.zeros(bsz, beam, device=device)  # (n, K) summed log-probs
     cum[:, 1:] = -torch.inf  # all beams start identical: expand only the first at step 0
     finalized: list[list[Hypothesis]] = [[] for _ in range(bsz)]
     sentence_ids = list(range(bsz))  # row block -> sentence id
-    offsets = torch.arange(2 * beam, device=device)
+    offsets = torch.arange(2 * beam, device=device)  # (2K,)
 
     for step in range(max_len + 1):
         n = len(sentence_ids)
-        lprobs = model.decode_step(tokens[:, step], state)
+        lprobs = model.decode_step(tokens[:, step], state)  # (n*K, V)
         _mask_specials(lprobs, step, max_len, min_len)
         vocab = lprobs.shape[1]
-        cand = (cum.view(-1, 1) + lprobs).view(n, beam * vocab)
-        top_scores, top_idx = cand.topk(2 * beam, dim=1)
-        beam_idx, top_tok = top_idx // vocab, top_idx % vocab
-        is_eos = top_tok.eq(EOS_ID) & top_scores.gt(-torch.inf)
+        cand = (cum.view(-1, 1) + lprobs).view(n, beam * vocab)  # (n, K*V)
+        # 2K candidates: even if K of them are </s>, K others continue
+        top_scores, top_idx = cand.topk(2 * beam, dim=1)  # (n, 2K)
+        beam_idx, top_tok = top_idx // vocab, top_idx % vocab  # (n, 2K): source beam, token
+        is_eos = top_tok.eq(EOS_ID) & top_scores.gt(-torch.inf)  # (n, 2K)
 
         # finalize </s> among the first `beam` candidates
         eos_rows = (is_eos[:, :beam]).nonzero().tolist()
@@ -107,10 +110,11 @@ def beam_search(
             break
 
         # continue with the `beam` best candidates that are not </s>
-        order = (is_eos.long() * 2 * beam + offsets).argsort(dim=1)[:, :beam]
-        cum = top_scores.gather(1, order)
+        order = (is_eos.long() * 2 * beam + offsets).argsort(dim=1)[:, :beam]  # (n, K)
+        cum = top_scores.gather(1, order)  # (n, K)
+        # (n*K,) the decoder row each new beam extends
         rows = (beam_idx.gather(1, order) + torch.arange(n, device=device)[:, None] * beam).view(-1)
-        next_tok = top_tok.gather(1, order).view(-1)
+        next_tok = top_tok.gather(1, order).view(-1)  # (n*K,)
         keep = [b for b in range(n) if not done[b]]
         if len(keep) < n:
             keep_t = torch.tensor(keep, device=device)
@@ -118,9 +122,9 @@ def beam_search(
             next_tok = next_tok.view(n, beam)[keep_t].view(-1)
             cum = cum[keep_t]
             sentence_ids = [sentence_ids[b] for b in keep]
-        tokens = tokens.index_select(0, rows)
+        tokens = tokens.index_select(0, rows)  # (n'*K, T+2), n' = sentences kept
         tokens[:, step + 1] = next_tok
-        state.reorder(rows, rows_changed=len(keep) < n)
+        state.reorder(rows, rows_changed=len(keep) < n)  # KV cache rows follow their beams
 
     return [sorted(h, key=lambda x: -x.score) for h in finalized]
 
@@ -146,7 +150,7 @@ def greedy_search(
         lprobs = model.decode_step(last, state)
         _mask_specials(lprobs, step, max_len, min_len)
         best, last = lprobs.max(dim=1)
-        for b, (tok, lp) in enumerate(zip(last.tolist(), best.tolist())):
+        for b, (tok, lp) in enumerate(zip(last.tolist(), best.tolist(), strict=False)):
             if finished[b]:
                 continue
             log_probs[b] += lp
@@ -158,5 +162,5 @@ def greedy_search(
             break
     return [
         Hypothesis(toks, lp / (len(toks) + 1) ** len_penalty, lp)
-        for toks, lp in zip(out, log_probs)
+        for toks, lp in zip(out, log_probs, strict=False)
     ]

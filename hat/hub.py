@@ -13,15 +13,16 @@ The fairseq keys map to hat's as follows (`{i}`: layer number):
                                                           src_embed_tokens.weight (unshared encoder)
     *.self_attn.in_proj_weight|bias  ([q; k; v] rows) -> *.self_attn.in_proj.weight|bias
     *.self_attn.{q,k,v}_proj.weight|bias              -> concatenated into *.self_attn.in_proj
-    decoder.layers.{i}.encoder_attn.in_proj_weight|bias -> ende_attn.q_proj (rows of q), ende_attn.kv_proj (k; v)
+    decoder.layers.{i}.encoder_attn.in_proj_weight|bias -> ende_attn.q_proj (rows of q),
+                                                           ende_attn.kv_proj (k; v)
     decoder.layers.{i}.encoder_attn.{q,k,v}_proj.*    -> ende_attn.q_proj, ende_attn.kv_proj (k; v)
     *.self_attn.out_proj / encoder_attn.out_proj      -> *.self_attn.out_proj / ende_attn.out_proj
     *.self_attn_layer_norm                            -> *.self_attn_norm
     decoder.layers.{i}.encoder_attn_layer_norm        -> ende_attn_norm
     *.final_layer_norm                                -> *.ffn_norm
     *.fc1, *.fc2                                      -> *.fc1, *.fc2
-    encoder.layer_norm / decoder.layer_norm           -> encoder_norm / decoder_norm (pre-norm models)
-    *.embed_positions._float_tensor, *.version        -> dropped (positions are recomputed: fairseq's table)
+    encoder.layer_norm / decoder.layer_norm           -> encoder_norm / decoder_norm (pre-norm)
+    *.embed_positions._float_tensor, *.version        -> dropped (positions: fairseq's table)
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def read_hat_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-# --- key mapping -------------------------------------------------------------------------------------
+# --- key mapping ----------------------------------------------------------------------------------
 def _hat_space(args: argparse.Namespace) -> SearchSpace:
     values = {}
     for name in list(SUPERNET_KEYS) + list(CHOICE_KEYS):
@@ -226,7 +227,7 @@ def import_hat_checkpoint(path: str | Path) -> SuperTransformer:
     return net.eval()
 
 
-# --- downloads -----------------------------------------------------------------------------------------
+# --- downloads ------------------------------------------------------------------------------------
 REGISTRY_FILE = Path(__file__).with_name("model_registry.json")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9@][A-Za-z0-9._@-]{0,199}")  # a plain file name: no '/', no '..'
 _SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -21,6 +21,7 @@ from hat.errors import HatError
 from hat.fsutil import atomic_write
 
 # ArchConfig field -> HAT's SubTransformer YAML key
+DEFAULT_QKV_DIM = 512  # HAT's qkv-dim default
 ARCH_KEYS = {
     "encoder_embed_dim": "encoder-embed-dim-subtransformer",
     "decoder_embed_dim": "decoder-embed-dim-subtransformer",
@@ -113,7 +114,7 @@ def _as_int_list(value: Any, key: str) -> tuple[int, ...]:
     return tuple(_as_int(v, key) for v in value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ArchConfig:
     """One SubTransformer: HAT's ten architecture fields (per-layer lists are tuples)."""
 
@@ -215,7 +216,8 @@ class ArchConfig:
 
     def __str__(self) -> str:
         return (
-            f"enc {self.encoder_embed_dim}x{self.encoder_layer_num} ffn {list(self.encoder_ffn_embed_dim)} "
+            f"enc {self.encoder_embed_dim}x{self.encoder_layer_num} "
+            f"ffn {list(self.encoder_ffn_embed_dim)} "
             f"heads {list(self.encoder_self_attention_heads)} | dec {self.decoder_embed_dim}x"
             f"{self.decoder_layer_num} ffn {list(self.decoder_ffn_embed_dim)} heads "
             f"{list(self.decoder_self_attention_heads)}/{list(self.decoder_ende_attention_heads)} "
@@ -239,7 +241,7 @@ class SearchSpace:
     decoder_layers: int
     encoder_attention_heads: int
     decoder_attention_heads: int
-    qkv_dim: int = 512
+    qkv_dim: int = DEFAULT_QKV_DIM
     encoder_embed_choice: tuple[int, ...] | None = None
     decoder_embed_choice: tuple[int, ...] | None = None
     encoder_ffn_embed_dim_choice: tuple[int, ...] | None = None
@@ -381,37 +383,46 @@ class SearchSpace:
             decoder_arbitrary_ende_attn=[c(rng, arb) for _ in range(dec_layers)],
         )
 
-    def _extreme(self, pick) -> ArchConfig:
+    def homogeneous(
+        self,
+        pick: Callable[[list[int]], int],
+        encoder_layers: int | None = None,
+        decoder_layers: int | None = None,
+        ende: int | None = None,
+    ) -> ArchConfig:
+        """The SubTransformer with `pick(options)` for every choice, the same in every layer;
+        the layer counts and the arbitrary attention may be given instead."""
         self._require_choices()
-        enc = pick(self.encoder_layer_num_choice)
-        dec = pick(self.decoder_layer_num_choice)
-        arb = pick(
-            [v for v in self.decoder_arbitrary_ende_attn_choice if ende_layer_count(v) <= enc]
-        )
+        enc = encoder_layers or pick(self.encoder_layer_num_choice)
+        dec = decoder_layers or pick(self.decoder_layer_num_choice)
+        if ende is None:
+            ende = pick(
+                [v for v in self.decoder_arbitrary_ende_attn_choice if ende_layer_count(v) <= enc]
+            )
         return ArchConfig(
-            pick(self.encoder_embed_choice),
-            pick(self.decoder_embed_choice),
-            enc,
-            dec,
-            [pick(self.encoder_ffn_embed_dim_choice)] * enc,
-            [pick(self.decoder_ffn_embed_dim_choice)] * dec,
-            [pick(self.encoder_self_attention_heads_choice)] * enc,
-            [pick(self.decoder_self_attention_heads_choice)] * dec,
-            [pick(self.decoder_ende_attention_heads_choice)] * dec,
-            [arb] * dec,
+            encoder_embed_dim=pick(self.encoder_embed_choice),
+            decoder_embed_dim=pick(self.decoder_embed_choice),
+            encoder_layer_num=enc,
+            decoder_layer_num=dec,
+            encoder_ffn_embed_dim=[pick(self.encoder_ffn_embed_dim_choice)] * enc,
+            decoder_ffn_embed_dim=[pick(self.decoder_ffn_embed_dim_choice)] * dec,
+            encoder_self_attention_heads=[pick(self.encoder_self_attention_heads_choice)] * enc,
+            decoder_self_attention_heads=[pick(self.decoder_self_attention_heads_choice)] * dec,
+            decoder_ende_attention_heads=[pick(self.decoder_ende_attention_heads_choice)] * dec,
+            decoder_arbitrary_ende_attn=[ende] * dec,
         )
 
     def largest(self) -> ArchConfig:
         """Every choice at its maximum (arbitrary attention over the most encoder layers)."""
-        return self._extreme(max)
+        return self.homogeneous(max)
 
     def smallest(self) -> ArchConfig:
         """Every choice at its minimum (attention to the last encoder layer only)."""
-        return self._extreme(min)
+        return self.homogeneous(min)
 
     def middle(self) -> ArchConfig:
         """Every choice at its median (a fixed mid-sized reference SubTransformer)."""
-        return self._extreme(lambda options: sorted(options)[len(options) // 2])
+        return self.homogeneous(lambda options: sorted(options)[len(options) // 2])
 
     # --- genes (HAT's layout) ----------------------------------------------------------
     def gene_choices(self) -> list[tuple[int, ...]]:
@@ -470,7 +481,16 @@ class SearchSpace:
         dec = [g[pos + k * ld : pos + k * ld + nd] for k in range(4)]
         return self.validate(
             ArchConfig(
-                g[0], g[2 + 2 * le], ne, nd, enc_ffn, dec[0], enc_heads, dec[1], dec[2], dec[3]
+                encoder_embed_dim=g[0],
+                decoder_embed_dim=g[2 + 2 * le],
+                encoder_layer_num=ne,
+                decoder_layer_num=nd,
+                encoder_ffn_embed_dim=enc_ffn,
+                decoder_ffn_embed_dim=dec[0],
+                encoder_self_attention_heads=enc_heads,
+                decoder_self_attention_heads=dec[1],
+                decoder_ende_attention_heads=dec[2],
+                decoder_arbitrary_ende_attn=dec[3],
             )
         )
 

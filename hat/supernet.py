@@ -42,31 +42,31 @@ class SuperTransformer(EncoderDecoder):
         elastic = dict(linear=ElasticLinear, norm=ElasticLayerNorm)
         self.encoder_layers = nn.ModuleList(
             EncoderLayer(
-                space.encoder_embed_dim,
-                space.encoder_ffn_embed_dim,
-                space.encoder_attention_heads,
-                space.qkv_dim,
-                s.dropout,
-                s.attention_dropout,
-                s.activation_dropout,
-                s.normalize_before,
+                embed_dim=space.encoder_embed_dim,
+                ffn_dim=space.encoder_ffn_embed_dim,
+                heads=space.encoder_attention_heads,
+                qkv_dim=space.qkv_dim,
+                dropout=s.dropout,
+                attention_dropout=s.attention_dropout,
+                activation_dropout=s.activation_dropout,
+                normalize_before=s.normalize_before,
                 **elastic,
             )
             for _ in range(space.encoder_layers)
         )
         self.decoder_layers = nn.ModuleList(
             DecoderLayer(
-                space.decoder_embed_dim,
-                space.encoder_embed_dim,
-                space.decoder_ffn_embed_dim,
-                space.decoder_attention_heads,
-                space.decoder_attention_heads,
-                1,
-                space.qkv_dim,
-                s.dropout,
-                s.attention_dropout,
-                s.activation_dropout,
-                s.normalize_before,
+                embed_dim=space.decoder_embed_dim,
+                encoder_embed_dim=space.encoder_embed_dim,
+                ffn_dim=space.decoder_ffn_embed_dim,
+                self_heads=space.decoder_attention_heads,
+                ende_heads=space.decoder_attention_heads,
+                ende_layers=1,
+                qkv_dim=space.qkv_dim,
+                dropout=s.dropout,
+                attention_dropout=s.attention_dropout,
+                activation_dropout=s.activation_dropout,
+                normalize_before=s.normalize_before,
                 **elastic,
             )
             for _ in range(space.decoder_layers)
@@ -75,16 +75,16 @@ class SuperTransformer(EncoderDecoder):
             self.encoder_norm = ElasticLayerNorm(space.encoder_embed_dim)
             self.decoder_norm = ElasticLayerNorm(space.decoder_embed_dim)
         largest = ArchConfig(
-            space.encoder_embed_dim,
-            space.decoder_embed_dim,
-            space.encoder_layers,
-            space.decoder_layers,
-            [space.encoder_ffn_embed_dim] * space.encoder_layers,
-            [space.decoder_ffn_embed_dim] * space.decoder_layers,
-            [space.encoder_attention_heads] * space.encoder_layers,
-            [space.decoder_attention_heads] * space.decoder_layers,
-            [space.decoder_attention_heads] * space.decoder_layers,
-            [-1] * space.decoder_layers,
+            encoder_embed_dim=space.encoder_embed_dim,
+            decoder_embed_dim=space.decoder_embed_dim,
+            encoder_layer_num=space.encoder_layers,
+            decoder_layer_num=space.decoder_layers,
+            encoder_ffn_embed_dim=[space.encoder_ffn_embed_dim] * space.encoder_layers,
+            decoder_ffn_embed_dim=[space.decoder_ffn_embed_dim] * space.decoder_layers,
+            encoder_self_attention_heads=[space.encoder_attention_heads] * space.encoder_layers,
+            decoder_self_attention_heads=[space.decoder_attention_heads] * space.decoder_layers,
+            decoder_ende_attention_heads=[space.decoder_attention_heads] * space.decoder_layers,
+            decoder_arbitrary_ende_attn=[-1] * space.decoder_layers,
         )
         self.set_config(largest)
 
@@ -95,7 +95,7 @@ class SuperTransformer(EncoderDecoder):
         s, e, d = self.settings, cfg.encoder_embed_dim, cfg.decoder_embed_dim
         enc_p = scaled_dropouts(s, e, self.space.encoder_embed_dim)
         dec_p = scaled_dropouts(s, d, self.space.decoder_embed_dim)
-        self.encoder_dropout, self.decoder_dropout = enc_p[0], dec_p[0]
+        self.encoder_dropout, self.decoder_dropout = enc_p["dropout"], dec_p["dropout"]
         for i in range(cfg.encoder_layer_num):
             layer = self.encoder_layers[i]
             _configure_sublayers(
@@ -110,7 +110,7 @@ class SuperTransformer(EncoderDecoder):
             layer.ende_attn.kv_proj.set_active(e, 2 * self.space.qkv_dim)
             layer.ende_attn.out_proj.set_active(self.space.qkv_dim, d)
             layer.ende_attn.num_heads = cfg.decoder_ende_attention_heads[i]
-            layer.ende_attn.dropout = dec_p[1]
+            layer.ende_attn.dropout = dec_p["attention_dropout"]
             layer.ende_attn_norm.set_active(d)
             layer.ende_layers = cfg.ende_layers(i)
         if s.normalize_before:
@@ -135,16 +135,17 @@ def _configure_sublayers(
     embed: int,
     ffn: int,
     heads: int,
-    dropouts: tuple[float, float, float],
+    dropouts: dict[str, float],
 ) -> None:
     """Set the active dims, heads and scaled dropouts of a layer's self-attention and FFN."""
     qkv = layer.self_attn.qkv_dim
     layer.self_attn.in_proj.set_active(embed, 3 * qkv)
     layer.self_attn.out_proj.set_active(qkv, embed)
     layer.self_attn.num_heads = heads
-    layer.self_attn.dropout = dropouts[1]
+    layer.self_attn.dropout = dropouts["attention_dropout"]
     layer.self_attn_norm.set_active(embed)
     layer.fc1.set_active(embed, ffn)
     layer.fc2.set_active(ffn, embed)
     layer.ffn_norm.set_active(embed)
-    layer.dropout, layer.activation_dropout = dropouts[0], dropouts[2]
+    layer.dropout = dropouts["dropout"]
+    layer.activation_dropout = dropouts["activation_dropout"]

@@ -25,7 +25,8 @@ from hat.errors import HatError
 from hat.nn.attention import KVCache
 from hat.nn.elastic import ElasticEmbedding, SinusoidalPositions
 from hat.nn.layers import DecoderLayer, EncoderLayer
-from hat.space import ArchConfig
+from hat.settings import setting
+from hat.space import DEFAULT_QKV_DIM, ArchConfig
 
 CHECKPOINT_FORMAT = "hat.transformer"
 
@@ -35,19 +36,21 @@ class ModelSettings:
     """Everything about the model that is not searched.
 
     `supernet_*_embed_dim`: the SuperTransformer a SubTransformer comes from. As in HAT, the
-    residual and activation dropouts scale with `active dim / supernet dim` and positions are the supernet's
-    sinusoidal table sliced to the active dim. None means the model's own dims.
+    residual and activation dropouts scale with `active dim / supernet dim` and positions are the
+    supernet's sinusoidal table sliced to the active dim. None means the model's own dims.
     """
 
-    vocab_size: int
-    qkv_dim: int = 512
-    dropout: float = 0.1
-    attention_dropout: float = 0.0
-    activation_dropout: float = 0.0
-    max_source_positions: int = 1024
-    max_target_positions: int = 1024
-    share_all_embeddings: bool = True
-    normalize_before: bool = False
+    vocab_size: int = 0  # the data's (0 until a data directory gives it)
+    qkv_dim: int = DEFAULT_QKV_DIM  # the SuperTransformer's (HAT's qkv-dim key, a space key)
+    dropout: float = setting(0.1, "dropout (scaled by active/supernet dim, as HAT)", hat=True)
+    attention_dropout: float = setting(0.0, "", hat=True)
+    activation_dropout: float = setting(0.0, "", aliases=("relu-dropout",))
+    max_source_positions: int = setting(1024, "")
+    max_target_positions: int = setting(1024, "")
+    share_all_embeddings: bool = setting(
+        True, "one token table for source and target (joint vocabulary)", hat=True
+    )
+    normalize_before: bool = setting(False, "pre-norm layers (default: post-norm, as HAT)")
     supernet_encoder_embed_dim: int | None = None
     supernet_decoder_embed_dim: int | None = None
 
@@ -74,14 +77,16 @@ class ModelSettings:
         return self.supernet_decoder_embed_dim or arch.decoder_embed_dim
 
 
-def scaled_dropouts(
-    settings: ModelSettings, dim: int, table_dim: int
-) -> tuple[float, float, float]:
-    """(dropout, attention dropout, activation dropout) of a side whose embed dim is `dim` in a
-    supernet of `table_dim`: as HAT, the residual/embedding and activation dropouts scale by
-    dim / table_dim, the attention-weight dropout does not."""
+def scaled_dropouts(settings: ModelSettings, dim: int, table_dim: int) -> dict[str, float]:
+    """The dropout, attention_dropout and activation_dropout of a side whose embed dim is `dim`
+    in a supernet of `table_dim`: as HAT, the residual/embedding and activation dropouts scale
+    by dim / table_dim, the attention-weight dropout does not."""
     r = dim / table_dim
-    return settings.dropout * r, settings.attention_dropout, settings.activation_dropout * r
+    return {
+        "dropout": settings.dropout * r,
+        "attention_dropout": settings.attention_dropout,
+        "activation_dropout": settings.activation_dropout * r,
+    }
 
 
 @dataclass
@@ -252,29 +257,29 @@ class Transformer(EncoderDecoder):
         self._build_embeddings(enc_table, dec_table, arch.encoder_embed_dim, arch.decoder_embed_dim)
         enc_p = scaled_dropouts(settings, arch.encoder_embed_dim, enc_table)
         dec_p = scaled_dropouts(settings, arch.decoder_embed_dim, dec_table)
-        self.encoder_dropout, self.decoder_dropout = enc_p[0], dec_p[0]
+        self.encoder_dropout, self.decoder_dropout = enc_p["dropout"], dec_p["dropout"]
         self.encoder_layers = nn.ModuleList(
             EncoderLayer(
-                arch.encoder_embed_dim,
-                arch.encoder_ffn_embed_dim[i],
-                arch.encoder_self_attention_heads[i],
-                settings.qkv_dim,
-                *enc_p,
-                settings.normalize_before,
+                embed_dim=arch.encoder_embed_dim,
+                ffn_dim=arch.encoder_ffn_embed_dim[i],
+                heads=arch.encoder_self_attention_heads[i],
+                qkv_dim=settings.qkv_dim,
+                normalize_before=settings.normalize_before,
+                **enc_p,
             )
             for i in range(arch.encoder_layer_num)
         )
         self.decoder_layers = nn.ModuleList(
             DecoderLayer(
-                arch.decoder_embed_dim,
-                arch.encoder_embed_dim,
-                arch.decoder_ffn_embed_dim[i],
-                arch.decoder_self_attention_heads[i],
-                arch.decoder_ende_attention_heads[i],
-                arch.ende_layers(i),
-                settings.qkv_dim,
-                *dec_p,
-                settings.normalize_before,
+                embed_dim=arch.decoder_embed_dim,
+                encoder_embed_dim=arch.encoder_embed_dim,
+                ffn_dim=arch.decoder_ffn_embed_dim[i],
+                self_heads=arch.decoder_self_attention_heads[i],
+                ende_heads=arch.decoder_ende_attention_heads[i],
+                ende_layers=arch.ende_layers(i),
+                qkv_dim=settings.qkv_dim,
+                normalize_before=settings.normalize_before,
+                **dec_p,
             )
             for i in range(arch.decoder_layer_num)
         )
@@ -291,7 +296,7 @@ class Transformer(EncoderDecoder):
             self.output_projection.weight.copy_(weight)
 
     def num_params(self, embeddings: bool = False) -> int:
-        """#parameters; without `embeddings`, HAT's convention (no embedding table / output layer)."""
+        """#parameters; without `embeddings`, HAT's convention (no embedding table or output)."""
         tables = {id(t.weight) for t in (self.embed_tokens, self.src_embed_tokens) if t is not None}
         return sum(p.numel() for p in self.parameters() if embeddings or id(p) not in tables)
 

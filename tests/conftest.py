@@ -110,3 +110,21 @@ def tiny_space(**changes):
         decoder_arbitrary_ende_attn_choice=[-1, 1, 2],
     )
     return SearchSpace(**{**base, **changes})
+
+
+def outside_tiny_space():
+    """A SubTransformer that is not in `tiny_space()` (encoder embed 128 > 64)."""
+    from hat.space import ArchConfig
+
+    return ArchConfig(
+        encoder_embed_dim=128,
+        decoder_embed_dim=48,
+        encoder_layer_num=4,
+        decoder_layer_num=1,
+        encoder_ffn_embed_dim=[96] * 4,
+        decoder_ffn_embed_dim=[40],
+        encoder_self_attention_heads=[4] * 4,
+        decoder_self_attention_heads=[4],
+        decoder_ende_attention_heads=[4],
+        decoder_arbitrary_ende_attn=[-1],
+    )

@@ -20,13 +20,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_space
+from conftest import outside_tiny_space, tiny_space
 
 from hat.checkpoint import load_checkpoint, save_checkpoint
 from hat.cli import main
-from hat.latency.dataset import EXTRA_COLUMNS, HAT_COLUMNS, plan_configs, row_for
 from hat.latency.measure import Latency
-from hat.latency.predictor import HatNet, Predictor
+from hat.latency.plan import plan_configs
+from hat.latency.predictor import HatMlpPredictor, HatNet
+from hat.latency.rows import EXTRA_COLUMNS, HAT_COLUMNS, row_for
 from hat.space import ArchConfig
 from hat.train.checkpoints import load_supernet
 
@@ -109,8 +110,13 @@ def fx(tmp_path_factory) -> Fx:
     compact = root / "compact.pt"
     net.export(space.smallest()).save(compact, spm_model=(data / "spm.model").read_bytes())
     predictor = root / "predictor.pt"
-    Predictor(
-        "hat-mlp", "hat10", [1.0] * 10, 200.0, [HatNet(10, 8, 1)], hidden_dim=8, hidden_layer_num=1
+    HatMlpPredictor(
+        feature_set="hat10",
+        feature_norm=[1.0] * 10,
+        nets=[HatNet(10, 8, 1)],
+        lat_norm=200.0,
+        hidden_dim=8,
+        hidden_layer_num=1,
     ).save(str(predictor))
     lat_csv = root / "lat.csv"
     write_latency_csv(lat_csv, plan_configs(space, LAT_ROWS, 1))
@@ -419,7 +425,7 @@ def latency_dataset_corrupt_metadata(fx: Fx, t: Path) -> Case:
 
 def latency_dataset_sub_outside_space(fx: Fx, t: Path) -> Case:
     sub = t / "big.yml"
-    ArchConfig(128, 48, 4, 1, [96] * 4, [40], [4] * 4, [4], [4], [-1]).to_yaml(sub)
+    outside_tiny_space().to_yaml(sub)
     return Case(dataset_argv(fx, t / "lat.csv", "--measure", str(sub)), sub, "encoder")
 
 
@@ -561,7 +567,7 @@ def generate_missing_split(fx: Fx, t: Path) -> Case:
 
 def generate_sub_outside_space(fx: Fx, t: Path) -> Case:
     sub = t / "big.yml"
-    ArchConfig(128, 48, 4, 1, [96] * 4, [40], [4] * 4, [4], [4], [-1]).to_yaml(sub)
+    outside_tiny_space().to_yaml(sub)
     return Case(
         ["generate", "--data", str(fx.data), "--path", str(fx.supernet), f"--configs={sub}"],
         fx.supernet,

@@ -37,7 +37,7 @@ def test_same_seed_same_order_new_epoch_new_order(sizes):
     src, tgt = sizes
     a = TokenBatcher(src, tgt, max_tokens=2048, seed=3).batches(1)
     b = TokenBatcher(src, tgt, max_tokens=2048, seed=3).batches(1)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b)) and len(a) == len(b)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=False)) and len(a) == len(b)
     c = TokenBatcher(src, tgt, max_tokens=2048, seed=3).batches(2)
     d = TokenBatcher(src, tgt, max_tokens=2048, seed=4).batches(1)
     flat = np.concatenate(a)

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 from conftest import assert_one_line_error, run_cli
 
+from hat.cli.parser import HAT_KEYS
 from hat.cli.preprocess import build_parser
-from hat.config import HAT_KEYS, load_yaml
+from hat.config import load_yaml
 from hat.errors import HatError
 
 

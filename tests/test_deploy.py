@@ -14,7 +14,7 @@ from conftest import REPO, assert_one_line_error, run_cli, tiny_space
 from test_train import write_space_yaml
 
 from hat.generate import beam_search
-from hat.latency.dataset import MeasureSettings
+from hat.latency.timing import MeasureSettings
 from hat.onnx_export import OnnxTransformer, export_onnx
 from hat.quantize import (
     dequantize_state,

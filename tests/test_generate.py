@@ -58,7 +58,7 @@ def test_the_model_learned_enough_for_eos_to_matter(trained):
     assert lengths != [12] * len(lengths)  # it stops by itself
     correct = sum(
         h.tokens == [t for t in row.tolist() if t not in (PAD_ID, EOS_ID)]
-        for h, row in zip(hyps, tgt)
+        for h, row in zip(hyps, tgt, strict=False)
     )
     assert correct >= 4
 
@@ -67,7 +67,7 @@ def test_beam_one_equals_greedy(trained):
     _, compact, src, _ = trained
     greedy = greedy_search(compact, src, max_len_b=12)
     beam = beam_search(compact, src, beam=1, max_len_b=12)
-    for g, b in zip(greedy, beam):
+    for g, b in zip(greedy, beam, strict=False):
         assert g.tokens == b[0].tokens
         assert g.score == pytest.approx(b[0].score, abs=1e-5)
 

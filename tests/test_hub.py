@@ -22,7 +22,7 @@ from hat.supernet import SuperTransformer
 from hat.transformer import ModelSettings
 
 
-class FairseqMeter:  # stands for fairseq classes a HAT checkpoint pickles (fairseq is not installed)
+class FairseqMeter:  # a fairseq class a HAT checkpoint pickles (fairseq is not installed)
     def __init__(self):
         self.avg = 1.5
 
@@ -52,7 +52,7 @@ def to_fairseq(net: SuperTransformer, split_qkv: bool) -> dict:
                 k, v = value.chunk(2)
                 q = sd.pop(f"{prefix}._q_{kind}")
             if split_qkv:
-                for name, t in zip("qkv", (q, k, v)):
+                for name, t in zip("qkv", (q, k, v), strict=False):
                     sd[f"{prefix}.{name}_proj.{kind}"] = t
             else:
                 sd[f"{prefix}.in_proj_{kind}"] = torch.cat([q, k, v])

@@ -7,33 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import assert_one_line_error, run_cli, tiny_space
+from conftest import assert_one_line_error, outside_tiny_space, run_cli, tiny_space
 
 from hat.errors import HatError
-from hat.latency.dataset import (
-    EXTRA_COLUMNS,
-    HAT_COLUMNS,
-    MeasureSettings,
-    collect,
-    drift_report,
-    interleaved,
-    load_table,
-    normalise_by_reference,
-    plan_configs,
-    proxy_cost,
-    read_rows,
-)
+from hat.latency.dataset import collect
 from hat.latency.features import cost_terms_from_hat, hat_features
 from hat.latency.measure import Latency, trimmed_stats
-from hat.latency.predictor import (
-    kendall_tau,
-    load_predictor,
-    regression_metrics,
-    spearman,
-    split_indices,
-    train_ensemble,
-    train_hat_recipe,
-)
+from hat.latency.metrics import kendall_tau, regression_metrics, spearman, split_indices
+from hat.latency.plan import plan_configs, proxy_cost
+from hat.latency.predictor import load_predictor
+from hat.latency.rows import EXTRA_COLUMNS, HAT_COLUMNS, read_rows
+from hat.latency.table import drift_report, load_table, normalise_by_reference
+from hat.latency.timing import MeasureSettings, interleaved
+from hat.latency.training import train_ensemble, train_hat_recipe
 from hat.space import ArchConfig
 from hat.transformer import ModelSettings
 
@@ -267,14 +253,15 @@ def test_measure_one_config_and_hat_yaml(tmp_path: Path, shared_data: Path):
 
     for f in (shared_data / "hat-configs").glob("*/latency_dataset/*.yml"):
         args = build_parser().parse_args([f"--configs={f}"])
-        assert args.lat_dataset_size == 2000 and (args.latgpu or args.latcpu)
+        device = "cuda" if "gpu" in f.name else "cpu"
+        assert args.lat_dataset_size == 2000 and args.lat_device == device
 
 
 def test_measure_refuses_a_config_outside_the_space(tmp_path: Path):
     space = tmp_path / "space.yml"
     space.write_text(yaml.safe_dump(tiny_space().to_hat_dict()))
     sub = tmp_path / "sub.yml"
-    ArchConfig(128, 48, 4, 1, [96] * 4, [40], [4] * 4, [4], [4], [-1]).to_yaml(sub)
+    outside_tiny_space().to_yaml(sub)
     result = run_cli(
         "latency-dataset", f"--configs={space}", "--measure", str(sub), "--qkv-dim", "32"
     )
@@ -286,7 +273,7 @@ def test_measure_refuses_a_config_outside_the_space(tmp_path: Path):
 def test_oob_shrinkage_keeps_a_real_correction_and_shrinks_noise():
     import torch
 
-    from hat.latency.predictor import oob_shrinkage
+    from hat.latency.training import oob_shrinkage
 
     class Fixed(torch.nn.Module):
         def __init__(self, out: torch.Tensor):

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from conftest import tiny_space
 
+from hat.cli.pipeline import build_parser, pipeline_config
 from hat.errors import HatError
-from hat.latency.dataset import proxy_cost
 from hat.latency.measure import Latency
-from hat.pipeline.config import build_parser, pipeline_config
+from hat.latency.plan import proxy_cost
+from hat.pipeline.baselines import DIMENSION, LAYERS, baselines
 from hat.pipeline.report import write_report
 from hat.pipeline.run import Pipeline, summary_rows
 from hat.search.fitness import Fitness
@@ -52,6 +53,8 @@ def tiny_args(run_dir: Path) -> list[str]:
         "--gen-beam=2",
         "--baselines=2",
         "--warmup-updates=5",
+        "--lr=0.001",
+        "--weight-decay=0.0001",
         "--dropout=0.1",
         "--max-len-b=12",
     ]  # barely trained models: short outputs
@@ -63,9 +66,7 @@ def tiny_args(run_dir: Path) -> list[str]:
 
 
 def run_pipeline(run_dir: Path, *extra: str) -> str:
-    cfg = pipeline_config(
-        build_parser("hat pipeline", "").parse_args(tiny_args(run_dir) + list(extra))
-    )
+    cfg = pipeline_config(build_parser().parse_args(tiny_args(run_dir) + list(extra)))
     results = Pipeline(cfg, timer=fake_timer, progress=False).run()
     env = {"device": "test", "torch": "x", "sentence_length": 6, "beam": 5}
     return write_report(results, summary_rows(results), run_dir, env).read_text()
@@ -96,7 +97,8 @@ def test_pipeline_runs_every_stage_and_resumes_to_the_same_report(tmp_path: Path
     assert "| hat@" in straight and "baseline" in straight and "SacreBLEU" in straight
     search = json.loads((run / "search/done.json").read_text())["result"]
     assert len(search["results"]) == 2 and search["evaluated"] < search["without_cache"]
-    assert len(list((run / "models").iterdir())) == 4  # 2 found + 2 baselines
+    # 2 found + 3 baselines: 2 per family, the full-size model they share once
+    assert len(list((run / "models").iterdir())) == 5
 
     killed = tmp_path / "killed"
     import hat.pipeline.run as pipeline_run
@@ -175,7 +177,7 @@ def test_report_compares_with_the_baseline_frontier():
 
 
 def test_mixed_precision_settings(tmp_path: Path):
-    parse = build_parser("hat pipeline", "").parse_args
+    parse = build_parser().parse_args
     assert pipeline_config(parse(tiny_args(tmp_path))).train.precision == "fp32"
     assert pipeline_config(parse(tiny_args(tmp_path) + ["--bf16"])).train.precision == "bf16"
     assert (
@@ -186,3 +188,19 @@ def test_mixed_precision_settings(tmp_path: Path):
         pipeline_config(parse(tiny_args(tmp_path) + ["--fp16"]))
     with pytest.raises(HatError, match="at least 16 rows"):
         pipeline_config(parse(tiny_args(tmp_path) + ["--lat-dataset-size=15"]))
+
+
+def test_baselines_are_hats_two_families():
+    space = tiny_space()
+    found = baselines(space, 3)
+    dims = [b.arch for b in found if b.family == DIMENSION]
+    layers = [b.arch for b in found if b.family == LAYERS]
+    largest = space.homogeneous(max, 4, 3, ende=-1)
+    assert dims[0] == largest and largest not in layers  # listed once
+    assert all(a.encoder_layer_num == 4 and a.decoder_layer_num == 3 for a in dims)
+    assert [a.encoder_embed_dim for a in dims] == [64, 48, 32]  # scaled down together
+    assert [a.decoder_ende_attention_heads[0] for a in dims] == [4, 2, 1]
+    assert [a.decoder_layer_num for a in layers] == [2, 1]  # full width, shallower
+    assert all(a.encoder_embed_dim == 64 and a.decoder_ffn_embed_dim[0] == 80 for a in layers)
+    assert len({b.name for b in found}) == len(found) == 5
+    assert [b.arch for b in baselines(space, 2)] == [dims[0], dims[2], layers[1]]

@@ -39,7 +39,18 @@ def test_reproduces_hat_published_params_and_flops(shared_data: Path):
 
 
 def test_attention_flops_are_counted():
-    arch = ArchConfig(64, 64, 1, 1, [64], [64], [4], [4], [4], [-1])
+    arch = ArchConfig(
+        encoder_embed_dim=64,
+        decoder_embed_dim=64,
+        encoder_layer_num=1,
+        decoder_layer_num=1,
+        encoder_ffn_embed_dim=[64],
+        decoder_ffn_embed_dim=[64],
+        encoder_self_attention_heads=[4],
+        decoder_self_attention_heads=[4],
+        decoder_ende_attention_heads=[4],
+        decoder_arbitrary_ende_attn=[-1],
+    )
     model = Transformer(arch, ModelSettings(vocab_size=50, qkv_dim=64))
     short, long_ = count_flops(model, 4), count_flops(model, 64)
     # without attention scores FLOPs would grow linearly in L; they grow faster
@@ -48,7 +59,18 @@ def test_attention_flops_are_counted():
 
 
 def test_profile_totals_include_embeddings_and_output_layer():
-    arch = ArchConfig(64, 48, 2, 1, [96, 64], [80], [4, 2], [2], [4], [1])
+    arch = ArchConfig(
+        encoder_embed_dim=64,
+        decoder_embed_dim=48,
+        encoder_layer_num=2,
+        decoder_layer_num=1,
+        encoder_ffn_embed_dim=[96, 64],
+        decoder_ffn_embed_dim=[80],
+        encoder_self_attention_heads=[4, 2],
+        decoder_self_attention_heads=[2],
+        decoder_ende_attention_heads=[4],
+        decoder_arbitrary_ende_attn=[1],
+    )
     model = Transformer(arch, ModelSettings(vocab_size=1000, qkv_dim=32))
     p = profile(model, 10)
     assert p.params_total - p.params == 1000 * 64  # one shared table, 64 wide

@@ -13,9 +13,9 @@ from conftest import REPO, assert_one_line_error, run_cli, tiny_space
 from test_train import write_space_yaml
 
 from hat.errors import HatError
-from hat.latency.dataset import proxy_cost
 from hat.latency.features import HAT_FEATURE_NORM, cost_terms_from_hat, hat_features
-from hat.latency.predictor import train_ensemble
+from hat.latency.plan import proxy_cost
+from hat.latency.training import train_ensemble
 from hat.search.evolution import Evolution, EvolutionConfig, LatencyCheck
 from hat.space import ArchConfig
 
@@ -324,7 +324,9 @@ def test_search_cli_multi_budget_verify_and_pareto(tmp_path: Path, toy_bin: Path
     front = json.loads((tmp_path / "pareto" / "front.pareto.json").read_text())
     lat = [c["latency_ms"] for c in front]
     loss = [c["loss"] for c in front]
-    assert lat == sorted(lat) and all(a >= b for a, b in zip(loss, loss[1:]))  # non-dominated
+    assert lat == sorted(lat) and all(
+        a >= b for a, b in zip(loss, loss[1:], strict=False)
+    )  # non-dominated
     assert (tmp_path / "pareto" / "front.pareto.png").stat().st_size > 10_000
 
 
@@ -358,7 +360,7 @@ def test_hat_evo_yaml_loads_and_names_the_missing_file(
 
 
 def _timed_at(factor: float):
-    """A fake timer: the device runs `factor` x slower than the synthetic latency the predictor learnt."""
+    """A fake timer: the device runs `factor` x slower than the synthetic latency learnt."""
     from hat.latency.measure import Latency
 
     def timer(model, measure):
@@ -370,7 +372,7 @@ def _timed_at(factor: float):
 
 @pytest.mark.parametrize("factor", [1.0, 1.25])
 def test_verify_never_ships_a_candidate_measured_over_budget(factor: float):
-    from hat.latency.dataset import MeasureSettings
+    from hat.latency.timing import MeasureSettings
     from hat.search.evolution import Candidate
     from hat.search.verify import verify_top
 
@@ -410,7 +412,7 @@ def test_verify_takes_the_device_drift_out_before_deciding(factor: float, caplog
     the report shows measured, normalized latency and the drift factor."""
     import logging
 
-    from hat.latency.dataset import MeasureSettings
+    from hat.latency.timing import MeasureSettings
     from hat.search.evolution import Candidate
     from hat.search.verify import verify_top
 
@@ -438,7 +440,7 @@ def test_verify_takes_the_device_drift_out_before_deciding(factor: float, caplog
             calibration_ms=synthetic_latency(reference),
         )
     assert best == ranked[0] and len(report) == 3 and all(r["meets_budget"] for r in report)
-    for r, c in zip(report, ranked):
+    for r, c in zip(report, ranked, strict=False):
         assert r["measured_ms"] == pytest.approx(factor * synthetic_latency(c.arch))
         assert r["normalized_ms"] == pytest.approx(synthetic_latency(c.arch))
         assert r["drift"] == pytest.approx(factor)

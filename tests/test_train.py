@@ -11,10 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from conftest import REPO, assert_one_line_error, run_cli, tiny_space
+from conftest import REPO, assert_one_line_error, outside_tiny_space, run_cli, tiny_space
 
 from hat.errors import HatError
-from hat.space import ArchConfig
 from hat.train.checkpoints import load_model
 from hat.train.criterion import distillation_loss, label_smoothed_nll
 from hat.train.sampling import ConfigSampler
@@ -195,6 +194,8 @@ def test_subtransformer_from_scratch_generate_and_average(
     assert result.returncode == 0, result.stderr
     score = json.loads(result.stdout.strip().splitlines()[-1])
     assert score["sentences"] == 200 and 0 <= score["bleu"] <= 100
+    assert score["sentences_per_second"] == pytest.approx(200 / score["seconds"])
+    assert score["tokens_per_second"] * score["seconds"] >= 200  # at least </s> per sentence
     refs = (out / "test.ref.de").read_text(encoding="utf-8").splitlines()
     assert refs == (toy_raw / "test.de").read_text(encoding="utf-8").splitlines()
     assert len((out / "test.hyp.de").read_text(encoding="utf-8").splitlines()) == 200
@@ -350,7 +351,7 @@ def test_restore_file_follows_fairseqs_rule(tmp_path: Path, toy_bin: Path):
 
 
 def test_fixed_subtransformer_must_fit_its_supernet(tmp_path: Path, toy_bin: Path):
-    big = ArchConfig(128, 48, 4, 1, [96] * 4, [40], [4] * 4, [4], [4], [-1])
+    big = outside_tiny_space()
     sub = tmp_path / "sub.yml"
     big.to_yaml(sub)
     common = write_space_yaml(tmp_path / "common.yml")

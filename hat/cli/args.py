@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import argparse
 
-from hat.config import HatArgumentParser
+from hat.cli.parser import HatArgumentParser
 from hat.search.evolution import EvolutionConfig
-from hat.space import ARCH_KEYS, CHOICE_KEYS, SUPERNET_KEYS, ArchConfig, SearchSpace
+from hat.settings import add_settings, from_flags
+from hat.space import (
+    ARCH_KEYS,
+    CHOICE_KEYS,
+    DEFAULT_QKV_DIM,
+    SUPERNET_KEYS,
+    ArchConfig,
+    SearchSpace,
+)
 from hat.transformer import ModelSettings
 
 _LIST_FIELDS = {name for name in ARCH_KEYS if "all" in ARCH_KEYS[name]}
@@ -45,7 +53,8 @@ def add_space_args(p: HatArgumentParser, choices: bool = True) -> None:
     """HAT's SuperTransformer dims (and the search-space `*-choice` keys)."""
     g = p.add_argument_group("SuperTransformer (HAT's keys)")
     for key in SUPERNET_KEYS.values():
-        g.add_argument(f"--{key}", type=int, metavar="N", default=512 if key == "qkv-dim" else None)
+        default = DEFAULT_QKV_DIM if key == "qkv-dim" else None
+        g.add_argument(f"--{key}", type=int, metavar="N", default=default)
     if choices:
         for key in CHOICE_KEYS.values():
             g.add_argument(f"--{key}", type=int, nargs="+", metavar="N")
@@ -60,62 +69,24 @@ def space_from_args(args: argparse.Namespace, source: str | None = None) -> Sear
 
 def add_model_args(p: HatArgumentParser) -> None:
     """Model settings that are not searched (fairseq/HAT names)."""
-    g = p.add_argument_group("model")
-    g.add_argument(
-        "--dropout", type=float, default=0.1, help="dropout (scaled by active/supernet dim, as HAT)"
-    )
-    g.add_argument("--attention-dropout", type=float, default=0.0)
-    g.add_argument("--activation-dropout", "--relu-dropout", type=float, default=0.0)
-    g.add_argument(
-        "--share-all-embeddings",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="one token table for source and target (joint vocabulary)",
-    )
-    g.add_argument(
-        "--normalize-before",
-        action="store_true",
-        help="pre-norm layers (default: post-norm, as HAT)",
-    )
-    g.add_argument("--max-source-positions", type=int, default=1024)
-    g.add_argument("--max-target-positions", type=int, default=1024)
+    add_settings(p.add_argument_group("model"), ModelSettings)
 
 
 def settings_from_args(args: argparse.Namespace, vocab_size: int) -> ModelSettings:
-    return ModelSettings(
+    """The model settings of the flags, for a vocabulary, recording the SuperTransformer dims."""
+    return from_flags(
+        ModelSettings,
+        vars(args),
         vocab_size=vocab_size,
         qkv_dim=args.qkv_dim,
-        dropout=args.dropout,
-        attention_dropout=args.attention_dropout,
-        activation_dropout=args.activation_dropout,
-        max_source_positions=args.max_source_positions,
-        max_target_positions=args.max_target_positions,
-        share_all_embeddings=args.share_all_embeddings,
-        normalize_before=args.normalize_before,
         supernet_encoder_embed_dim=getattr(args, "encoder_embed_dim", None),
         supernet_decoder_embed_dim=getattr(args, "decoder_embed_dim", None),
     )
 
 
-def add_evolution_args(g: argparse._ArgumentGroup, defaults: EvolutionConfig) -> None:
-    """HAT's evolutionary-search keys (evo-iter, population-size, ...) with the given defaults."""
-    for name in ("evo_iter", "population_size", "parent_size", "mutation_size", "crossover_size"):
-        g.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
-    g.add_argument("--mutation-prob", type=float, default=defaults.mutation_prob)
-
-
-def evolution_from_args(args: argparse.Namespace, latency_std_k: float = 0.0) -> EvolutionConfig:
-    """The checked EvolutionConfig of `add_evolution_args`' keys (and --seed)."""
-    cfg = EvolutionConfig(
-        args.evo_iter,
-        args.population_size,
-        args.parent_size,
-        args.mutation_size,
-        args.crossover_size,
-        args.mutation_prob,
-        args.seed,
-        latency_std_k,
-    )
+def evolution_from_args(args: argparse.Namespace) -> EvolutionConfig:
+    """The checked EvolutionConfig of the evolution keys (and --seed)."""
+    cfg = from_flags(EvolutionConfig, vars(args), seed=args.seed)
     cfg.check()
     return cfg
 

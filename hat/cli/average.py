@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hat.checkpoint import save_checkpoint
 from hat.cli import run_command
-from hat.config import HatArgumentParser
+from hat.cli.parser import HatArgumentParser
 from hat.errors import HatError
 from hat.train.checkpoints import average_checkpoints, epoch_checkpoints, update_checkpoints
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from hat.checkpoint import save_checkpoint
 from hat.cli import run_command
 from hat.cli.args import add_arch_args, arch_from_args, arch_given
-from hat.config import HatArgumentParser
+from hat.cli.parser import HatArgumentParser
 from hat.hub import import_hat_checkpoint
 from hat.train.checkpoints import TRAIN_FORMAT
 
@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> None:
         compact = net.export(arch_from_args(args))
         compact.save(args.out)
         print(
-            f"{args.path}: SubTransformer {compact.arch} ({compact.num_params() / 1e6:.2f}M params) -> {args.out}"
+            f"{args.path}: SubTransformer {compact.arch} "
+            f"({compact.num_params() / 1e6:.2f}M params) -> {args.out}"
         )
         return
     save_checkpoint(
@@ -49,7 +50,8 @@ def run(args: argparse.Namespace) -> None:
         args.out,
     )
     print(
-        f"{args.path}: SuperTransformer ({net.space.encoder_embed_dim}/{net.space.decoder_embed_dim} embed, "
+        f"{args.path}: SuperTransformer "
+        f"({net.space.encoder_embed_dim}/{net.space.decoder_embed_dim} embed, "
         f"vocab {net.settings.vocab_size}) -> {args.out}"
     )
 

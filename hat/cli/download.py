@@ -15,7 +15,7 @@ import argparse
 from collections.abc import Sequence
 
 from hat.cli import run_command
-from hat.config import HatArgumentParser
+from hat.cli.parser import HatArgumentParser
 from hat.errors import HatError
 from hat.hub import download, registry
 

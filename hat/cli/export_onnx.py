@@ -19,7 +19,7 @@ import torch
 
 from hat.checkpoint import load_checkpoint
 from hat.cli import run_command
-from hat.config import HatArgumentParser
+from hat.cli.parser import HatArgumentParser
 from hat.data.dataset import DataDir
 from hat.errors import HatError
 from hat.evaluate import translate_dataset
@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> None:
         "max_abs_logprob_diff": max_logprob_difference(model, onnx),
     }
     print(
-        f"{args.path} -> {out}/encoder.onnx, decoder_step.onnx; max |log-prob difference| vs PyTorch: "
+        f"{args.path} -> {out}/encoder.onnx, decoder_step.onnx; "
+        "max |log-prob difference| vs PyTorch: "
         f"{result['max_abs_logprob_diff']:.2e}"
     )
     if args.data:
@@ -94,7 +95,8 @@ def run(args: argparse.Namespace) -> None:
             bleu_onnx=b.sacrebleu,
         )
         print(
-            f"{args.gen_subset}: {same}/{len(a.hypotheses)} translations identical; SacreBLEU torch "
+            f"{args.gen_subset}: {same}/{len(a.hypotheses)} translations identical; "
+            "SacreBLEU torch "
             f"{a.sacrebleu:.2f}, onnxruntime {b.sacrebleu:.2f}"
         )
     if args.json:

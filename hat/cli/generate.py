@@ -1,7 +1,8 @@
 """`hat generate` / generate.py: translate a split with beam search and score BLEU.
 
   python generate.py --data data/binary/multi30k_en_de --path checkpoints/checkpoint_best.pt \\
-      --gen-subset test --beam 5 [--configs SUB.yml] [--scoring sacrebleu|normal] [--results-path DIR]
+      --gen-subset test --beam 5 [--configs SUB.yml] [--scoring sacrebleu|normal] \\
+      [--results-path DIR]
 
 --path takes a compact model, a trained SubTransformer, or a SuperTransformer checkpoint
 (then --configs SUB.yml picks the SubTransformer, exported with its inherited weights).
@@ -13,17 +14,15 @@ import argparse
 import json
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
 from hat.cli import run_command
 from hat.cli.args import add_arch_args, arch_from_args, arch_given
-from hat.config import HatArgumentParser
+from hat.cli.parser import HatArgumentParser
 from hat.data.dataset import DataDir
 from hat.errors import HatError
 from hat.evaluate import sacrebleu_score, tokenized_bleu, translate_dataset
-from hat.fsutil import atomic_write
 from hat.generate import MAX_LEN_A, MAX_LEN_B
 from hat.quantize import cpu_only
 from hat.train.checkpoints import load_model
@@ -119,20 +118,16 @@ def run(args: argparse.Namespace) -> None:
         score = tokenized_bleu(out.hypotheses, out.references, compound_split=args.compound_split)
         name = "BLEU (tokenized" + (", compound split)" if args.compound_split else ")")
     if args.results_path:
-        results = Path(args.results_path)
-        for kind, lines, lang in (
-            ("hyp", out.hypotheses, data.target_lang),
-            ("ref", out.references, data.target_lang),
-            ("src", out.sources, data.source_lang),
-        ):
-            with atomic_write(results / f"{args.gen_subset}.{kind}.{lang}") as f:
-                f.writelines(line + "\n" for line in lines)
+        out.write(args.results_path, args.gen_subset, data.source_lang, data.target_lang)
     if not args.quiet:
-        for src, hyp, ref in list(zip(out.sources, out.hypotheses, out.references))[:3]:
+        for src, hyp, ref in list(zip(out.sources, out.hypotheses, out.references, strict=False))[
+            :3
+        ]:
             print(f"S\t{src}\nT\t{ref}\nH\t{hyp}")
     print(
         f"{name} = {score:.2f}  ({args.gen_subset}: {len(dataset)} sentences, beam {args.beam}, "
-        f"lenpen {args.lenpen}, {out.seconds:.1f} s)"
+        f"lenpen {args.lenpen}, {out.seconds:.1f} s: {out.sentences_per_second:.1f} sentences/s, "
+        f"{out.tokens_per_second:.0f} tokens/s)"
     )
     if args.json:
         print(
@@ -143,6 +138,8 @@ def run(args: argparse.Namespace) -> None:
                     "subset": args.gen_subset,
                     "sentences": len(dataset),
                     "seconds": out.seconds,
+                    "sentences_per_second": out.sentences_per_second,
+                    "tokens_per_second": out.tokens_per_second,
                 }
             )
         )

@@ -24,11 +24,14 @@ import torch
 
 from hat.cli import run_command
 from hat.cli.args import add_model_args, add_space_args, settings_from_args, space_from_args
-from hat.config import HatArgumentParser
+from hat.cli.parser import HatArgumentParser
 from hat.data.dataset import DataDir
 from hat.errors import HatError
-from hat.latency.dataset import RUNTIMES, SAMPLINGS, MeasureSettings, collect, device_name, recheck
-from hat.latency.measure import PROTOCOLS, parse_cores
+from hat.latency.dataset import collect, recheck
+from hat.latency.measure import parse_cores
+from hat.latency.plan import SAMPLINGS
+from hat.latency.timing import MeasureSettings, device_name
+from hat.settings import add_settings, from_flags
 from hat.space import ArchConfig
 from hat.transformer import Transformer
 
@@ -40,43 +43,14 @@ def build_parser() -> HatArgumentParser:
         "--lat-dataset-path", default="latency_dataset/latency.csv", help="CSV to write (appended)"
     )
     g.add_argument("--lat-dataset-size", type=int, default=2000, help="SubTransformers to measure")
-    g.add_argument("--latgpu", action="store_true", help="measure on the GPU (CUDA events)")
-    g.add_argument("--latcpu", action="store_true", help="measure on the CPU (default)")
     g.add_argument("--cpu", action="store_true", help="same as --latcpu")
-    g.add_argument("--latiter", type=int, default=20, help="timed runs per SubTransformer")
     g.add_argument("--latsilent", action="store_true", help="no progress bar")
-    g.add_argument("--beam", type=int, default=5)
-    g.add_argument(
-        "--sentence-length", type=int, default=30, help="dummy sentence (HAT: 23 IWSLT, 30 WMT)"
-    )
-    g.add_argument("--warmup", type=int, default=5, help="dry runs before timing")
-    g.add_argument(
-        "--threads", type=int, help="CPU threads (default: torch's); recorded in the CSV"
-    )
-    g.add_argument("--cores", help="CPU affinity while timing, e.g. 0-1 (default: as started)")
-    g.add_argument(
-        "--protocol",
-        choices=PROTOCOLS,
-        default="beam-search",
-        help="beam-search: the real beam search (deployment); hat: HAT's protocol",
-    )
-    g.add_argument(
-        "--rounds",
-        type=int,
-        default=4,
-        help="rounds alternating each SubTransformer with the reference (A/B)",
-    )
+    add_settings(g, MeasureSettings)
     g.add_argument(
         "--calibration-ms",
         type=float,
         help="the reference's quiet latency on this device (default: the file's, "
         "else the fastest of 3 timings at the start)",
-    )
-    g.add_argument(
-        "--runtime",
-        choices=RUNTIMES,
-        default="torch",
-        help="what runs the model: torch (fp32), torch-int8 (dynamic int8), onnxruntime (fp32)",
     )
     g.add_argument(
         "--sampling",
@@ -105,39 +79,28 @@ def build_parser() -> HatArgumentParser:
 
 
 def _vocab_size(args: argparse.Namespace) -> int:
-    """The data directory's vocabulary when it exists here (HAT's YAMLs name theirs), else --vocab-size."""
+    """The data directory's vocabulary when it exists here (HAT's YAMLs name theirs), else
+    --vocab-size."""
     if args.data and (Path(args.data) / "metadata.json").is_file():
         return DataDir(args.data).vocab_size
     return args.vocab_size
 
 
 def run(args: argparse.Namespace) -> None:
-    if args.latgpu and (args.latcpu or args.cpu):
-        raise HatError("choose one of --latgpu and --latcpu")
-    device = "cuda" if args.latgpu else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
+    measure = from_flags(MeasureSettings, vars(args))
+    if args.cpu and measure.device == "cuda":
+        raise HatError("choose one of --latgpu and --cpu")
+    if measure.device == "cuda" and not torch.cuda.is_available():
         raise HatError("--latgpu: no CUDA device is available here (use --latcpu)")
     for name in ("latiter", "lat_dataset_size", "beam", "sentence_length", "rounds"):
         if getattr(args, name) < 1:
             raise HatError(f"--{name.replace('_', '-')} must be at least 1")
     space = space_from_args(args)
     settings = settings_from_args(args, _vocab_size(args))
-    if args.cores:
-        parse_cores(args.cores)  # a clear error before anything is timed
+    if measure.cores:
+        parse_cores(measure.cores)  # a clear error before anything is timed
     if args.calibration_ms is not None and args.calibration_ms <= 0:
         raise HatError("--calibration-ms must be positive")
-    measure = MeasureSettings(
-        args.sentence_length,
-        args.beam,
-        args.latiter,
-        args.warmup,
-        device,
-        args.threads,
-        args.runtime,
-        args.cores,
-        args.protocol,
-        args.rounds,
-    )
     if args.measure:
         arch = ArchConfig.from_yaml(args.measure)
         try:
@@ -161,12 +124,14 @@ def run(args: argparse.Namespace) -> None:
         calibration_ms=args.calibration_ms,
     )
     print(
-        f"{args.lat_dataset_path}: {args.lat_dataset_size} SubTransformers on {device_name(device)}"
+        f"{args.lat_dataset_path}: {args.lat_dataset_size} SubTransformers on "
+        f"{device_name(measure.device)}"
     )
     if report.get("reference_measurements", 0) > 1:
         print(
-            f"drift of the reference SubTransformer over {report['reference_measurements']} timings: "
-            f"range {report['drift_range_pct']:.1f}% of its median {report['reference_median_ms']:.1f} ms, "
+            f"drift of the reference SubTransformer over {report['reference_measurements']} "
+            f"timings: range {report['drift_range_pct']:.1f}% of its median "
+            f"{report['reference_median_ms']:.1f} ms, "
             f"first -> last {report['drift_first_to_last_pct']:+.1f}%"
         )
     if "calibration_ms" in report:

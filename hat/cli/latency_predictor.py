@@ -21,24 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from hat.cli import run_command
-from hat.config import HatArgumentParser
+from hat.cli.parser import HatArgumentParser
 from hat.errors import HatError
-from hat.latency.dataset import LatencyTable, load_table
-from hat.latency.features import (
-    HAT_FEATURE_NORM,
-    cost_terms_from_hat,
-    per_layer_features,
-    per_layer_norm,
-)
-from hat.latency.predictor import (
-    MIN_SPLIT_ROWS,
-    load_predictor,
-    regression_metrics,
-    split_indices,
-    timed,
-    train_ensemble,
-    train_hat_recipe,
-)
+from hat.latency.features import HAT_FEATURE_NORM
+from hat.latency.fit import FEATURE_SETS, RECIPES, HatRecipe, fit_predictor
+from hat.latency.predictor import load_predictor
+from hat.latency.table import load_table
+from hat.latency.training import ENSEMBLE_MEMBERS
 from hat.space import ArchConfig
 
 
@@ -69,17 +58,19 @@ def build_parser() -> HatArgumentParser:
     g = p.add_argument_group("hat")
     g.add_argument(
         "--predictor",
-        choices=("default", "hat"),
+        choices=RECIPES,
         default="default",
         help="default: physics x MLP-ensemble (uncertainty); hat: HAT's MLP recipe",
     )
     g.add_argument(
         "--features",
-        choices=("auto", "hat10", "per-layer"),
+        choices=FEATURE_SETS,
         default="auto",
         help="auto: per-layer when the dataset stores configs (hat's do), else HAT's 10",
     )
-    g.add_argument("--members", type=int, default=5, help="default predictor: ensemble size")
+    g.add_argument(
+        "--members", type=int, default=ENSEMBLE_MEMBERS, help="default predictor: ensemble size"
+    )
     g.add_argument(
         "--drift-normalize",
         action="store_true",
@@ -99,20 +90,6 @@ def build_parser() -> HatArgumentParser:
     )
     g.add_argument("--json", action="store_true", help="last line: one JSON object")
     return p
-
-
-def feature_matrix(
-    table: LatencyTable, feature_set: str
-) -> tuple[np.ndarray, list[float], tuple[int, int] | None]:
-    """(raw features, their norm, layer counts) of a table in the chosen feature set."""
-    if feature_set == "hat10":
-        return table.features, list(HAT_FEATURE_NORM), None
-    counts = (
-        max(c.encoder_layer_num for c in table.configs),
-        max(c.decoder_layer_num for c in table.configs),
-    )
-    feats = np.array([per_layer_features(c, *counts) for c in table.configs])
-    return feats, per_layer_norm(*counts), counts
 
 
 def scatter_plot(pred: np.ndarray, true: np.ndarray, metrics: dict, title: str, path: str) -> None:
@@ -164,86 +141,38 @@ def train(args: argparse.Namespace) -> None:
     table = load_table(
         args.lat_dataset_path, drift_normalize=args.drift_normalize, raw=args.raw_latency
     )
-    if len(table.latency) < MIN_SPLIT_ROWS:
-        raise HatError(
-            f"{args.lat_dataset_path} has {len(table.latency)} rows: a predictor "
-            f"needs at least {MIN_SPLIT_ROWS} rows for a train/valid/test split (8:1:1, "
-            f"2 or more in valid and test); measure more with `hat latency-dataset`"
-        )
-    feature_set = args.features
-    if feature_set == "auto":
-        feature_set = "per-layer" if table.configs and args.predictor == "default" else "hat10"
-    if feature_set == "per-layer" and not table.configs:
-        raise HatError(
-            f"{args.lat_dataset_path} stores no configs: per-layer features need hat's datasets"
-        )
-    if args.predictor == "hat" and feature_set != "hat10":
-        raise HatError(
-            "HAT's recipe uses HAT's 10 features: drop --features per-layer or use --predictor default"
-        )
-    feats, norm, counts = feature_matrix(table, feature_set)
-    if args.predictor == "hat":
-        norm = hat_norm
-    cost = cost_terms_from_hat(table.features)
-    train_idx, valid_idx, test_idx = split_indices(len(table.latency), args.seed)
-    if args.predictor == "hat":
-        predictor, seconds = timed(
-            train_hat_recipe,
-            feats[train_idx],
-            table.latency[train_idx],
-            norm,
-            args.lat_norm or 200.0,
-            steps=args.train_steps,
-            bsz=args.bsz,
-            lr=args.lr,
-            hidden_dim=args.hidden_dim,
-            hidden_layer_num=args.hidden_layer_num,
-            seed=args.seed,
-        )
-    else:
-        predictor, seconds = timed(
-            train_ensemble,
-            feats[train_idx],
-            cost[train_idx],
-            table.latency[train_idx],
-            norm,
-            feature_set,
-            members=args.members,
-            seed=args.seed,
-            layer_counts=counts,
-        )
-    results = {}
-    for name, idx in (("valid", valid_idx), ("test", test_idx)):
-        mean, std = predictor.predict(feats[idx], cost[idx])
-        results[name] = {
-            **regression_metrics(mean, table.latency[idx]),
-            "mean_std_ms": float(std.mean()),
-        }
-    predictor.metrics = {**results, "train_seconds": seconds, "seed": args.seed}
-    kind = (
-        "normalized" if table.normalized else "drift-normalized" if args.drift_normalize else "raw"
+    hat_recipe = HatRecipe(
+        feature_norm=tuple(hat_norm),
+        lat_norm=args.lat_norm or HatRecipe.lat_norm,
+        steps=args.train_steps,
+        bsz=args.bsz,
+        lr=args.lr,
+        hidden_dim=args.hidden_dim,
+        hidden_layer_num=args.hidden_layer_num,
     )
-    predictor.meta = {
-        "dataset": str(args.lat_dataset_path),
-        "rows": len(table.latency),
-        "drift_normalized": args.drift_normalize,
-        "latency": kind,
-        **table.environment,
-    }
-    predictor.save(args.ckpt_path)
+    fit = fit_predictor(
+        table,
+        recipe=args.predictor,
+        features=args.features,
+        seed=args.seed,
+        members=args.members,
+        hat_recipe=hat_recipe,
+    )
+    fit.predictor.save(args.ckpt_path)
     plot = args.plot or str(Path(args.ckpt_path).with_suffix(".png"))
-    test_mean, _ = predictor.predict(feats[test_idx], cost[test_idx])
     label = (
-        "HAT's MLP recipe" if args.predictor == "hat" else f"hat default ({feature_set} features)"
+        "HAT's MLP recipe"
+        if args.predictor == "hat"
+        else f"hat default ({fit.predictor.feature_set} features)"
     )
+    m, kind, seconds = fit.metrics["test"], table.latency_kind, fit.train_seconds
     scatter_plot(
-        test_mean,
-        table.latency[test_idx],
-        results["test"],
+        fit.test_pred,
+        table.latency[fit.test_index],
+        m,
         f"{Path(args.lat_dataset_path).stem}: {label}",
         plot,
     )
-    m = results["test"]
     print(
         f"{args.lat_dataset_path}: {len(table.latency)} rows ({kind} latency"
         + (f", calibration {table.environment['calibration_ms']} ms" if table.normalized else "")
@@ -251,9 +180,9 @@ def train(args: argparse.Namespace) -> None:
     )
     print(f"{label}: trained in {seconds:.1f} s")
     print(
-        f"test ({len(test_idx)}): RMSE {m['rmse']:.2f} ms | MAPE {m['mape']:.2f}% | max APE {m['max_ape']:.1f}% | "
-        f"Kendall tau {m['kendall_tau']:.3f} | Spearman {m['spearman']:.3f} | "
-        f"ensemble spread ± {m['mean_std_ms']:.2f} ms (mean std)"
+        f"test ({len(fit.test_index)}): RMSE {m['rmse']:.2f} ms | MAPE {m['mape']:.2f}% | "
+        f"max APE {m['max_ape']:.1f}% | Kendall tau {m['kendall_tau']:.3f} | "
+        f"Spearman {m['spearman']:.3f} | ensemble spread ± {m['mean_std_ms']:.2f} ms (mean std)"
     )
     print(f"saved {args.ckpt_path} and {plot}")
     if args.json:

@@ -1,6 +1,6 @@
 """`hat pipeline`: the whole HAT method on this machine, driven by one YAML.
 
-  hat pipeline --configs configs/toy/pipeline.yml          (the embedded toy task, ~15 min on 2 cores)
+  hat pipeline --configs configs/toy/pipeline.yml       (the embedded toy task, ~15 min, 2 cores)
   hat pipeline --configs configs/multi30k/pipeline.yml     (real data)
 
 preprocess -> train SuperTransformer -> latency dataset on this device -> latency predictor ->
@@ -17,16 +17,60 @@ from collections.abc import Sequence
 import torch
 
 from hat.cli import run_command
+from hat.cli.args import add_space_args, space_from_args
+from hat.cli.parser import HatArgumentParser
 from hat.errors import HatError
-from hat.latency.dataset import device_name
-from hat.pipeline.config import build_parser as pipeline_parser
-from hat.pipeline.config import pipeline_config
+from hat.latency.timing import MeasureSettings, device_name
+from hat.pipeline.config import PER_JOB, DataConfig, PipelineConfig
 from hat.pipeline.report import write_report
 from hat.pipeline.run import Pipeline, summary_rows
+from hat.search.evolution import EvolutionConfig
+from hat.settings import add_settings, from_flags
+from hat.train.sampling import SamplingConfig
+from hat.train.trainer import TrainConfig
+from hat.transformer import ModelSettings
+
+# the pipeline's own keys, by group
+_TRAINING = (
+    "supernet_max_update",
+    "subtransformer_max_update",
+    "finetune_inherited",
+    "finetune_fraction",
+)
+_SEARCH = ("latency_constraint", "latency_constraint_fraction", "verify_top")
+_TEST = ("gen_beam", "lenpen", "max_len_a", "max_len_b", "baselines")
 
 
-def build_parser():
-    return pipeline_parser("hat pipeline", __doc__)
+def build_parser() -> HatArgumentParser:
+    p = HatArgumentParser("hat pipeline", __doc__)
+    own = {name for name in PipelineConfig.__dataclass_fields__}
+    add_settings(p.add_argument_group("run"), PipelineConfig, nested=False, skip=own - {"run_dir"})
+    add_settings(
+        p.add_argument_group("data: the embedded toy task, or raw parallel text"), DataConfig
+    )
+    g = p.add_argument_group(
+        "training (one recipe for the SuperTransformer, the found models, the baselines)"
+    )
+    add_settings(g, TrainConfig, skip=PER_JOB)
+    add_settings(g, SamplingConfig)
+    add_settings(g, PipelineConfig, nested=False, skip=own - set(_TRAINING))
+    g = p.add_argument_group("latency on this device")
+    add_settings(g, MeasureSettings)
+    add_settings(g, PipelineConfig, nested=False, skip=own - {"lat_dataset_size"})
+    g = p.add_argument_group("search (HAT's keys)")
+    add_settings(g, EvolutionConfig)
+    add_settings(g, PipelineConfig, nested=False, skip=own - set(_SEARCH))
+    add_settings(p.add_argument_group("test"), PipelineConfig, nested=False, skip=own - set(_TEST))
+    add_space_args(p)
+    add_settings(p.add_argument_group("model"), ModelSettings)
+    return p
+
+
+def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
+    """The checked PipelineConfig of the parsed flags."""
+    cfg = from_flags(PipelineConfig, vars(args), space=space_from_args(args))
+    cfg.check()
+    return cfg
 
 
 def run(args: argparse.Namespace) -> None:
@@ -43,13 +87,15 @@ def run(args: argparse.Namespace) -> None:
     }
     report = write_report(results, rows, cfg.run_dir, env)
     print(
-        f"\n{'model':<34} {'budget':>8} {'predicted':>10} {'measured':>10} {'BLEU':>6} {'params':>8}"
+        f"\n{'model':<34} {'budget':>8} {'predicted':>10} {'measured':>10} "
+        f"{'BLEU':>6} {'params':>8}"
     )
     for r in rows:
         budget = f"{r['budget_ms']:.1f}" if r["budget_ms"] else "-"
         predicted = f"{r['predicted_ms']:.1f}" if r["predicted_ms"] else "-"
         print(
-            f"{r['model']:<34} {budget:>8} {predicted:>10} {r['latency_ms']:>10.1f} {r['bleu']:>6.2f} "
+            f"{r['model']:<34} {budget:>8} {predicted:>10} {r['latency_ms']:>10.1f} "
+            f"{r['bleu']:>6.2f} "
             f"{r['params'] / 1e6:>7.2f}M"
         )
     print(f"\nreport: {report}")

@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Sequence
 
 from hat.cli import run_command
-from hat.config import HatArgumentParser
+from hat.cli.parser import HatArgumentParser
 from hat.data.preprocess import format_summary, preprocess
 from hat.data.tokenizer import MODEL_TYPES
 

@@ -1,6 +1,7 @@
 """`hat profile`: #params, FLOPs (and latency) of a SubTransformer given as HAT's YAML.
 
-  hat profile --configs configs/iwslt14.de-en/subtransformer/HAT_iwslt14deen_titanxp@45.6ms_bleu@33.4.yml \\
+  hat profile \\
+      --configs configs/iwslt14.de-en/subtransformer/HAT_iwslt14deen_titanxp@45.6ms_bleu@33.4.yml \\
       --sentence-length 23 [--latency cpu] [--json]
 """
 
@@ -21,7 +22,7 @@ from hat.cli.args import (
     arch_from_args,
     settings_from_args,
 )
-from hat.config import HatArgumentParser
+from hat.cli.parser import HatArgumentParser
 from hat.errors import HatError
 from hat.latency.measure import measure_latency
 from hat.profile import profile
@@ -88,11 +89,13 @@ def run(args: argparse.Namespace) -> None:
         result["file_bytes"] = Path(args.path).stat().st_size
     print(f"SubTransformer   {arch}")
     print(
-        f"#params          {prof.params / 1e6:.2f}M  ({prof.params:,}; no embeddings/output layer, HAT)"
+        f"#params          {prof.params / 1e6:.2f}M  "
+        f"({prof.params:,}; no embeddings/output layer, HAT)"
     )
     print(f"#params total    {prof.params_total / 1e6:.2f}M  (vocab {model.settings.vocab_size:,})")
     print(
-        f"FLOPs            {prof.flops / 1e9:.2f}G  (L={args.sentence_length}, no output layer, HAT)"
+        f"FLOPs            {prof.flops / 1e9:.2f}G  "
+        f"(L={args.sentence_length}, no output layer, HAT)"
     )
     print(f"FLOPs total      {prof.flops_total / 1e9:.2f}G  (with the output layer)")
     if args.path:

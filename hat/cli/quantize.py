@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hat.cli import run_command
-from hat.config import HatArgumentParser
+from hat.cli.parser import HatArgumentParser
 from hat.data.dataset import DataDir
 from hat.evaluate import translate_dataset
 from hat.latency.measure import measure_latency
@@ -54,9 +54,11 @@ def run(args: argparse.Namespace) -> None:
         "file_bytes": out.stat().st_size,
     }
     result["compression"] = result["fp32_bytes"] / result["quantized_bytes"]
+    bits = "" if args.method == "int8" else f" {args.bits}-bit"
     print(
-        f"{args.path} -> {out}: weights {fp32 / 1e6:.2f} MB -> {result['quantized_bytes'] / 1e6:.2f} MB "
-        f"({result['compression']:.1f}x smaller, {args.method}{'' if args.method == 'int8' else f' {args.bits}-bit'})"
+        f"{args.path} -> {out}: weights {fp32 / 1e6:.2f} MB -> "
+        f"{result['quantized_bytes'] / 1e6:.2f} MB "
+        f"({result['compression']:.1f}x smaller, {args.method}{bits})"
     )
     if args.data:
         data = DataDir(args.data)

@@ -23,17 +23,18 @@ from pathlib import Path
 import torch
 
 from hat.cli import run_command
-from hat.cli.args import add_evolution_args, add_space_args, evolution_from_args, space_from_args
-from hat.config import HatArgumentParser
+from hat.cli.args import add_space_args, evolution_from_args, space_from_args
+from hat.cli.parser import HatArgumentParser
 from hat.data.dataset import DataDir
 from hat.errors import HatError
 from hat.fsutil import atomic_write, file_sha256
-from hat.latency.dataset import RUNTIMES
 from hat.latency.predictor import load_predictor
+from hat.latency.timing import RUNTIMES
 from hat.search.evolution import Evolution, EvolutionConfig, LatencyCheck
 from hat.search.fitness import Fitness, fitness_inputs
 from hat.search.pareto import pareto_search, plot_front
-from hat.search.verify import dataset_measure, reference_of, verify_top
+from hat.search.verify import dataset_measure, search_budgets
+from hat.settings import add_settings
 from hat.space import SUPERNET_KEYS
 from hat.train.checkpoints import load_supernet
 
@@ -41,7 +42,7 @@ from hat.train.checkpoints import load_supernet
 def build_parser() -> HatArgumentParser:
     p = HatArgumentParser("hat search", __doc__, config_options=("--configs", "--evo-configs"))
     g = p.add_argument_group("evolutionary search (HAT's keys)")
-    add_evolution_args(g, EvolutionConfig())
+    add_settings(g, EvolutionConfig)
     g.add_argument("--ckpt-path", required=True, help="latency predictor")
     g.add_argument(
         "--feature-norm", type=float, nargs="+", help="HAT's bare predictors: their feature-norm"
@@ -68,12 +69,6 @@ def build_parser() -> HatArgumentParser:
     g.add_argument("--valid-subset", default="valid")
     g = p.add_argument_group("hat")
     g.add_argument("--seed", type=int, default=1)
-    g.add_argument(
-        "--latency-std-k",
-        type=float,
-        default=0.0,
-        help="check the budget against predicted mean + k * std (ensemble predictors)",
-    )
     g.add_argument(
         "--search-dir", help="state (resume) and log; default: beside --write-config-path"
     )
@@ -130,7 +125,7 @@ def output_path(base: str, budget: float, several: bool) -> Path:
 def run(args: argparse.Namespace) -> None:
     _require(args.restore_file, "restore-file (SuperTransformer checkpoint)")
     _require(args.ckpt_path, "ckpt-path (latency predictor)")
-    cfg = evolution_from_args(args, args.latency_std_k)
+    cfg = evolution_from_args(args)
     device = "cuda" if (args.latgpu or (torch.cuda.is_available() and not args.cpu)) else "cpu"
     net, payload = load_supernet(args.restore_file)
     space = net.space
@@ -173,7 +168,7 @@ def run(args: argparse.Namespace) -> None:
         device=device,
         cache=not args.no_cache,
     )
-    latency = LatencyCheck(predictor, args.latency_std_k)
+    latency = LatencyCheck(predictor, cfg.latency_std_k)
     search_dir = Path(args.search_dir or Path(args.write_config_path).parent)
     search_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -218,29 +213,26 @@ def run(args: argparse.Namespace) -> None:
         inputs=inputs,
     )
     evolution.restore()
-    budgets = sorted(args.latency_constraint)
+    measure = None
+    if args.verify_top:
+        measure = dataset_measure(
+            predictor.meta,
+            device,
+            sentence_length=args.sentence_length,
+            beam=args.beam,
+            iters=args.latiter,
+            runtime=args.runtime,
+        )
+    chosen = search_budgets(
+        evolution, args.latency_constraint, args.verify_top, net.export, measure, predictor.meta
+    )
     results = []
-    for budget in budgets:
-        evolution.run(budget)
-    for budget in budgets:
-        ranked = evolution.best_within(budget)
-        best, verified = ranked[0], []
-        if args.verify_top:
-            measure = dataset_measure(
-                predictor.meta,
-                device,
-                sentence_length=args.sentence_length,
-                beam=args.beam,
-                iters=args.latiter,
-                runtime=args.runtime,
-            )
-            best, verified = verify_top(
-                ranked, budget, args.verify_top, net.export, measure, **reference_of(predictor.meta)
-            )
-        path = output_path(args.write_config_path, budget, len(budgets) > 1)
+    for budget, best, verified in chosen:
+        path = output_path(args.write_config_path, budget, len(chosen) > 1)
         best.arch.to_yaml(
             path,
-            header=f"found by hat search: budget {budget:g} ms, predicted {best.latency_ms:.1f} ms, "
+            header=f"found by hat search: budget {budget:g} ms, "
+            f"predicted {best.latency_ms:.1f} ms, "
             f"validation loss {best.loss:.4f} (inherited weights)",
         )
         results.append(

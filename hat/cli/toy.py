@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hat.cli import run_command
-from hat.config import HatArgumentParser
+from hat.cli.parser import HatArgumentParser
 from hat.data.toy import SOURCE_LANG, TARGET_LANG, write_toy_task
 from hat.errors import HatError
 

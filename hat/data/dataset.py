@@ -89,7 +89,8 @@ class ParallelDataset:
     def __init__(self, src: TokenArray, tgt: TokenArray):
         if len(src) != len(tgt):
             raise HatError(
-                f"source has {len(src)} sentences but target has {len(tgt)}; re-run `hat preprocess`"
+                f"source has {len(src)} sentences but target has {len(tgt)}; "
+                "re-run `hat preprocess`"
             )
         self.src, self.tgt = src, tgt
         self.src_sizes = src.sizes + 1

@@ -76,7 +76,7 @@ def read_parallel(source_file: Path, target_file: Path) -> ParallelText:
             f"has no partner)"
         )
     pt = ParallelText(str(source_file), str(target_file), [], [], lines=len(src))
-    for i, (s, t) in enumerate(zip(src, tgt), start=1):
+    for i, (s, t) in enumerate(zip(src, tgt, strict=False), start=1):
         if s.strip() and t.strip():
             pt.source.append(s)
             pt.target.append(t)
@@ -157,7 +157,7 @@ def preprocess(
         len(train.source),
     )
     proto = train_sentencepiece(
-        (s for pair in zip(train.source, train.target) for s in pair),
+        (s for pair in zip(train.source, train.target, strict=False) for s in pair),
         vocab_size=vocab_size,
         model_type=model_type,
         character_coverage=character_coverage,

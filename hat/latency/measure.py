@@ -55,9 +55,10 @@ class Latency:
 
     def summary(self) -> str:
         return (
-            f"{self.total_ms:.2f} ms = encoder {self.encoder_ms:.2f} ± {self.encoder_std_ms:.2f} + decoder "
-            f"{self.decoder_ms:.2f} ± {self.decoder_std_ms:.2f} ms ({self.device}, {self.threads} threads, "
-            f"beam {self.beam}, {self.sentence_length} tokens, {self.protocol} protocol)"
+            f"{self.total_ms:.2f} ms = encoder {self.encoder_ms:.2f} ± {self.encoder_std_ms:.2f}"
+            f" + decoder {self.decoder_ms:.2f} ± {self.decoder_std_ms:.2f} ms ({self.device}, "
+            f"{self.threads} threads, beam {self.beam}, {self.sentence_length} tokens, "
+            f"{self.protocol} protocol)"
         )
 
 

@@ -30,14 +30,6 @@ class ElasticLinear(nn.Linear):
         bias = None if self.bias is None else self.bias[: self.active_out]
         return F.linear(x, self.weight[: self.active_out, : self.active_in], bias)
 
-    def export(self) -> nn.Linear:
-        out = nn.Linear(self.active_in, self.active_out, bias=self.bias is not None)
-        with torch.no_grad():
-            out.weight.copy_(self.weight[: self.active_out, : self.active_in])
-            if self.bias is not None:
-                out.bias.copy_(self.bias[: self.active_out])
-        return out
-
 
 class ElasticLayerNorm(nn.LayerNorm):
     """Layer norm over the first `active_dim` features, with the leading affine slices."""
@@ -52,13 +44,6 @@ class ElasticLayerNorm(nn.LayerNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = self.active_dim
         return F.layer_norm(x, (d,), self.weight[:d], self.bias[:d], self.eps)
-
-    def export(self) -> nn.LayerNorm:
-        out = nn.LayerNorm(self.active_dim, eps=self.eps)
-        with torch.no_grad():
-            out.weight.copy_(self.weight[: self.active_dim])
-            out.bias.copy_(self.bias[: self.active_dim])
-        return out
 
 
 class ElasticEmbedding(nn.Embedding):

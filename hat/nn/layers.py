@@ -21,6 +21,7 @@ class _Layer(nn.Module):
 
     def __init__(
         self,
+        *,
         embed_dim: int,
         ffn_dim: int,
         heads: int,
@@ -66,6 +67,7 @@ class DecoderLayer(_Layer):
 
     def __init__(
         self,
+        *,
         embed_dim: int,
         encoder_embed_dim: int,
         ffn_dim: int,
@@ -81,16 +83,16 @@ class DecoderLayer(_Layer):
         norm: type[nn.LayerNorm] = nn.LayerNorm,
     ):
         super().__init__(
-            embed_dim,
-            ffn_dim,
-            self_heads,
-            qkv_dim,
-            dropout,
-            attention_dropout,
-            activation_dropout,
-            normalize_before,
-            linear,
-            norm,
+            embed_dim=embed_dim,
+            ffn_dim=ffn_dim,
+            heads=self_heads,
+            qkv_dim=qkv_dim,
+            dropout=dropout,
+            attention_dropout=attention_dropout,
+            activation_dropout=activation_dropout,
+            normalize_before=normalize_before,
+            linear=linear,
+            norm=norm,
         )
         self.ende_attn = MultiheadAttention(
             embed_dim,

@@ -1,45 +1,88 @@
-"""The paper's baselines: plain Transformers scaled down from the supernet's largest model."""
+"""The paper's baselines, HAT's two families of plain Transformers scaled down by hand:
+
+dimension scaling  every layer kept (the largest encoder and decoder depth), the embedding,
+                   FFN and head counts scaled down together, from all-largest to all-smallest;
+layer scaling      the largest width, the decoder made shallower, one decoder depth a model.
+
+Each family is `n` models spread evenly over its steps (both ends kept); the full-size model
+both families start from is listed once, in the dimension-scaling family.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 
-from hat.profile import analytic_params
 from hat.space import ArchConfig, SearchSpace
 
+DIMENSION, LAYERS = "dimension scaling", "layer scaling"
 
-def plain(space: SearchSpace, pick: Callable, decoder_layers: int) -> ArchConfig:
-    """A homogeneous Transformer: every choice at `pick` (max or min) of its options, the same
-    in every layer, attention to the last encoder layer only."""
-    enc = max(space.encoder_layer_num_choice)
-    return ArchConfig(
-        pick(space.encoder_embed_choice),
-        pick(space.decoder_embed_choice),
-        enc,
-        decoder_layers,
-        [pick(space.encoder_ffn_embed_dim_choice)] * enc,
-        [pick(space.decoder_ffn_embed_dim_choice)] * decoder_layers,
-        [pick(space.encoder_self_attention_heads_choice)] * enc,
-        [pick(space.decoder_self_attention_heads_choice)] * decoder_layers,
-        [pick(space.decoder_ende_attention_heads_choice)] * decoder_layers,
-        [-1] * decoder_layers,
+
+@dataclass(frozen=True)
+class Baseline:
+    name: str
+    family: str
+    arch: ArchConfig
+
+
+def _spread(items: list, n: int) -> list:
+    """`n` of `items` evenly spaced, the first and the last kept."""
+    if n >= len(items):
+        return items
+    step = (len(items) - 1) / max(n - 1, 1)
+    return [items[round(i * step)] for i in range(n)]
+
+
+def _width_pick(level: int, levels: int):
+    """The option at `level` of `levels` steps from the largest (0) to the smallest."""
+
+    def pick(options: list[int]) -> int:
+        ordered = sorted(options, reverse=True)
+        return ordered[round(level * (len(ordered) - 1) / max(levels - 1, 1))]
+
+    return pick
+
+
+def _name(prefix: str, arch: ArchConfig) -> str:
+    return (
+        f"{prefix}_e{arch.encoder_embed_dim}_f{arch.encoder_ffn_embed_dim[0]}"
+        f"_h{arch.encoder_self_attention_heads[0]}_d{arch.decoder_layer_num}"
     )
 
 
-def baseline_family(space: SearchSpace, n: int) -> dict[str, ArchConfig]:
-    """`n` plain Transformers spread by size from the largest to the smallest: the largest
-    dims with fewer decoder layers, then the smallest dims; named by their shape."""
-    grid = {}
-    for pick in (max, min):
-        for layers in sorted(set(space.decoder_layer_num_choice), reverse=True):
-            arch = space.validate(plain(space, pick, layers))
-            name = (
-                f"transformer_e{arch.encoder_embed_dim}_f{arch.encoder_ffn_embed_dim[0]}"
-                f"_h{arch.encoder_self_attention_heads[0]}_d{layers}"
-            )
-            grid[name] = arch
-    ordered = sorted(grid.items(), key=lambda kv: -analytic_params(kv[1], space.qkv_dim))
-    if n >= len(ordered):
-        return dict(ordered)
-    step = (len(ordered) - 1) / max(n - 1, 1)
-    return dict(ordered[round(i * step)] for i in range(n))
+def dimension_scaling(space: SearchSpace, n: int) -> list[Baseline]:
+    widths = (
+        space.encoder_embed_choice,
+        space.decoder_embed_choice,
+        space.encoder_ffn_embed_dim_choice,
+        space.decoder_ffn_embed_dim_choice,
+        space.encoder_self_attention_heads_choice,
+        space.decoder_self_attention_heads_choice,
+        space.decoder_ende_attention_heads_choice,
+    )
+    levels = max(len(set(c)) for c in widths)
+    enc, dec = max(space.encoder_layer_num_choice), max(space.decoder_layer_num_choice)
+    archs = list(
+        dict.fromkeys(
+            space.validate(space.homogeneous(_width_pick(i, levels), enc, dec, ende=-1))
+            for i in range(levels)
+        )
+    )
+    return [Baseline(_name("dim", a), DIMENSION, a) for a in _spread(archs, n)]
+
+
+def layer_scaling(space: SearchSpace, n: int) -> list[Baseline]:
+    enc = max(space.encoder_layer_num_choice)
+    depths = sorted(set(space.decoder_layer_num_choice), reverse=True)
+    archs = [space.validate(space.homogeneous(max, enc, d, ende=-1)) for d in depths]
+    return [Baseline(_name("layers", a), LAYERS, a) for a in _spread(archs, n)]
+
+
+def baselines(space: SearchSpace, n: int) -> list[Baseline]:
+    """Both families, `n` models each, largest first; the shared full-size model once."""
+    seen: set[ArchConfig] = set()
+    out = []
+    for b in dimension_scaling(space, n) + layer_scaling(space, n):
+        if b.arch not in seen:
+            seen.add(b.arch)
+            out.append(b)
+    return out

@@ -26,13 +26,17 @@ def plot_bleu_vs_latency(rows: list[dict], path: Path, device: str) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     base = sorted((r for r in rows if r["kind"] == "baseline"), key=lambda r: r["latency_ms"])
     hat = sorted((r for r in rows if r["kind"] == "HAT"), key=lambda r: r["latency_ms"])
-    ax.plot(
-        [r["latency_ms"] for r in base],
-        [r["bleu"] for r in base],
-        "o--",
-        c="C0",
-        label="Transformer baselines",
-    )
+    families = sorted({r.get("family") or "" for r in base})
+    for color, family in zip(("C0", "C2", "C1"), families, strict=False):
+        members = [r for r in base if (r.get("family") or "") == family]
+        label = f"Transformer, {family}" if family else "Transformer baselines"
+        ax.plot(
+            [r["latency_ms"] for r in members],
+            [r["bleu"] for r in members],
+            "o--",
+            c=color,
+            label=label,
+        )
     ax.plot(
         [r["latency_ms"] for r in hat],
         [r["bleu"] for r in hat],
@@ -62,7 +66,7 @@ def plot_bleu_vs_latency(rows: list[dict], path: Path, device: str) -> None:
         )
     for r in base:
         ax.annotate(
-            r["model"].removeprefix("transformer_"),
+            r["model"],
             (r["latency_ms"], r["bleu"]),
             textcoords="offset points",
             xytext=(6, 4),
@@ -144,15 +148,21 @@ def _fmt(v: Any, digits: int = 1) -> str:
     return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
+def kind_of(row: dict) -> str:
+    return f"baseline ({row['family']})" if row.get("family") else row["kind"]
+
+
 def table(rows: list[dict]) -> list[str]:
     lines = [
-        "| model | kind | budget (ms) | predicted (ms) | measured (ms) | SacreBLEU | #params | FLOPs |",
+        "| model | kind | budget (ms) | predicted (ms) | measured (ms) | SacreBLEU | #params "
+        "| FLOPs |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['kind']} | {_fmt(r['budget_ms'])} | {_fmt(r['predicted_ms'])} | "
-            f"{r['latency_ms']:.1f} | {r['bleu']:.2f} | {r['params'] / 1e6:.2f}M | {r['flops'] / 1e9:.3f}G |"
+            f"| {r['model']} | {kind_of(r)} | {_fmt(r['budget_ms'])} | {_fmt(r['predicted_ms'])} | "
+            f"{r['latency_ms']:.1f} | {r['bleu']:.2f} | {r['params'] / 1e6:.2f}M | "
+            f"{r['flops'] / 1e9:.3f}G |"
         )
     return lines
 
@@ -166,7 +176,8 @@ def comparison(rows: list[dict]) -> str:
         return ""
     tight = min(hat, key=lambda r: r["budget_ms"])
     text = (
-        f"At the tightest budget ({tight['budget_ms']:g} ms), the found SubTransformer scores {tight['bleu']:.2f} "
+        f"At the tightest budget ({tight['budget_ms']:g} ms), the found SubTransformer scores "
+        f"{tight['bleu']:.2f} "
         f"BLEU at {tight['latency_ms']:.1f} ms."
     )
     accurate = [r for r in base if r["bleu"] >= tight["bleu"]]
@@ -174,8 +185,10 @@ def comparison(rows: list[dict]) -> str:
         b = min(accurate, key=lambda r: r["latency_ms"])
         speed = b["latency_ms"] / tight["latency_ms"]
         text += (
-            f" The fastest baseline at least as accurate, {b['model']} ({b['bleu']:.2f} BLEU), takes "
-            f"{b['latency_ms']:.1f} ms: HAT's model is {speed:.2f}x {'faster' if speed > 1 else 'slower'}."
+            f" The fastest baseline at least as accurate, {b['model']} ({b['bleu']:.2f} BLEU), "
+            "takes "
+            f"{b['latency_ms']:.1f} ms: HAT's model is {speed:.2f}x "
+            f"{'faster' if speed > 1 else 'slower'}."
         )
     else:
         text += " No baseline is as accurate."
@@ -183,12 +196,70 @@ def comparison(rows: list[dict]) -> str:
     if fast:
         b = max(fast, key=lambda r: r["bleu"])
         text += (
-            f" The most accurate baseline at least as fast, {b['model']} ({b['latency_ms']:.1f} ms), scores "
+            f" The most accurate baseline at least as fast, {b['model']} "
+            f"({b['latency_ms']:.1f} ms), scores "
             f"{b['bleu']:.2f} BLEU ({tight['bleu'] - b['bleu']:+.2f} for HAT's model)."
         )
     else:
         text += " No baseline is as fast."
     return text
+
+
+def verify_table(search: dict) -> list[str]:
+    """Each budget's timed candidates: prediction (± the ensemble's spread), the timing as
+    measured, the device's drift factor and the normalized latency the budget is decided on."""
+    lines = [
+        "| budget (ms) | predicted (ms) | measured (ms) | drift factor | normalized (ms) | "
+        "verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for result in search["results"]:
+        for r in result.get("verified", []):
+            spread = f" ± {r['predicted_std_ms']:.1f}" if r.get("predicted_std_ms") else ""
+            verdict = "within budget" if r["meets_budget"] else "over budget"
+            lines.append(
+                f"| {result['budget_ms']:g} | {r['predicted_ms']:.1f}{spread} | "
+                f"{r['measured_ms']:.1f} | {_fmt(r['drift'], 2)} | {_fmt(r['normalized_ms'])} | "
+                f"{verdict} |"
+            )
+    return lines if len(lines) > 2 else []
+
+
+RESULTS_FORMAT = "hat.pipeline.results"
+
+
+def results_document(results: dict, rows: list[dict], environment: dict) -> dict:
+    """results.json: what a machine reads of a pipeline run (docs/pipeline.md describes it)."""
+    models = [
+        {
+            "name": r["model"],
+            "kind": "found" if r["kind"] == "HAT" else "baseline",
+            "family": r.get("family"),
+            "budget_ms": r["budget_ms"],
+            "predicted_ms": r["predicted_ms"],
+            "predicted_std_ms": r.get("predicted_std_ms"),
+            "measured_ms": r["latency_ms"],
+            "params": r["params"],
+            "flops": r["flops"],
+            "test_bleu": {str(r.get("seed", results.get("seed"))): r["bleu"]},
+            "config": ArchConfig.from_dict(r["arch"]).to_hat_dict(),
+        }
+        for r in rows
+    ]
+    return {
+        "format": RESULTS_FORMAT,
+        "version": 1,
+        "environment": environment,
+        "data": {"pairs": results["data"]["pairs"], "vocab_size": results["data"]["vocab_size"]},
+        "models": models,
+        "predictor": {"rows": results["latency"]["rows"], "test": results["predictor"]["test"]},
+        "search": {
+            "evaluated": results["search"]["evaluated"],
+            "verified": {
+                f"{r['budget_ms']:g}": r.get("verified", []) for r in results["search"]["results"]
+            },
+        },
+    }
 
 
 def write_report(results: dict, rows: list[dict], run_dir: Path, environment: dict) -> Path:
@@ -216,24 +287,42 @@ def write_report(results: dict, rows: list[dict], run_dir: Path, environment: di
         "",
         "## Latency predictor",
         "",
-        f"{results['latency']['rows']} SubTransformers measured on this device; hat's default predictor "
+        f"{results['latency']['rows']} SubTransformers measured on this device; "
+        "hat's default predictor "
         f"(physics x MLP ensemble, per-layer features) on the held-out 10%: MAPE {p['mape']:.2f}%, "
-        f"RMSE {p['rmse']:.2f} ms, max APE {p['max_ape']:.1f}%, Kendall tau {p['kendall_tau']:.3f}.",
+        f"RMSE {p['rmse']:.2f} ms, max APE {p['max_ape']:.1f}%, "
+        f"Kendall tau {p['kendall_tau']:.3f}.",
         "",
         "![predicted vs measured](predicted_vs_measured.png)",
         "",
         "## Search",
         "",
-        f"{len(s['results'])} budgets; {s['evaluated']} SubTransformers evaluated with inherited weights, "
+        f"{len(s['results'])} budgets; {s['evaluated']} SubTransformers evaluated with "
+        "inherited weights, "
         f"where HAT's loop (no cache) would run {s['without_cache']} evaluations.",
         "",
         "![search convergence](search_convergence.png)",
         "",
+        *(
+            [
+                "The top candidates timed on this device, interleaved with the latency "
+                "dataset's reference SubTransformer (drift factor: the reference now / its "
+                "calibration; a candidate is rejected only when its normalized latency breaks "
+                "the budget):",
+                "",
+                *verify,
+                "",
+            ]
+            if (verify := verify_table(s))
+            else []
+        ),
         "## Architectures",
         "",
     ]
     for r in rows:
         lines.append(f"- **{r['model']}**: {ArchConfig.from_dict(r['arch'])}")
+    with atomic_write(run_dir / "results.json") as f:
+        json.dump(results_document(results, rows, environment), f, indent=1)
     path = run_dir / "report.md"
     with atomic_write(path) as f:
         f.write("\n".join(lines) + "\n")

@@ -1,6 +1,7 @@
 """The stages of `hat pipeline`, each writing into the run directory.
 
-data -> supernet -> latency -> predictor -> search -> models (found + baselines) -> evaluate -> report
+data -> supernet -> latency -> predictor -> search -> models (found + baselines) -> evaluate
+-> report
 
 Each stage records its inputs in `done.json` (written atomically at its end): the hash of its
 own settings and the identity of each upstream stage (whose record holds the digests of its
@@ -23,7 +24,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from hat.data.dataset import DataDir
@@ -31,15 +31,17 @@ from hat.data.preprocess import preprocess
 from hat.data.toy import write_toy_task
 from hat.evaluate import translate_dataset
 from hat.fsutil import atomic_write, changed_keys, file_sha256, json_sha256
-from hat.latency.dataset import Timer, collect, load_table, protocol_timer
-from hat.latency.features import cost_terms_from_hat, per_layer_features, per_layer_norm
-from hat.latency.predictor import load_predictor, regression_metrics, split_indices, train_ensemble
-from hat.pipeline.baselines import baseline_family
+from hat.latency.dataset import collect
+from hat.latency.fit import fit_predictor
+from hat.latency.predictor import load_predictor
+from hat.latency.table import load_table
+from hat.latency.timing import Timer, protocol_timer
+from hat.pipeline.baselines import baselines
 from hat.pipeline.config import PipelineConfig
 from hat.profile import count_flops
 from hat.search.evolution import Evolution, LatencyCheck
 from hat.search.fitness import Fitness, fitness_inputs
-from hat.search.verify import reference_of, verify_top
+from hat.search.verify import search_budgets
 from hat.space import ArchConfig
 from hat.supernet import SuperTransformer
 from hat.train.checkpoints import load_model, load_supernet
@@ -53,7 +55,7 @@ log = logging.getLogger(__name__)
 
 class Pipeline:
     def __init__(self, cfg: PipelineConfig, timer: Timer = protocol_timer, progress: bool = True):
-        """`timer` times a compact model with the latency protocol (tests pass a deterministic one)."""
+        """`timer` times a compact model with the latency protocol (tests: a deterministic one)."""
         self.cfg, self.timer, self.progress = cfg, timer, progress
         self.dir = Path(cfg.run_dir)
         self.device = torch.device(cfg.measure.device)
@@ -106,7 +108,10 @@ class Pipeline:
         """Every stage in order; the results the report is made of."""
         self.dir.mkdir(parents=True, exist_ok=True)
         c = self.cfg
-        results = {"data": self.stage("data", self.prepare_data, self._data_settings())}
+        results = {
+            "seed": c.train.seed,
+            "data": self.stage("data", self.prepare_data, self._data_settings()),
+        }
         model = dataclasses.asdict(c.settings(results["data"]["vocab_size"]))
         recipe = {"model": model, "train": dataclasses.asdict(c.train)}
         results["supernet"] = self.stage(
@@ -115,8 +120,8 @@ class Pipeline:
             {
                 **recipe,
                 "space": c.space.to_hat_dict(),
-                "updates": c.supernet_updates,
-                "sampling": c.sampling,
+                "updates": c.supernet_max_update,
+                "sampling": dataclasses.asdict(c.sampling),
             },
             ["data"],
         )
@@ -148,16 +153,17 @@ class Pipeline:
             ["data", "supernet", "predictor"],
         )
         models = {f"hat@{r['budget_ms']:.1f}ms": r["arch"] for r in results["search"]["results"]}
-        models.update(
-            {name: arch.to_dict() for name, arch in baseline_family(c.space, c.baselines).items()}
-        )
+        families = {}
+        for b in baselines(c.space, c.baselines):
+            models[b.name] = b.arch.to_dict()
+            families[b.name] = b.family
         results["models"] = {}
         for name, arch in models.items():
             inherited = name.startswith("hat@") and c.finetune_inherited
             settings = {
                 **recipe,
                 "arch": arch,
-                "updates": c.subtransformer_updates,
+                "updates": c.subtransformer_max_update,
                 "finetune_fraction": c.finetune_fraction if inherited else None,
             }
             results["models"][name] = self.stage(
@@ -179,26 +185,31 @@ class Pipeline:
             },
             ["data"] + [f"models/{name}" for name in models],
         )
+        results["baselines"] = families
         return results
 
     def _data_settings(self) -> dict:
         c = self.cfg
-        if c.toy:
-            return {"toy": list(c.toy_sizes), "vocab_size": c.vocab_size, "seed": c.train.seed}
+        if c.data.toy:
+            return {
+                "toy": list(c.data.toy_sizes),
+                "vocab_size": c.data.vocab_size,
+                "seed": c.train.seed,
+            }
         files = {}
         for key in ("trainpref", "validpref", "testpref"):
-            for lang in (c.raw["source_lang"], c.raw["target_lang"]):
-                f = Path(f"{c.raw[key]}.{lang}")
+            for lang in (c.data.source_lang, c.data.target_lang):
+                f = Path(f"{getattr(c.data, key)}.{lang}")
                 files[f"{key}.{lang}"] = (
                     file_sha256(f) if f.is_file() else None
                 )  # preprocess names it
-        return {"raw": c.raw, "raw_sha256": files, "vocab_size": c.vocab_size}
+        return {"raw": c.data.raw, "raw_sha256": files, "vocab_size": c.data.vocab_size}
 
     # --- stages -------------------------------------------------------------------------------
     def prepare_data(self, out: Path) -> dict:
         c = self.cfg
-        if c.toy:
-            write_toy_task(out / "raw", *c.toy_sizes, seed=c.train.seed)
+        if c.data.toy:
+            write_toy_task(out / "raw", *c.data.toy_sizes, seed=c.train.seed)
             raw = {
                 "source_lang": "en",
                 "target_lang": "de",
@@ -207,7 +218,7 @@ class Pipeline:
                 "testpref": str(out / "raw/test"),
             }
         else:
-            raw = c.raw
+            raw = c.data.raw
         meta = preprocess(
             raw["source_lang"],
             raw["target_lang"],
@@ -215,7 +226,7 @@ class Pipeline:
             out / "bin",
             validpref=raw["validpref"],
             testpref=raw["testpref"],
-            vocab_size=c.vocab_size,
+            vocab_size=c.data.vocab_size,
             overwrite=True,
         )
         return {
@@ -228,14 +239,11 @@ class Pipeline:
         return DataDir(self.dir / "data/bin")
 
     def _train(
-        self, model, save_dir: Path, updates: int, sampler: ConfigSampler | None, meta: dict
+        self, model, save_dir: Path, updates: int, sampler: ConfigSampler | None = None
     ) -> dict:
         c = self.cfg
-        schedule = dataclasses.replace(c.train.schedule, max_update=updates)
-        train_cfg = dataclasses.replace(
-            c.train, save_dir=str(save_dir), max_update=updates, schedule=schedule
-        )
-        trainer = Trainer(model, train_cfg, self._data(), sampler, self.world, meta)
+        train_cfg = dataclasses.replace(c.train, save_dir=str(save_dir), max_update=updates)
+        trainer = Trainer(model, train_cfg, self._data(), sampler, self.world)
         trainer.resume()
         valid = trainer.train()
         checkpoint = save_dir / "checkpoint_last.pt"
@@ -250,13 +258,9 @@ class Pipeline:
         torch.manual_seed(self.cfg.train.seed)
         data = self._data()
         net = SuperTransformer(self.cfg.space, self.cfg.settings(data.vocab_size))
-        sampler = ConfigSampler(self.cfg.space, self.cfg.sampling, self.cfg.train.seed)
-        meta = {
-            "kind": "supernet",
-            "space": self.cfg.space.to_hat_dict(),
-            "settings": net.settings.to_dict(),
-        }
-        return self._train(net, out, self.cfg.supernet_updates, sampler, meta)
+        s = self.cfg.sampling
+        sampler = ConfigSampler(self.cfg.space, s.sampling, self.cfg.train.seed, s.sandwich_random)
+        return self._train(net, out, self.cfg.supernet_max_update, sampler)
 
     def collect_latency(self, out: Path) -> dict:
         settings = self.cfg.settings(self._data().vocab_size)
@@ -279,32 +283,22 @@ class Pipeline:
 
     def train_predictor(self, out: Path) -> dict:
         table = load_table(self.dir / "latency/latency.csv")
-        counts = (self.cfg.space.encoder_layers, self.cfg.space.decoder_layers)
-        feats = np.array([per_layer_features(a, *counts) for a in table.configs])
-        cost = cost_terms_from_hat(table.features)
-        train, _, test = split_indices(len(table.latency), self.cfg.train.seed)
-        predictor = train_ensemble(
-            feats[train],
-            cost[train],
-            table.latency[train],
-            per_layer_norm(*counts),
-            "per-layer",
+        fit = fit_predictor(
+            table,
+            features="per-layer",
             seed=self.cfg.train.seed,
-            layer_counts=counts,
+            layer_counts=(self.cfg.space.encoder_layers, self.cfg.space.decoder_layers),
         )
-        pred, _ = predictor.predict(feats[test], cost[test])
-        metrics = regression_metrics(pred, table.latency[test])
-        predictor.metrics = {"test": metrics}
-        predictor.meta = {
-            "latency": "normalized" if table.normalized else "raw",
-            **table.environment,
-        }
-        predictor.save(str(out / "predictor.pt"))
+        fit.predictor.metrics.pop("train_seconds")  # a stage's outputs are deterministic
+        fit.predictor.save(str(out / "predictor.pt"))
+        measured = table.latency[fit.test_index]
         return {
             "predictor": str(out / "predictor.pt"),
             "sha256": file_sha256(out / "predictor.pt"),
-            "test": metrics,
-            "test_points": [[float(m), float(p)] for m, p in zip(table.latency[test], pred)],
+            "test": fit.metrics["test"],
+            "test_points": [
+                [float(m), float(p)] for m, p in zip(measured, fit.test_pred, strict=True)
+            ],
         }
 
     def _budgets(self, latency: LatencyCheck) -> list[float]:
@@ -338,20 +332,17 @@ class Pipeline:
         )
         evolution.restore()
         budgets = self._budgets(latency)
-        for budget in budgets:
-            evolution.run(budget)
+        chosen = search_budgets(
+            evolution,
+            budgets,
+            self.cfg.verify_top,
+            net.export,
+            self.cfg.measure,
+            latency.predictor.meta,
+            self.timer,
+        )
         results = []
-        for budget in budgets:
-            ranked = evolution.best_within(budget)
-            best, verified = verify_top(
-                ranked,
-                budget,
-                self.cfg.verify_top,
-                net.export,
-                self.cfg.measure,
-                self.timer,
-                **reference_of(latency.predictor.meta),
-            )
+        for budget, best, verified in chosen:
             best.arch.to_yaml(
                 out / f"hat@{budget:.1f}ms.yml", header=f"hat pipeline: budget {budget} ms"
             )
@@ -371,18 +362,13 @@ class Pipeline:
                 data.vocab_size
             )  # records the supernet dims, as HAT trains them
             torch.manual_seed(self.cfg.train.seed)
-            updates = self.cfg.subtransformer_updates
+            updates = self.cfg.subtransformer_max_update
             if name.startswith("hat@") and self.cfg.finetune_inherited:
                 model = load_supernet(self.dir / "supernet/checkpoint_last.pt")[0].export(arch)
                 updates = max(1, math.ceil(updates * self.cfg.finetune_fraction))
             else:
                 model = Transformer(arch, settings)
-            meta = {
-                "kind": "subtransformer",
-                "arch": arch.to_dict(),
-                "settings": model.settings.to_dict(),
-            }
-            return {"arch": arch.to_dict(), **self._train(model, out, updates, None, meta)}
+            return {"arch": arch.to_dict(), **self._train(model, out, updates)}
 
         return train
 
@@ -404,8 +390,7 @@ class Pipeline:
                 max_len_b=self.cfg.max_len_b,
                 device=self.device,
             )
-            with atomic_write(out / f"{name}.hyp.txt") as f:
-                f.writelines(h + "\n" for h in tr.hypotheses)
+            tr.write(out / name, "test", data.source_lang, data.target_lang)
             lat = self.timer(model, self.cfg.measure)
             results[name] = {
                 "bleu": round(tr.sacrebleu, 2),
@@ -427,8 +412,11 @@ def summary_rows(results: dict[str, Any]) -> list[dict]:
             {
                 "model": name,
                 "kind": "HAT" if r else "baseline",
+                "family": results.get("baselines", {}).get(name),
                 "budget_ms": r["budget_ms"] if r else None,
                 "predicted_ms": round(r["latency_ms"], 2) if r else None,
+                "predicted_std_ms": round(r["latency_std_ms"], 2) if r else None,
+                "seed": results["seed"],
                 **ev,
             }
         )

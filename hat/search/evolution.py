@@ -26,6 +26,8 @@ from tqdm import tqdm
 from hat.errors import HatError
 from hat.fsutil import atomic_write, changed_keys
 from hat.latency.predictor import Predictor
+from hat.search.fitness import CachedLoss, FunctionLoss
+from hat.settings import setting
 from hat.space import ArchConfig, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -34,14 +36,16 @@ STATE_FORMAT = 2  # 2: populations are genes (1: SubTransformers)
 
 @dataclass(frozen=True)
 class EvolutionConfig:
-    evo_iter: int = 30
-    population_size: int = 125
-    parent_size: int = 25
-    mutation_size: int = 50
-    crossover_size: int = 50
-    mutation_prob: float = 0.3
-    seed: int = 1
-    latency_std_k: float = 0.0  # budget check on mean + k * std of the predictor
+    evo_iter: int = setting(30, "generations", hat=True)
+    population_size: int = setting(125, "", hat=True)
+    parent_size: int = setting(25, "parents kept per generation", hat=True)
+    mutation_size: int = setting(50, "children by mutation per generation", hat=True)
+    crossover_size: int = setting(50, "children by crossover per generation", hat=True)
+    mutation_prob: float = setting(0.3, "per-gene mutation probability", hat=True)
+    seed: int = 1  # the run's --seed
+    latency_std_k: float = setting(
+        0.0, "check the budget against predicted mean + k * std (ensemble predictors)"
+    )
     max_tries: int = 100_000  # samples before a budget is declared infeasible
 
     def check(self) -> None:
@@ -100,7 +104,7 @@ class Evolution:
     def __init__(
         self,
         space: SearchSpace,
-        fitness: Callable[[ArchConfig], float],
+        fitness: CachedLoss | Callable[[ArchConfig], float],
         latency: LatencyCheck,
         cfg: EvolutionConfig,
         state_path: Path | None = None,
@@ -110,8 +114,11 @@ class Evolution:
     ):
         """`inputs` identifies everything that decides a fitness or a predicted latency (file
         digests of the supernet, the predictor and the data, the validation settings): a saved
-        state made from other inputs is never resumed."""
+        state made from other inputs is never resumed. A plain function as `fitness` is cached
+        like the supernet's validation loss."""
         cfg.check()
+        if not isinstance(fitness, CachedLoss):
+            fitness = FunctionLoss(fitness)
         self.space, self.fitness, self.latency, self.cfg = space, fitness, latency, cfg
         self.state_path, self.log_path, self.progress = state_path, log_path, progress
         self.inputs = json.loads(json.dumps(inputs or {}))
@@ -140,13 +147,15 @@ class Evolution:
         if len(out) < n:
             smallest = self.latency.bound(self.space.smallest())
             raise HatError(
-                f"budget {budget:g} ms is too tight: {self.cfg.max_tries} {what} gave only {len(out)} of {n} "
-                f"SubTransformers within it (the smallest SubTransformer is predicted at {smallest:.1f} ms)"
+                f"budget {budget:g} ms is too tight: {self.cfg.max_tries} {what} gave only "
+                f"{len(out)} of {n} "
+                "SubTransformers within it (the smallest SubTransformer is predicted at "
+                f"{smallest:.1f} ms)"
             )
         return out
 
     def random_gene(self, rng: random.Random) -> Gene:
-        """A random SubTransformer (the space's sampler) with random entries for its absent layers."""
+        """A random SubTransformer (the space's sampler), random entries for its absent layers."""
         return tuple(self.space.to_gene(self.space.sample(rng), absent=rng.choice))
 
     def random_population(self, rng: random.Random, budget: float) -> list[Gene]:
@@ -159,7 +168,7 @@ class Evolution:
             gene = rng.choice(parents)
             return [
                 rng.choice(opts) if rng.random() < self.cfg.mutation_prob else g
-                for g, opts in zip(gene, self.choices)
+                for g, opts in zip(gene, self.choices, strict=False)
             ]
 
         return self._fill(self.cfg.mutation_size, make, budget, "mutations")
@@ -167,7 +176,7 @@ class Evolution:
     def crossover(self, rng: random.Random, parents: list[Gene], budget: float) -> list[Gene]:
         def make() -> list[int]:
             a, b = rng.sample(parents, 2)
-            return [rng.choice(pair) for pair in zip(a, b)]
+            return [rng.choice(pair) for pair in zip(a, b, strict=False)]
 
         return self._fill(self.cfg.crossover_size, make, budget, "crossovers")
 
@@ -220,7 +229,6 @@ class Evolution:
         if self.log_path is None:
             return
         best = ranked[0]
-        fitness = self.fitness
         record = {
             "budget_ms": budget,
             "iteration": iteration,
@@ -231,8 +239,8 @@ class Evolution:
             "population_loss_min": best.loss,
             "population_latency_mean_ms": float(np.mean([c.latency_ms for c in ranked])),
             "population_latency_max_ms": float(max(c.latency_ms for c in ranked)),
-            "evaluations": getattr(fitness, "evaluations", None),
-            "evaluations_saved": getattr(fitness, "saved", None),
+            "evaluations": self.fitness.evaluations,
+            "evaluations_saved": self.fitness.saved,
             "seconds": round(seconds, 2),
         }
         with open(self.log_path, "a", encoding="utf-8") as f:
@@ -302,19 +310,18 @@ class Evolution:
             stale = self.state_path.with_name(self.state_path.name + ".stale")
             os.replace(self.state_path, stale)
             log.warning(
-                "search state %s was made with other inputs (%s changed): starting fresh (old state "
+                "search state %s was made with other inputs (%s changed): starting fresh "
+                "(old state "
                 "kept as %s)",
                 self.state_path,
                 ", ".join(changed),
                 stale.name,
             )
             return
-        cache = getattr(self.fitness, "cache", None)
         for arch_dict, loss in payload["evaluated"]:
             arch = ArchConfig.from_dict(arch_dict)
             self.seen[arch] = Candidate(arch, loss, *self.latency(arch))
-            if cache is not None:
-                cache[arch] = loss
+            self.fitness.cache[arch] = loss
 
     def _load_state(self, budget: float):
         state = self._read_states().get(f"{budget:g}")

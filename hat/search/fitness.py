@@ -9,6 +9,7 @@ evenly over the length-sorted list (HAT kept the first ones: only the shortest s
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -21,41 +22,18 @@ from hat.supernet import SuperTransformer
 from hat.train.criterion import label_smoothed_nll
 
 
-class Fitness:
-    def __init__(
-        self,
-        supernet: SuperTransformer,
-        valid: ParallelDataset,
-        max_tokens: int = 4096,
-        valid_cnt_max: int | None = None,
-        label_smoothing: float = 0.1,
-        device: str | torch.device = "cpu",
-        cache: bool = True,
-    ):
-        self.net, self.device = supernet.to(device).eval(), device
-        self.smoothing, self.use_cache = label_smoothing, cache
-        positions = (supernet.settings.max_source_positions, supernet.settings.max_target_positions)
-        batches = TokenBatcher(
-            valid.src_sizes, valid.tgt_sizes, max_tokens, max_positions=positions, shuffle=False
-        ).batches(1)
-        if valid_cnt_max and valid_cnt_max < len(batches):
-            batches = [batches[i * len(batches) // valid_cnt_max] for i in range(valid_cnt_max)]
-        self.batches = [valid.collate(b.tolist()).to(device) for b in batches]
-        self.cache: dict[ArchConfig, float] = {}
-        self.evaluations = 0  # forward passes over the validation batches
-        self.requests = 0  # fitness asked for
+class CachedLoss:
+    """A loss per SubTransformer, cached by architecture (unless `cache=False`), with counts
+    of what was asked and what was computed. Subclasses define `loss`."""
 
-    @torch.no_grad()
+    def __init__(self, cache: bool = True):
+        self.use_cache = cache
+        self.cache: dict[ArchConfig, float] = {}
+        self.evaluations = 0  # losses computed
+        self.requests = 0  # losses asked for
+
     def loss(self, arch: ArchConfig) -> float:
-        """Validation loss (label-smoothed, base 2, per target token) of `arch` in the supernet."""
-        self.net.set_config(arch)
-        total, tokens = torch.zeros((), dtype=torch.float64, device=self.device), 0.0
-        for batch in self.batches:  # one host sync per candidate, not one per batch
-            logits = self.net(batch.src_tokens, batch.prev_output_tokens)
-            total = total + label_smoothed_nll(logits, batch.target, self.smoothing)[0].double()
-            tokens += batch.ntokens
-        self.evaluations += 1
-        return total.item() / tokens / math.log(2)
+        raise NotImplementedError
 
     def __call__(self, arch: ArchConfig) -> float:
         self.requests += 1
@@ -69,6 +47,53 @@ class Fitness:
     def saved(self) -> int:
         """Evaluations the cache spared."""
         return self.requests - self.evaluations
+
+
+class FunctionLoss(CachedLoss):
+    """Any function of a SubTransformer as a cached loss (toy objectives, tests)."""
+
+    def __init__(self, fn: Callable[[ArchConfig], float], cache: bool = True):
+        super().__init__(cache)
+        self.fn = fn
+
+    def loss(self, arch: ArchConfig) -> float:
+        self.evaluations += 1
+        return self.fn(arch)
+
+
+class Fitness(CachedLoss):
+    def __init__(
+        self,
+        supernet: SuperTransformer,
+        valid: ParallelDataset,
+        max_tokens: int = 4096,
+        valid_cnt_max: int | None = None,
+        label_smoothing: float = 0.1,
+        device: str | torch.device = "cpu",
+        cache: bool = True,
+    ):
+        super().__init__(cache)
+        self.net, self.device = supernet.to(device).eval(), device
+        self.smoothing = label_smoothing
+        positions = (supernet.settings.max_source_positions, supernet.settings.max_target_positions)
+        batches = TokenBatcher(
+            valid.src_sizes, valid.tgt_sizes, max_tokens, max_positions=positions, shuffle=False
+        ).batches(1)
+        if valid_cnt_max and valid_cnt_max < len(batches):
+            batches = [batches[i * len(batches) // valid_cnt_max] for i in range(valid_cnt_max)]
+        self.batches = [valid.collate(b.tolist()).to(device) for b in batches]
+
+    @torch.no_grad()
+    def loss(self, arch: ArchConfig) -> float:
+        """Validation loss (label-smoothed, base 2, per target token) of `arch` in the supernet."""
+        self.net.set_config(arch)
+        total, tokens = torch.zeros((), dtype=torch.float64, device=self.device), 0.0
+        for batch in self.batches:  # one host sync per candidate, not one per batch
+            logits = self.net(batch.src_tokens, batch.prev_output_tokens)
+            total = total + label_smoothed_nll(logits, batch.target, self.smoothing)[0].double()
+            tokens += batch.ntokens
+        self.evaluations += 1
+        return total.item() / tokens / math.log(2)
 
 
 def fitness_inputs(

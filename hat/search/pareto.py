@@ -41,7 +41,9 @@ def pareto_search(
 
     def decode(x) -> ArchConfig | None:
         try:
-            return space.from_gene([opts[int(round(v))] for opts, v in zip(choices, x)])
+            return space.from_gene(
+                [opts[int(round(v))] for opts, v in zip(choices, x, strict=False)]
+            )
         except HatError:
             return None
 

@@ -22,8 +22,9 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
-from hat.latency.dataset import MeasureSettings, Timer, interleaved, protocol_timer
-from hat.search.evolution import Candidate
+from hat.latency.measure import warn_if_loaded
+from hat.latency.timing import MeasureSettings, Timer, interleaved, protocol_timer
+from hat.search.evolution import Candidate, Evolution
 from hat.space import ArchConfig
 from hat.transformer import Transformer
 
@@ -74,6 +75,8 @@ def verify_top(
     normalized latency and the device's drift factor). With `reference` and `calibration_ms`
     the budget is decided on normalized latency, else on the timed latency."""
     report: list[dict] = []
+    if timer is protocol_timer and measure.device == "cpu":
+        warn_if_loaded(measure.core_set)  # the drift factor will show it too
     ref_model = build(reference) if reference is not None and calibration_ms else None
     rng = random.Random(seed)
 
@@ -128,7 +131,7 @@ def verify_top(
             statistics.median(r["reference_ms"] for r in report),
             calibration_ms,
         )
-    for c, r in zip(timed, report):
+    for c, r in zip(timed, report, strict=False):
         if r["meets_budget"]:
             if not r["top_k"]:
                 log.warning(
@@ -148,3 +151,30 @@ def verify_top(
     )
     fastest = min(range(len(report)), key=lambda i: report[i]["decided_ms"])
     return timed[fastest], report
+
+
+def search_budgets(
+    evolution: Evolution,
+    budgets: list[float],
+    k: int,
+    build: Callable[[ArchConfig], Transformer],
+    measure: MeasureSettings | None,
+    predictor_meta: dict[str, Any],
+    timer: Timer = protocol_timer,
+) -> list[tuple[float, Candidate, list[dict]]]:
+    """Evolve for every budget (the budgets share their evaluations), then pick each budget's
+    SubTransformer: the best by validation loss, or with k > 0 the best of `verify_top`.
+    Returns (budget, chosen candidate, verify report) per budget, smallest budget first."""
+    budgets = sorted(budgets)
+    for budget in budgets:
+        evolution.run(budget)
+    chosen = []
+    for budget in budgets:
+        ranked = evolution.best_within(budget)
+        best, verified = ranked[0], []
+        if k:
+            best, verified = verify_top(
+                ranked, budget, k, build, measure, timer, **reference_of(predictor_meta)
+            )
+        chosen.append((budget, best, verified))
+    return chosen

@@ -64,7 +64,7 @@ def all_reduce_gradients(params: list[torch.nn.Parameter], world: DistInfo) -> N
 def _reduce_bucket(grads: list[torch.Tensor]) -> None:
     flat = _flatten_dense_tensors(grads)
     dist.all_reduce(flat)
-    for g, reduced in zip(grads, _unflatten_dense_tensors(flat, grads)):
+    for g, reduced in zip(grads, _unflatten_dense_tensors(flat, grads), strict=False):
         g.copy_(reduced)
 
 

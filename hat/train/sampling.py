@@ -10,11 +10,24 @@ and a resumed run samples what the uninterrupted one would have.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 from hat.errors import HatError
+from hat.settings import setting
 from hat.space import ArchConfig, SearchSpace
 
 MODES = ("uniform", "sandwich")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    sampling: str = setting(
+        "uniform",
+        "uniform: one SubTransformer per update (HAT); sandwich: largest + smallest + "
+        "--sandwich-random random ones, with in-place distillation from the largest",
+        choices=MODES,
+    )
+    sandwich_random: int = setting(2, "sandwich: random SubTransformers per update")
 
 
 class ConfigSampler:

@@ -17,19 +17,20 @@ from dataclasses import dataclass
 import torch
 
 from hat.errors import HatError
+from hat.settings import setting
 
 SCHEDULERS = ("inverse_sqrt", "cosine", "fixed")
 
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    name: str = "inverse_sqrt"
-    lr: float = 5e-4
-    warmup_updates: int = 4000
-    warmup_init_lr: float = 1e-7
-    max_lr: float | None = None
-    max_update: int = 0
-    lr_shrink: float = 1.0
+    name: str = setting("inverse_sqrt", "", key="lr-scheduler", choices=SCHEDULERS, hat=True)
+    lr: float = setting(5e-4, "peak lr (inverse_sqrt) or final lr (cosine)", hat=True)
+    warmup_updates: int = setting(4000, "", hat=True)
+    warmup_init_lr: float = setting(1e-7, "", hat=True)
+    max_lr: float | None = setting(None, "peak lr of the cosine schedule", hat=True)
+    max_update: int = 0  # the run's (TrainConfig.max_update): where the cosine ends
+    lr_shrink: float = setting(1.0, "cosine: factor per restart", hat=True)
 
 
 def lr_function(cfg: ScheduleConfig) -> Callable[[int], float]:

@@ -9,12 +9,13 @@ position in the epoch, so a killed run resumes where its last checkpoint was wri
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import math
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ from tqdm import tqdm
 from hat.data.batching import TokenBatcher
 from hat.data.dataset import Batch, DataDir, ParallelDataset
 from hat.errors import HatError
+from hat.settings import setting
 from hat.space import ArchConfig
+from hat.supernet import SuperTransformer
 from hat.train.checkpoints import TRAIN_FORMAT, CheckpointManager, move_optimizer_state
 from hat.train.criterion import distillation_loss, label_smoothed_nll
 from hat.train.distributed import DistInfo, all_reduce_gradients, all_reduce_sum, barrier
@@ -49,36 +52,79 @@ def mixed_precision(device_type: str, dtype: torch.dtype):
         yield
 
 
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+def _betas(text: str | tuple) -> tuple[float, float]:
+    """Adam betas from HAT's text form '(0.9, 0.98)'."""
+    if isinstance(text, tuple):
+        return text
+    try:
+        betas = tuple(float(b) for b in ast.literal_eval(text))
+    except (ValueError, SyntaxError, TypeError):
+        raise HatError(f"--adam-betas must look like '(0.9, 0.98)', got {text!r}") from None
+    if len(betas) != 2:
+        raise HatError(f"--adam-betas needs two numbers, got {text!r}")
+    return betas
+
+
 @dataclass
 class TrainConfig:
-    save_dir: str = "checkpoints"
-    max_tokens: int = 4096
-    max_sentences: int | None = None
-    update_freq: int = 1
-    max_update: int = 0  # 0: no limit
-    max_epoch: int = 0  # 0: no limit
-    stop_time_hours: float = 0.0  # 0: no limit
+    """One training run's recipe (fairseq/HAT key names)."""
+
+    save_dir: str = setting("checkpoints", "where checkpoints and train_log.jsonl go", hat=True)
+    max_tokens: int = setting(4096, "tokens per batch, padding included", hat=True)
+    max_sentences: int | None = setting(None, "sentences per batch", aliases=("batch-size",))
+    update_freq: int = setting(1, "batches per update (gradient accumulation)", hat=True)
+    max_update: int = setting(0, "stop after this many updates (0: no limit)", hat=True)
+    max_epoch: int = setting(0, "stop after this many epochs (0: no limit)", hat=True)
+    stop_time_hours: float = setting(0.0, "stop after this much wall time (0: no limit)")
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    adam_betas: tuple[float, float] = (0.9, 0.98)
-    adam_eps: float = 1e-8
-    weight_decay: float = 0.0
-    clip_norm: float = 0.0
-    label_smoothing: float = 0.1
-    precision: str = "fp32"  # fp32 | fp16 | bf16
-    seed: int = 1
-    save_interval: int = 1  # epochs
-    save_interval_updates: int = 0
-    keep_last_epochs: int = -1
-    keep_interval_updates: int = -1
-    validate_interval: int = 1  # epochs
-    validate_interval_updates: int = 0
-    valid_subset: str = "valid"
-    eval_bleu: bool = False
-    eval_bleu_beam: int = 4
-    distill_weight: float = 1.0  # sandwich: share of the distillation loss for the non-largest nets
-    log_interval: int = 50
-    progress_bar: bool = True
-    restore_file: str = DEFAULT_RESTORE_FILE
+    adam_betas: tuple[float, float] = setting(
+        (0.9, 0.98), "Adam betas, e.g. '(0.9, 0.98)'", parse=_betas, show=str, hat=True
+    )
+    adam_eps: float = setting(1e-8, "")
+    weight_decay: float = setting(0.0, "decoupled (AdamW)", hat=True)
+    clip_norm: float = setting(0.0, "clip gradients to this norm (0: off)", hat=True)
+    label_smoothing: float = setting(0.1, "", hat=True)
+    precision: str = setting(
+        "fp32",
+        "fp16: CUDA AMP with loss scaling; bf16: bfloat16 autocast",
+        choices=PRECISIONS,
+        switches={"fp16": "fp16", "bf16": "bf16"},
+        hat=True,
+    )
+    seed: int = setting(1, "")
+    save_interval: int = setting(1, "keep checkpoint<epoch>.pt every N epochs", hat=True)
+    save_interval_updates: int = setting(0, "also checkpoint every N updates")
+    keep_last_epochs: int = setting(-1, "keep only the last N epoch checkpoints", hat=True)
+    keep_interval_updates: int = setting(-1, "keep only the last N update checkpoints")
+    validate_interval: int = setting(1, "validate every N epochs", hat=True)
+    validate_interval_updates: int = setting(0, "also validate every N updates")
+    valid_subset: str = setting("valid", "")
+    eval_bleu: bool = setting(False, "also report validation BLEU (beam search)")
+    eval_bleu_beam: int = setting(4, "")
+    distill_weight: float = setting(
+        1.0, "sandwich: weight of the distillation loss (the rest: label-smoothed CE)"
+    )
+    log_interval: int = setting(50, "log every N updates")
+    progress_bar: bool = setting(True, "")
+    restore_file: str = setting(
+        DEFAULT_RESTORE_FILE,
+        "checkpoint to resume from: the default name is looked up in --save-dir, any other "
+        "path is used as given (fairseq's rule)",
+        hat=True,
+    )
+
+    def __post_init__(self) -> None:
+        self.adam_betas = _betas(self.adam_betas)
+        if self.schedule.max_update != self.max_update:  # the schedule ends with the run
+            self.schedule = replace(self.schedule, max_update=self.max_update)
+
+    def check(self) -> None:
+        for name in ("max_tokens", "update_freq"):
+            if getattr(self, name) <= 0:
+                raise HatError(f"--{name.replace('_', '-')} must be positive")
 
 
 @dataclass
@@ -110,6 +156,15 @@ def restore_path(restore_file: str, save_dir: str | Path) -> Path:
     return Path(restore_file)
 
 
+def model_meta(model: EncoderDecoder) -> dict[str, Any]:
+    """What a checkpoint needs to rebuild `model`: its kind, space or arch, and settings."""
+    if isinstance(model, SuperTransformer):
+        described = {"kind": "supernet", "space": model.space.to_hat_dict()}
+    else:
+        described = {"kind": "subtransformer", "arch": model.arch.to_dict()}
+    return {**described, "settings": model.settings.to_dict()}
+
+
 class Trainer:
     def __init__(
         self,
@@ -118,13 +173,18 @@ class Trainer:
         data: DataDir,
         sampler: ConfigSampler | None,
         world: DistInfo,
-        checkpoint_meta: dict[str, Any],
+        extra_meta: dict[str, Any] | None = None,
     ):
         """`sampler`: which SubTransformers a SuperTransformer trains (None: train `model` as is).
-        `checkpoint_meta`: what a checkpoint needs to rebuild the model (kind, space/arch, settings)."""
+        Checkpoints describe the model (`model_meta`), the data and `extra_meta`."""
         self.model, self.cfg, self.data, self.sampler, self.world = model, cfg, data, sampler, world
         self.device = world.device
-        self.meta = {**checkpoint_meta, "spm_model": (data.path / "spm.model").read_bytes()}
+        self.meta = {
+            **model_meta(model),
+            "data": {"source_lang": data.source_lang, "target_lang": data.target_lang},
+            **(extra_meta or {}),
+            "spm_model": (data.path / "spm.model").read_bytes(),
+        }
         self.model.to(self.device)
         self.params = list(model.parameters())
         self.optimizer = torch.optim.AdamW(
@@ -230,7 +290,7 @@ class Trainer:
 
     # --- the loop -----------------------------------------------------------------------
     def _epoch_batches(self, epoch: int) -> list[tuple[torch.Tensor, float]]:
-        """This rank's batches, padded (with zero-weight repeats) to the same count on every rank."""
+        """This rank's batches, padded with zero-weight repeats to the same count on every rank."""
         mine = self.batcher.batches(epoch)
         steps = self.batcher.steps_per_shard(epoch)
         return [(b, 1.0) for b in mine] + [(mine[0], 0.0)] * (steps - len(mine))
@@ -363,7 +423,7 @@ class Trainer:
         (self.scaler.scale(loss) if self.scaler else loss).backward()
 
     def _step(self, ntokens: float) -> float:
-        """Sum gradients over ranks, normalise by the update's tokens, clip, step; return the norm."""
+        """Sum gradients over ranks, normalise by the update's tokens, clip, step; the norm."""
         all_reduce_gradients(self.params, self.world)
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
@@ -405,8 +465,10 @@ class Trainer:
                 loss = nll = tokens = 0.0
                 for indices in self.valid_batches:
                     batch = self.valid_set.collate(indices.tolist()).to(self.device)
-                    _, l, n = self._forward(batch, arch)
-                    loss, nll, tokens = loss + l.item(), nll + n.item(), tokens + batch.ntokens
+                    _, batch_loss, batch_nll = self._forward(batch, arch)
+                    loss += batch_loss.item()
+                    nll += batch_nll.item()
+                    tokens += batch.ntokens
                 result[f"{name}_loss"] = loss / tokens / LN2
                 result[f"{name}_nll_loss"] = nll / tokens / LN2
                 losses.append(result[f"{name}_loss"])

@@ -1,0 +1,166 @@
+"""The rows of a latency CSV: columns, writing a row, reading and checking rows.
+
+Columns: HAT's 14 first (its 10 features, then latency_mean_encoder, latency_mean_decoder,
+latency_std_encoder, latency_std_decoder, in ms), so HAT's files and hat's are
+interchangeable; then hat's extras: the full config (JSON), its id in the sampling plan, the
+timing of a fixed reference SubTransformer measured around the row, the environment, and the
+measurement: protocol and settings, the reference's config and quiet-device calibration, the
+row's latency / reference ratio and its normalized latency (ratio x calibration).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+from hat.errors import HatError
+from hat.latency.features import HAT_FEATURE_NAMES, hat_features
+from hat.latency.measure import Latency
+from hat.space import ArchConfig
+
+LATENCY_COLUMNS = [
+    "latency_mean_encoder",
+    "latency_mean_decoder",
+    "latency_std_encoder",
+    "latency_std_decoder",
+]
+HAT_COLUMNS = HAT_FEATURE_NAMES + LATENCY_COLUMNS
+EXTRA_COLUMNS = [
+    "config",
+    "config_id",
+    "reference_ms",
+    "device",
+    "cpu_model",
+    "threads",
+    "torch_version",
+    "runtime",
+    "dtype",
+    "sentence_length",
+    "beam",
+    "timestamp",
+    "cores",
+    "protocol",
+    "iters",
+    "warmup",
+    "rounds",
+    "reference",
+    "calibration_ms",
+    "latency_ratio",
+    "normalized_ms",
+]
+# per-row values; the other extra columns describe the device and protocol (same on every row)
+PER_ROW = ("config", "config_id", "reference_ms", "timestamp", "latency_ratio", "normalized_ms")
+ENVIRONMENT_COLUMNS = tuple(c for c in EXTRA_COLUMNS if c not in PER_ROW)
+# numbers that HAT's files (and hat's older ones) lack
+OPTIONAL_NUMBERS = ("reference_ms", "calibration_ms", "latency_ratio", "normalized_ms")
+
+
+def config_json(arch: ArchConfig) -> str:
+    """A SubTransformer as a compact JSON cell."""
+    return json.dumps(arch.to_dict(), separators=(",", ":"))
+
+
+def row_for(
+    arch: ArchConfig,
+    config_id: int,
+    lat: Latency,
+    reference_ms: float,
+    env: dict[str, str],
+    ratio: float | None = None,
+    calibration_ms: float | None = None,
+) -> dict:
+    """A CSV row; with the ratio to the reference and its calibration, the normalized latency."""
+    values = dict(zip(HAT_FEATURE_NAMES, hat_features(arch), strict=True))
+    values.update(
+        latency_mean_encoder=lat.encoder_ms,
+        latency_mean_decoder=lat.decoder_ms,
+        latency_std_encoder=lat.encoder_std_ms,
+        latency_std_decoder=lat.decoder_std_ms,
+        config=config_json(arch),
+        config_id=config_id,
+        reference_ms=round(reference_ms, 4),
+        threads=lat.threads,
+        sentence_length=lat.sentence_length,
+        beam=lat.beam,
+        timestamp=round(time.time(), 1),
+        cores=lat.cores,
+        protocol=lat.protocol,
+        iters=lat.iters,
+        **env,
+    )
+    if ratio is not None and calibration_ms is not None:
+        values.update(
+            calibration_ms=round(calibration_ms, 4),
+            latency_ratio=round(ratio, 6),
+            normalized_ms=round(ratio * calibration_ms, 4),
+        )
+    return values
+
+
+def row_config(row: dict[str, str], path: str | Path, line: int | None = None) -> ArchConfig:
+    """The SubTransformer in a row's `config` cell; a bad cell raises HatError naming the file."""
+    where = f"{path}:{line}" if line else str(path)
+    try:
+        d = json.loads(row.get("config") or "")
+    except ValueError as e:
+        raise HatError(f"{where}: the config cell is not JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise HatError(f"{where}: the config cell is not a JSON object")
+    try:
+        return ArchConfig.from_dict(d)
+    except (HatError, TypeError, ValueError) as e:
+        raise HatError(f"{where}: the config cell is not a SubTransformer ({e})") from None
+
+
+def _check_row(row: dict[str, str], path: str | Path, line: int) -> None:
+    """HatError naming the file and line unless the row's numbers and config cell parse."""
+    for col in HAT_COLUMNS + list(OPTIONAL_NUMBERS):
+        value = row.get(col)
+        if col in OPTIONAL_NUMBERS and not value:
+            continue  # HAT's datasets (and hat's older ones) have no reference timings
+        try:
+            float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise HatError(f"{path}:{line}: {col} {value!r} is not a number") from None
+    if row.get("config_id") and not row["config_id"].lstrip("-").isdigit():
+        raise HatError(f"{path}:{line}: config_id {row['config_id']!r} is not an integer")
+    if row.get("config"):
+        row_config(row, path, line)
+
+
+def parse_rows(text: str, path: str | Path, allow_empty: bool = False) -> list[dict[str, str]]:
+    """The complete, checked rows of a latency CSV's text (`path` names it in errors)."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = [c for c in HAT_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise HatError(
+            f"{path} lacks the column(s) {', '.join(missing)}: a latency dataset needs "
+            f"HAT's 14 columns ({', '.join(HAT_COLUMNS[:3])}, ...)"
+        )
+    rows = []
+    for row in reader:
+        if row.get(LATENCY_COLUMNS[-1]):  # a row cut short by a kill has no last column
+            _check_row(row, path, reader.line_num)
+            rows.append(row)
+    if not rows and not allow_empty:
+        raise HatError(f"{path} has no rows")
+    return rows
+
+
+def read_text(path: str | Path, data: bytes | None = None) -> str:
+    """`data` (default: the file's bytes) as UTF-8 text; HatError naming `path` otherwise."""
+    try:
+        return (Path(path).read_bytes() if data is None else data).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise HatError(f"{path} is not a latency dataset: not UTF-8 text ({e.reason})") from None
+
+
+def read_rows(path: str | Path) -> list[dict[str, str]]:
+    """All rows of a latency CSV (HAT's or hat's) as dicts; checks HAT's columns are there and
+    every row's numbers (and config cell) parse."""
+    if not Path(path).is_file():
+        raise HatError(f"latency dataset not found: {path}")
+    return parse_rows(read_text(path), path)

@@ -1,0 +1,198 @@
+"""How a latency dataset times a SubTransformer: the settings, the runtime it is deployed on,
+and rounds interleaved with a fixed reference SubTransformer.
+
+Each SubTransformer is timed in rounds alternating with the reference, in a random order inside
+each round (google/benchmark's random interleaving), so a burst of load slows both and
+cancels in the ratio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import platform
+import random
+import statistics
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from hat.errors import HatError
+from hat.latency.measure import PROTOCOLS, Latency, measure_latency, parse_cores
+from hat.settings import setting
+from hat.transformer import Transformer
+
+RUNTIMES = ("torch", "torch-int8", "onnxruntime")
+
+
+@dataclass
+class MeasureSettings:
+    sentence_length: int = setting(30, "dummy sentence (HAT: 23 IWSLT, 30 WMT)")
+    beam: int = setting(5, "beam of the timed search")
+    iters: int = setting(20, "timed runs per SubTransformer", key="latiter", hat=True)
+    warmup: int = setting(5, "dry runs before timing", key="lat-warmup", aliases=("warmup",))
+    device: str = setting(
+        "cpu",
+        "where to time (HAT: --latgpu / --latcpu)",
+        key="lat-device",
+        choices=("cpu", "cuda"),
+        switches={"latgpu": "cuda", "latcpu": "cpu"},
+        hat=True,
+    )
+    threads: int | None = setting(None, "CPU threads (default: torch's); recorded in the CSV")
+    runtime: str = setting(
+        "torch",
+        "what runs the model: torch (fp32), torch-int8 (dynamic int8), onnxruntime (fp32)",
+        choices=RUNTIMES,
+    )
+    cores: str | None = setting(None, "CPU affinity while timing, e.g. 0-1 (default: as started)")
+    protocol: str = setting(
+        "beam-search",
+        "beam-search: the real beam search (deployment); hat: HAT's protocol (no search)",
+        choices=PROTOCOLS,
+    )
+    rounds: int = setting(4, "rounds alternating each SubTransformer with the reference (A/B)")
+
+    def time(self, model: Transformer) -> Latency:
+        """Time `model`, deployed on this runtime, with the latency protocol and these settings."""
+        return measure_latency(
+            _deployed(model, self.runtime, self.threads),
+            self.sentence_length,
+            self.beam,
+            self.device,
+            self.iters,
+            self.warmup,
+            self.threads,
+            cores=self.core_set,
+            protocol=self.protocol,
+        )
+
+    @property
+    def core_set(self) -> set[int] | None:
+        return parse_cores(self.cores) if self.cores else None
+
+    @property
+    def dtype(self) -> str:
+        return "int8" if self.runtime == "torch-int8" else "float32"
+
+
+def deploy(model: Transformer, runtime: str, threads: int | None = None):
+    """`model` as `runtime` runs it: itself, int8 dynamic quantized, or exported to onnxruntime."""
+    if runtime == "torch":
+        return model
+    if runtime == "torch-int8":
+        from hat.quantize import dynamic_int8
+
+        return dynamic_int8(model)
+    if runtime == "onnxruntime":
+        import tempfile
+
+        from hat.onnx_export import OnnxTransformer, export_onnx
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return OnnxTransformer(
+                export_onnx(model, tmp), threads
+            )  # sessions hold the graphs in memory
+    raise HatError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime}")
+
+
+_DEPLOYED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _deployed(model: Transformer, runtime: str, threads: int | None):
+    """`deploy`, once per model, runtime and threads (the reference is timed with every row)."""
+    if runtime == "torch":
+        return model
+    cache = _DEPLOYED.setdefault(model, {})
+    if (runtime, threads) not in cache:
+        cache[(runtime, threads)] = deploy(model, runtime, threads)
+    return cache[(runtime, threads)]
+
+
+Timer = Callable[[Transformer, MeasureSettings], Latency]
+
+
+def protocol_timer(model: Transformer, measure: MeasureSettings) -> Latency:
+    return measure.time(model)
+
+
+@dataclass
+class Interleaved:
+    """A SubTransformer timed in alternation with the reference."""
+
+    latency: Latency  # the SubTransformer's timings, pooled over the rounds
+    reference_ms: float  # the reference's total latency over the same rounds
+    ratio: float  # median over the rounds of SubTransformer / reference total latency
+    order: list[str]  # what was timed, in order: "sub" or "ref"
+
+    def normalized_ms(self, calibration_ms: float) -> float:
+        """The latency on the quiet device: ratio x the reference's quiet latency."""
+        return self.ratio * calibration_ms
+
+
+def pool(lats: list[Latency]) -> Latency:
+    """One Latency from several timings of one model (means weighted by their runs)."""
+    n = sum(x.iters for x in lats)
+
+    def mean_std(mean: str, std: str) -> tuple[float, float]:
+        m = sum(getattr(x, mean) * x.iters for x in lats) / n
+        var = sum((getattr(x, std) ** 2 + (getattr(x, mean) - m) ** 2) * x.iters for x in lats) / n
+        return m, math.sqrt(var)
+
+    (em, es), (dm, ds) = (
+        mean_std("encoder_ms", "encoder_std_ms"),
+        mean_std("decoder_ms", "decoder_std_ms"),
+    )
+    return dataclasses.replace(
+        lats[0], encoder_ms=em, decoder_ms=dm, encoder_std_ms=es, decoder_std_ms=ds, iters=n
+    )
+
+
+def interleaved(
+    model: Transformer,
+    reference: Transformer,
+    measure: MeasureSettings,
+    timer: Timer,
+    rng: random.Random,
+) -> Interleaved:
+    """Time `model` and `reference` in `measure.rounds` rounds, each timing both in a random order
+    (A/B or B/A) with a share of `measure.iters` runs: full dry runs in the first round, one
+    after each switch later. The ratio pairs timings taken seconds apart, so load cancels."""
+    rounds = max(1, min(measure.rounds, measure.iters))
+    sub, ref, order = [], [], []
+    for r in range(rounds):
+        runs = measure.iters // rounds + (r < measure.iters % rounds)
+        m = dataclasses.replace(
+            measure, iters=runs, warmup=measure.warmup if r == 0 else min(1, measure.warmup)
+        )
+        pair = [("sub", model, sub), ("ref", reference, ref)]
+        rng.shuffle(pair)
+        for name, net, out in pair:
+            order.append(name)
+            out.append(timer(net, m))
+    ratio = statistics.median(a.total_ms / b.total_ms for a, b in zip(sub, ref, strict=True))
+    return Interleaved(pool(sub), pool(ref).total_ms, ratio, order)
+
+
+def calibrate(reference: Transformer, measure: MeasureSettings, timer: Timer, n: int = 3) -> float:
+    """The reference's latency under quiet conditions: the fastest of `n` timings (ms)."""
+    return min(timer(reference, measure).total_ms for _ in range(n))
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"cpu ({cpu_model()})"
