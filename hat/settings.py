@@ -127,6 +127,9 @@ def add_settings(
 def from_flags(cls: type, values: Mapping[str, Any], **given: Any) -> Any:
     """`cls` built from parsed flag values (by argparse destination); `given` fixes fields by
     name. Settings absent from `values` keep their defaults."""
+    unknown = set(given) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field(s) {', '.join(sorted(unknown))}")
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name in given:
@@ -139,7 +142,8 @@ def from_flags(cls: type, values: Mapping[str, Any], **given: Any) -> Any:
 
 
 def to_keys(obj: Any, hat_only: bool = False) -> dict[str, Any]:
-    """The settings of a dataclass instance as {key: YAML value} (nested ones flattened)."""
+    """The settings of a dataclass instance as {key: YAML value} (nested ones flattened), which
+    read back into the same instance; with `hat_only`, only HAT's keys, in HAT's spelling."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
@@ -149,6 +153,8 @@ def to_keys(obj: Any, hat_only: bool = False) -> dict[str, Any]:
             spec: Spec = f.metadata["setting"]
             if hat_only and not spec.hat:
                 continue
-            out[key_of(f)] = spec.show(value) if spec.show and value is not None else value
-            out.update({flag: value == const for flag, const in spec.switches.items()})
+            if hat_only and spec.switches:  # HAT's spelling: its switches (`fp16: True`)
+                out.update({flag: value == const for flag, const in spec.switches.items()})
+            else:
+                out[key_of(f)] = spec.show(value) if spec.show and value is not None else value
     return out

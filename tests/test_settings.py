@@ -15,6 +15,7 @@ from hat.cli.pipeline import build_parser as pipeline_parser
 from hat.cli.pipeline import pipeline_config
 from hat.cli.train import build_parser as train_parser
 from hat.cli.train import train_config
+from hat.latency.fit import HatRecipe
 from hat.latency.timing import MeasureSettings
 from hat.pipeline.config import PER_JOB, PipelineConfig
 from hat.settings import add_settings, from_flags, setting, to_keys
@@ -40,13 +41,8 @@ NOT_SETTINGS = {
     "ckpt-path",
     "feature-norm",  # the predictor file's own norms (checked against it)
     "lat-norm",
-    "feature-dim",
-    "hidden-dim",
-    "hidden-layer-num",
-    "train-steps",
-    "bsz",
+    "feature-dim",  # checked against feature-norm
     "latency-constraint",  # search: the budgets asked for
-    "lr",  # predictor YAMLs: HAT's predictor recipe (training YAMLs: the schedule's lr)
     "lat-dataset-size",
     "cpu",  # a command's device choice (train on the CPU; time on the CPU)
 }
@@ -74,12 +70,16 @@ def _same(a, b) -> bool:
         return str(a).replace(" ", "") == str(b).replace(" ", "")
 
 
+def hat_keys(obj) -> dict:
+    return to_keys(obj, hat_only=True)
+
+
 def settings_of(path: Path) -> dict:
     """The HAT-keyed settings the matching command builds from `path`, written back as keys."""
     role = path.parent.name
     if role in ("supertransformer", "subtransformer"):
         args = train_parser().parse_args([f"--configs={path}", "--data=unused"])
-        keys = {**to_keys(train_config(args)), **to_keys(settings_from_args(args, 10))}
+        keys = {**hat_keys(train_config(args)), **hat_keys(settings_from_args(args, 10))}
         if any(k.endswith("-choice") for k in yaml.safe_load(path.read_text())):
             keys.update(space_from_args(args).to_hat_dict())
         elif role == "subtransformer" and path.name != "common.yml":
@@ -90,16 +90,18 @@ def settings_of(path: Path) -> dict:
     if role == "evo_search":
         module = importlib.import_module("hat.cli.search")
         args = module.build_parser().parse_args([f"--evo-configs={path}", "--data=unused"])
-        return to_keys(evolution_from_args(args))
+        return hat_keys(evolution_from_args(args))
     if role == "latency_dataset":
         module = importlib.import_module("hat.cli.latency_dataset")
         args = module.build_parser().parse_args([f"--configs={path}"])
         return {
-            **to_keys(from_flags(MeasureSettings, vars(args))),
+            **hat_keys(from_flags(MeasureSettings, vars(args))),
             **space_from_args(args).to_hat_dict(),
-            **to_keys(settings_from_args(args, 10)),
+            **hat_keys(settings_from_args(args, 10)),
         }
-    return {}  # latency_predictor: its keys are the predictor recipe's, checked there
+    module = importlib.import_module("hat.cli.latency_predictor")  # latency_predictor
+    args = module.build_parser().parse_args([f"--configs={path}"])
+    return hat_keys(from_flags(HatRecipe, vars(args)))
 
 
 @pytest.mark.skipif(not hat_yamls(), reason="../shared/data/hat-configs is absent")
@@ -180,9 +182,41 @@ def test_a_setting_is_a_flag_a_yaml_key_and_a_field(tmp_path: Path):
         "the-name": "x",
         "enabled": False,
         "mode": "b",
-        "bee": True,
     }
     assert to_keys(got, hat_only=True) == {"rate": 0.25}
     assert from_flags(Outer, vars(p.parse_args([]))) == Outer()
     with pytest.raises(Exception, match="not allowed with"):
         p.parse_args(["--mode", "b", "--bee"])
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        TrainConfig(precision="bf16", adam_betas=[0.9, 0.99], max_update=7),
+        TrainConfig(progress_bar=False),
+        MeasureSettings(device="cuda", threads=2, cores="0"),
+    ],
+    ids=["train", "no-progress-bar", "measure"],
+)
+@pytest.mark.parametrize("hat_only", [False, True], ids=["hat", "keys"])
+def test_written_keys_read_back(obj, hat_only: bool, tmp_path: Path):
+    """to_keys -> YAML -> the commands' parser -> the same settings (switches included)."""
+    from hat.cli.latency_dataset import build_parser as latency_parser
+
+    path = tmp_path / "c.yml"
+    path.write_text(yaml.safe_dump(to_keys(obj, hat_only)))
+    if isinstance(obj, TrainConfig):
+        back = train_config(train_parser().parse_args([f"--configs={path}", "--data=unused"]))
+    else:
+        back = from_flags(MeasureSettings, vars(latency_parser().parse_args([f"--configs={path}"])))
+    keys = to_keys(obj, hat_only)
+    assert to_keys(back, hat_only) == keys
+    if not hat_only:
+        assert back == obj
+
+
+def test_a_no_key_in_yaml_means_the_no_flag(tmp_path: Path):
+    for text, expected in (("no-progress-bar: True", False), ("no-progress-bar: False", True)):
+        (tmp_path / "c.yml").write_text(text + "\nshare-all-embeddings: False\n")
+        args = train_parser().parse_args([f"--configs={tmp_path / 'c.yml'}", "--data=unused"])
+        assert args.progress_bar is expected and args.share_all_embeddings is False

@@ -28,6 +28,7 @@ from hat.latency.fit import FEATURE_SETS, RECIPES, HatRecipe, fit_predictor
 from hat.latency.predictor import load_predictor
 from hat.latency.table import load_table
 from hat.latency.training import ENSEMBLE_MEMBERS
+from hat.settings import add_settings, from_flags
 from hat.space import ArchConfig
 
 
@@ -45,16 +46,12 @@ def build_parser() -> HatArgumentParser:
         "--lat-norm", type=float, help="divisor of the latency in HAT's recipe (default 200)"
     )
     g.add_argument("--feature-dim", type=int, default=10, help="HAT's feature count (checked)")
-    g.add_argument("--hidden-dim", type=int, default=400, help="HAT's recipe: hidden width")
-    g.add_argument("--hidden-layer-num", type=int, default=3, help="HAT's recipe: hidden layers")
     g.add_argument(
         "--ckpt-path",
         default="latency_dataset/predictors/predictor.pt",
         help="where the predictor goes",
     )
-    g.add_argument("--train-steps", type=int, default=5000, help="HAT's recipe: training steps")
-    g.add_argument("--bsz", type=int, default=128, help="HAT's recipe: batch size")
-    g.add_argument("--lr", type=float, default=1e-5, help="HAT's recipe: Adam learning rate")
+    add_settings(g, HatRecipe)
     g = p.add_argument_group("hat")
     g.add_argument(
         "--predictor",
@@ -141,14 +138,11 @@ def train(args: argparse.Namespace) -> None:
     table = load_table(
         args.lat_dataset_path, drift_normalize=args.drift_normalize, raw=args.raw_latency
     )
-    hat_recipe = HatRecipe(
+    hat_recipe = from_flags(
+        HatRecipe,
+        vars(args),
         feature_norm=tuple(hat_norm),
         lat_norm=args.lat_norm or HatRecipe.lat_norm,
-        steps=args.train_steps,
-        bsz=args.bsz,
-        lr=args.lr,
-        hidden_dim=args.hidden_dim,
-        hidden_layer_num=args.hidden_layer_num,
     )
     fit = fit_predictor(
         table,

@@ -70,6 +70,21 @@ class HatArgumentParser(configargparse.ArgumentParser):
                 help="YAML file with HAT's dashed key names; flags override it",
             )
 
+    def convert_item_to_command_line_arg(self, action, key, value):
+        """A YAML key in its `no-` spelling (`no-progress-bar: True`) means what the flag
+        `--no-progress-bar` means; configargparse reads any key of a --x/--no-x pair as --x."""
+        if (
+            isinstance(action, argparse.BooleanOptionalAction)
+            and f"--{key}" == action.option_strings[1]
+            and isinstance(value, str)
+        ):
+            lowered = value.lower()
+            if lowered in ("true", "yes", "on", "1"):
+                value = "false"
+            elif lowered in ("false", "no", "off", "0"):
+                value = "true"
+        return super().convert_item_to_command_line_arg(action, key, value)
+
     def error(self, message: str):  # argparse calls this for every usage error
         raise HatError(f"{self.prog}: {message} (see `{self.prog} --help`)")
 

@@ -24,6 +24,7 @@ from hat.latency.metrics import MIN_SPLIT_ROWS, regression_metrics, split_indice
 from hat.latency.predictor import Predictor
 from hat.latency.table import LatencyTable
 from hat.latency.training import ENSEMBLE_MEMBERS, train_ensemble, train_hat_recipe
+from hat.settings import setting
 
 RECIPES = ("default", "hat")  # physics x MLP ensemble (uncertainty); HAT's MLP recipe
 FEATURE_SETS = ("auto", "hat10", "per-layer")
@@ -34,13 +35,13 @@ T = TypeVar("T")
 class HatRecipe:
     """HAT's MLP recipe (`train_hat_recipe`): features / feature_norm -> latency / lat_norm."""
 
-    feature_norm: tuple[float, ...] = HAT_FEATURE_NORM
-    lat_norm: float = 200.0
-    steps: int = 5000
-    bsz: int = 128
-    lr: float = 1e-5
-    hidden_dim: int = 400
-    hidden_layer_num: int = 3
+    feature_norm: tuple[float, ...] = HAT_FEATURE_NORM  # the CLI's --feature-norm (optional)
+    lat_norm: float = 200.0  # the CLI's --lat-norm (optional)
+    steps: int = setting(5000, "HAT's recipe: training steps", key="train-steps", hat=True)
+    bsz: int = setting(128, "HAT's recipe: batch size", hat=True)
+    lr: float = setting(1e-5, "HAT's recipe: Adam learning rate", hat=True)
+    hidden_dim: int = setting(400, "HAT's recipe: hidden width", hat=True)
+    hidden_layer_num: int = setting(3, "HAT's recipe: hidden layers", hat=True)
 
 
 @dataclass

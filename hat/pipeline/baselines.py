@@ -43,9 +43,19 @@ def _width_pick(level: int, levels: int):
 
 
 def _name(prefix: str, arch: ArchConfig) -> str:
+    """The family, the encoder's and the decoder's widths (embed, FFN, heads) and depth."""
+    enc = (
+        arch.encoder_embed_dim,
+        arch.encoder_ffn_embed_dim[0],
+        arch.encoder_self_attention_heads[0],
+    )
+    dec = (
+        arch.decoder_embed_dim,
+        arch.decoder_ffn_embed_dim[0],
+        arch.decoder_self_attention_heads[0],
+    )
     return (
-        f"{prefix}_e{arch.encoder_embed_dim}_f{arch.encoder_ffn_embed_dim[0]}"
-        f"_h{arch.encoder_self_attention_heads[0]}_d{arch.decoder_layer_num}"
+        f"{prefix}_e{'-'.join(map(str, enc))}_d{'-'.join(map(str, dec))}x{arch.decoder_layer_num}"
     )
 
 
@@ -80,9 +90,10 @@ def layer_scaling(space: SearchSpace, n: int) -> list[Baseline]:
 def baselines(space: SearchSpace, n: int) -> list[Baseline]:
     """Both families, `n` models each, largest first; the shared full-size model once."""
     seen: set[ArchConfig] = set()
-    out = []
+    out: list[Baseline] = []
     for b in dimension_scaling(space, n) + layer_scaling(space, n):
         if b.arch not in seen:
             seen.add(b.arch)
-            out.append(b)
+            same_name = sum(o.name.split("~")[0] == b.name for o in out)  # other attention
+            out.append(Baseline(f"{b.name}~{same_name}", b.family, b.arch) if same_name else b)
     return out

@@ -3,6 +3,7 @@ single commands, nested, plus the pipeline's own (data, update counts, budgets, 
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass, field, replace
 
@@ -17,6 +18,7 @@ from hat.train.sampling import SamplingConfig
 from hat.train.trainer import TrainConfig
 from hat.transformer import ModelSettings
 
+log = logging.getLogger(__name__)
 # How the pipeline runs each training job (not a recipe setting: where and how often it saves)
 RUN_POLICY = {
     "save_interval_updates": 200,
@@ -127,6 +129,16 @@ class PipelineConfig:
         if not 0 < self.finetune_fraction <= 1:
             raise HatError("--finetune-fraction must be in (0, 1]")
         self.space.sample(random.Random(0))  # fails clearly on a space without choices
+        warmup = self.train.schedule.warmup_updates
+        if warmup >= min(self.supernet_max_update, self.subtransformer_max_update):
+            log.warning(
+                "warmup-updates %d >= supernet-max-update %d or subtransformer-max-update %d: "
+                "the learning rate does not reach its peak (train.py's recipe is sized for "
+                "long runs; state warmup-updates in the pipeline's YAML)",
+                warmup,
+                self.supernet_max_update,
+                self.subtransformer_max_update,
+            )
 
     @property
     def budgets_ms(self) -> list[float]:

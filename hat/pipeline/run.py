@@ -313,11 +313,14 @@ class Pipeline:
             self.dir / "predictor/predictor.pt",
         )
         net, _ = load_supernet(supernet_file)
-        latency = LatencyCheck(load_predictor(str(predictor_file)))
+        latency = LatencyCheck(
+            load_predictor(str(predictor_file)), self.cfg.evolution.latency_std_k
+        )
         data = self._data()
-        fitness = Fitness(net, data.split("valid"), self.cfg.train.max_tokens, device=self.device)
+        subset, max_tokens = self.cfg.train.valid_subset, self.cfg.train.max_tokens
+        fitness = Fitness(net, data.split(subset), max_tokens, device=self.device)
         inputs = {
-            **fitness_inputs(supernet_file, data, "valid", self.cfg.train.max_tokens, None),
+            **fitness_inputs(supernet_file, data, subset, max_tokens, None),
             "predictor": file_sha256(predictor_file),
         }
         evolution = Evolution(

@@ -55,12 +55,11 @@ def mixed_precision(device_type: str, dtype: torch.dtype):
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 
-def _betas(text: str | tuple) -> tuple[float, float]:
-    """Adam betas from HAT's text form '(0.9, 0.98)'."""
-    if isinstance(text, tuple):
-        return text
+def _betas(text: str | tuple | list) -> tuple[float, float]:
+    """Adam betas from HAT's text form '(0.9, 0.98)' (or two numbers)."""
     try:
-        betas = tuple(float(b) for b in ast.literal_eval(text))
+        values = ast.literal_eval(text) if isinstance(text, str) else text
+        betas = tuple(float(b) for b in values)
     except (ValueError, SyntaxError, TypeError):
         raise HatError(f"--adam-betas must look like '(0.9, 0.98)', got {text!r}") from None
     if len(betas) != 2:
