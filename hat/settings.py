@@ -90,13 +90,15 @@ def add_settings(
     *,
     defaults: Mapping[str, Any] | None = None,
     skip: Collection[str] = (),
+    only: Collection[str] | None = None,
     nested: bool = True,
 ) -> None:
-    """Add a flag for every setting of `cls` (except field names in `skip`; with nested=False,
-    not those of nested dataclasses); `defaults` overrides a field's default by field name."""
+    """Add a flag for every setting of `cls` (except field names in `skip`; with `only`, just
+    those; with nested=False, not those of nested dataclasses); `defaults` overrides a field's
+    default by field name."""
     defaults = defaults or {}
     for owner, f in fields_of(cls, nested):
-        if f.name in skip:
+        if f.name in skip or (only is not None and f.name not in only):
             continue
         spec: Spec = f.metadata["setting"]
         t, many = _base_type(typing.get_type_hints(owner)[f.name])

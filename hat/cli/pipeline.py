@@ -43,8 +43,7 @@ _TEST = ("gen_beam", "lenpen", "max_len_a", "max_len_b", "baselines")
 
 def build_parser() -> HatArgumentParser:
     p = HatArgumentParser("hat pipeline", __doc__)
-    own = {name for name in PipelineConfig.__dataclass_fields__}
-    add_settings(p.add_argument_group("run"), PipelineConfig, nested=False, skip=own - {"run_dir"})
+    add_settings(p.add_argument_group("run"), PipelineConfig, only=("run_dir",), nested=False)
     add_settings(
         p.add_argument_group("data: the embedded toy task, or raw parallel text"), DataConfig
     )
@@ -53,14 +52,14 @@ def build_parser() -> HatArgumentParser:
     )
     add_settings(g, TrainConfig, skip=PER_JOB)
     add_settings(g, SamplingConfig)
-    add_settings(g, PipelineConfig, nested=False, skip=own - set(_TRAINING))
+    add_settings(g, PipelineConfig, only=_TRAINING, nested=False)
     g = p.add_argument_group("latency on this device")
     add_settings(g, MeasureSettings)
-    add_settings(g, PipelineConfig, nested=False, skip=own - {"lat_dataset_size"})
+    add_settings(g, PipelineConfig, only=("lat_dataset_size",), nested=False)
     g = p.add_argument_group("search (HAT's keys)")
     add_settings(g, EvolutionConfig)
-    add_settings(g, PipelineConfig, nested=False, skip=own - set(_SEARCH))
-    add_settings(p.add_argument_group("test"), PipelineConfig, nested=False, skip=own - set(_TEST))
+    add_settings(g, PipelineConfig, only=_SEARCH, nested=False)
+    add_settings(p.add_argument_group("test"), PipelineConfig, only=_TEST, nested=False)
     add_space_args(p)
     add_settings(p.add_argument_group("model"), ModelSettings)
     return p

@@ -117,6 +117,15 @@ def _require(path: str, what: str) -> None:
         )
 
 
+_SUPERNET_DIMS = (
+    "encoder_embed_dim",
+    "decoder_embed_dim",
+    "encoder_layers",
+    "decoder_layers",
+    "qkv_dim",
+)
+
+
 def output_path(base: str, budget: float, several: bool) -> Path:
     p = Path(base)
     return p.with_name(f"{p.stem}@{budget:g}ms{p.suffix}") if several else p
@@ -131,25 +140,9 @@ def run(args: argparse.Namespace) -> None:
     space = net.space
     if all(getattr(args, k.replace("-", "_")) is not None for k in SUPERNET_KEYS.values()):
         space = space_from_args(args)  # the YAML may narrow the choices, never the dims
-        if {
-            k: getattr(space, k)
-            for k in (
-                "encoder_embed_dim",
-                "decoder_embed_dim",
-                "encoder_layers",
-                "decoder_layers",
-                "qkv_dim",
-            )
-        } != {
-            k: getattr(net.space, k)
-            for k in (
-                "encoder_embed_dim",
-                "decoder_embed_dim",
-                "encoder_layers",
-                "decoder_layers",
-                "qkv_dim",
-            )
-        }:
+        if [getattr(space, k) for k in _SUPERNET_DIMS] != [
+            getattr(net.space, k) for k in _SUPERNET_DIMS
+        ]:
             raise HatError(f"--configs describes another SuperTransformer than {args.restore_file}")
         for arch in (space.largest(), space.smallest()):
             net.space.validate(arch)
