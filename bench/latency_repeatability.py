@@ -13,7 +13,7 @@ On the Multi30k space (configs/multi30k/supertransformer/space0.yml, 8000-token 
 Median relative differences are per SubTransformer against the quiet pass. Prints one JSON
 line per result and writes them to OUT/results.json.
 
-    python bench/latency_repeatability.py [--n 30] [--gap-min 20] [--latiter 10] [--threads 1] \
+    python bench/latency_repeatability.py [--n 30] [--gap-min 20] [--latiter 30] [--threads 1] \
         [--out runs/latency_repeat]
 """
 
@@ -111,11 +111,16 @@ def main() -> None:
     )
     p.add_argument("--n", type=int, default=30)
     p.add_argument("--gap-min", type=float, default=20.0)
-    p.add_argument("--latiter", type=int, default=10)
+    p.add_argument("--latiter", type=int, default=30)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--threads", type=int, help="torch threads while timing (default: torch's)")
     p.add_argument("--load-core", type=int, default=1, help="the core the background load uses")
+    p.add_argument(
+        "--cores",
+        help="pin every timing to these CPUs, e.g. 1 (the load core: then the load pass shares "
+        "the timing's core, as a busy device does; default: wherever the scheduler puts it)",
+    )
     p.add_argument(
         "--parts", nargs="+", default=["quiet", "later", "loaded", "verify", "predictor"]
     )
@@ -126,7 +131,7 @@ def main() -> None:
     cli = build_parser().parse_args([f"--configs={SPACE}", "--vocab-size", "8000"])
     space, settings = space_from_args(cli), settings_from_args(cli, 8000)
     measure = MeasureSettings(
-        30, 5, args.latiter, args.warmup, "cpu", args.threads, rounds=args.rounds
+        30, 5, args.latiter, args.warmup, "cpu", args.threads, rounds=args.rounds, cores=args.cores
     )
     results: dict = {
         "machine": os.uname().nodename,

@@ -17,6 +17,7 @@ from hat.transformer import EncoderDecoder, EncoderOut
 # Output length cap `a * source length + b`: fairseq's defaults, which HAT's test.sh uses too,
 # so BLEU compares with theirs. The one place these defaults live.
 MAX_LEN_A, MAX_LEN_B = 0.0, 200
+MIN_LEN = 1  # fairseq's: </s> is never the first token, so no translation is empty
 
 
 @dataclass
@@ -55,7 +56,7 @@ def beam_search(
     max_len_a: float = MAX_LEN_A,
     max_len_b: int = MAX_LEN_B,
     len_penalty: float = 1.0,
-    min_len: int = 0,
+    min_len: int = MIN_LEN,
     enc: EncoderOut | None = None,
 ) -> list[list[Hypothesis]]:
     """The `beam` best hypotheses of each source row of `src_tokens` (B, S), best first.
@@ -136,7 +137,7 @@ def greedy_search(
     max_len_a: float = MAX_LEN_A,
     max_len_b: int = MAX_LEN_B,
     len_penalty: float = 1.0,
-    min_len: int = 0,
+    min_len: int = MIN_LEN,
 ) -> list[Hypothesis]:
     """Arg-max decoding, one hypothesis per source row."""
     bsz, device = src_tokens.shape[0], src_tokens.device

@@ -23,6 +23,7 @@ The fairseq keys map to hat's as follows (`{i}`: layer number):
     *.fc1, *.fc2                                      -> *.fc1, *.fc2
     encoder.layer_norm / decoder.layer_norm           -> encoder_norm / decoder_norm (pre-norm)
     *.embed_positions._float_tensor, *.version        -> dropped (positions: fairseq's table)
+    decoder.output_projection.weight (fairseq >= 0.10) -> dropped when it is the decoder's table
 """
 
 from __future__ import annotations
@@ -158,9 +159,16 @@ def convert_state_dict(
             else:
                 out["src_embed_tokens.weight"] = value
             continue
-        if key == "decoder.embed_out":
+        table = fairseq.get("decoder.embed_tokens.weight")
+        if (
+            key == "decoder.output_projection.weight"
+            and table is not None
+            and torch.equal(value, table)
+        ):
+            continue  # fairseq >= 0.10 stores the tied output projection under its own name
+        if key in ("decoder.embed_out", "decoder.output_projection.weight"):
             raise HatError(
-                "the checkpoint has an untied output projection (decoder.embed_out); hat ties it "
+                f"the checkpoint has an untied output projection ({key}); hat ties it "
                 "to the decoder embeddings"
             )
         key = re.sub(r"^(encoder|decoder)\.layer_norm\.", r"\1_norm.", key)

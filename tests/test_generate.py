@@ -1,5 +1,6 @@
 """Beam and greedy search with incremental decoding."""
 
+import copy
 import random
 
 import pytest
@@ -9,6 +10,7 @@ from conftest import tiny_space
 
 from hat.data.tokenizer import EOS_ID, PAD_ID
 from hat.generate import beam_search, greedy_search
+from hat.nn.attention import KVCache
 from hat.supernet import SuperTransformer
 from hat.transformer import ModelSettings
 
@@ -146,3 +148,40 @@ def test_bleu_length_cap_defaults_are_fairseqs():
     assert (params["max_len_a"].default, params["max_len_b"].default) == (0, 200)
     args = build_parser().parse_args(["--data", "d", "--path", "p"])
     assert (args.max_len_a, args.max_len_b) == (0, 200)
+
+
+def test_kv_cache_grows_and_reorders_only_what_was_written():
+    """Buffers double from `initial` steps up to the capacity; after any sequence of appends
+    and beam reorders (rows dropped included) the cache holds the reordered past exactly."""
+    cache = KVCache(capacity=9, initial=2)
+    g = torch.Generator().manual_seed(0)
+    past: list[torch.Tensor] = []
+    for step, rows in enumerate([4, 4, 4, 3, 3, 2, 2, 2, 2]):
+        if past and past[0].shape[0] != rows:  # sentences left the batch
+            keep = torch.arange(rows)
+        else:
+            keep = torch.randperm(rows, generator=g)
+        if past:
+            cache.reorder(keep)
+            past = [x[keep] for x in past]
+        k = torch.randn(rows, 2, 1, 3, generator=g)
+        past.append(k)
+        keys, values = cache.append(k, -k)
+        assert torch.equal(keys, torch.cat(past, dim=2)) and torch.equal(values, -keys)
+        assert cache.k.shape[2] == min(9, max(2, 1 << (step).bit_length())), step
+    with pytest.raises(ValueError, match="9 steps is full"):
+        cache.append(k, k)
+
+
+def test_no_translation_is_empty(trained):
+    """fairseq's minimum length: </s> is never the first token, even where it is the best."""
+    compact = copy.deepcopy(trained[1])
+    src = trained[2]
+    bias = torch.zeros(VOCAB)
+    bias[EOS_ID] = 1e4  # a model that wants to stop at once
+    output_layer = compact.output_layer
+    compact.output_layer = lambda x: output_layer(x) + bias
+    for hyps in beam_search(compact, src, beam=3, max_len_b=5):
+        assert all(h.tokens for h in hyps)
+    assert all(h.tokens for h in greedy_search(compact, src, max_len_b=5))
+    assert not any(h.tokens for h in greedy_search(compact, src, max_len_b=5, min_len=0))

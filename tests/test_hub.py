@@ -17,7 +17,14 @@ from conftest import assert_one_line_error, run_cli, tiny_space
 
 from hat.cli import main as cli_main
 from hat.errors import HatError
-from hat.hub import download, import_hat_checkpoint, read_hat_checkpoint, registry, resolve
+from hat.hub import (
+    convert_state_dict,
+    download,
+    import_hat_checkpoint,
+    read_hat_checkpoint,
+    registry,
+    resolve,
+)
 from hat.supernet import SuperTransformer
 from hat.transformer import ModelSettings
 
@@ -105,6 +112,22 @@ def test_import_fairseq_checkpoint_gives_the_same_model(tmp_path: Path, split_qk
         "convert", "--path", str(path), f"--configs={sub}", "--out", str(tmp_path / "compact.pt")
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_fairseq_012_tied_output_projection_is_the_table():
+    """fairseq >= 0.10 stores the tied output projection under its own key: the same tensor as
+    the decoder's table is dropped; a different one is an untied projection hat cannot hold."""
+    torch.manual_seed(0)
+    space = tiny_space(encoder_embed_dim=48, encoder_embed_choice=[48, 32])  # a shared table
+    net = SuperTransformer(space, ModelSettings(vocab_size=40, qkv_dim=32))
+    sd = to_fairseq(net, split_qkv=True)
+    sd["decoder.output_projection.weight"] = sd["decoder.embed_tokens.weight"].clone()
+    converted = convert_state_dict(sd, share_all=True)
+    assert "decoder.output_projection.weight" not in converted
+    assert net.load_state_dict(converted, strict=True)
+    sd["decoder.output_projection.weight"] = torch.randn_like(sd["decoder.embed_tokens.weight"])
+    with pytest.raises(HatError, match="decoder.output_projection.weight"):
+        convert_state_dict(sd, share_all=True)
 
 
 class Evil:

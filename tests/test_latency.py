@@ -18,7 +18,7 @@ from hat.latency.plan import plan_configs, proxy_cost
 from hat.latency.predictor import load_predictor
 from hat.latency.rows import EXTRA_COLUMNS, HAT_COLUMNS, read_rows
 from hat.latency.table import drift_report, load_table, normalise_by_reference
-from hat.latency.timing import MeasureSettings, interleaved
+from hat.latency.timing import MeasureSettings, calibrate, interleaved
 from hat.latency.training import train_ensemble, train_hat_recipe
 from hat.space import ArchConfig
 from hat.transformer import ModelSettings
@@ -363,6 +363,35 @@ def test_interleaving_alternates_in_random_order_and_cancels_a_burst():
             tuple(interleaved(sub, ref, measure, _recording_timer([]), random.Random(seed)).order)
         )
     assert len(orders) > 1  # the order inside a round is random
+
+
+def test_the_ratio_is_of_median_runs_pooled_over_rounds():
+    """One slow run in a round moves a per-round mean, not the pooled median: the ratio is
+    median(all SubTransformer runs) / median(all reference runs)."""
+    import random
+
+    from hat.transformer import Transformer
+
+    space, settings = tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32)
+    sub, ref = Transformer(space.smallest(), settings), Transformer(space.middle(), settings)
+    measure = MeasureSettings(sentence_length=4, beam=2, iters=9, warmup=1, rounds=3)
+    runs = {
+        sub.arch: iter([[10, 10, 40], [12, 10, 11], [9, 30, 10]]),
+        ref.arch: iter([[20] * 3] * 3),
+    }
+
+    def timer(model, m):
+        r = next(runs[model.arch])
+        return Latency(sum(r) / 3, 0.0, 0.0, 0.0, "cpu", 1, 4, 2, 3, runs_ms=tuple(r))
+
+    res = interleaved(sub, ref, measure, timer, random.Random(0))
+    assert res.ratio == pytest.approx(10 / 20)  # per-round mean ratios: 1.0, 0.55, 0.82
+    assert res.latency.iters == 9 and sorted(res.latency.run_totals)[4] == 10
+
+    def quiet(model, m):
+        return Latency(50.0, 0.0, 0.0, 0.0, "cpu", 1, 4, 2, 3, runs_ms=(25.0, 21.0, 99.0))
+
+    assert calibrate(ref, measure, quiet) == 25.0  # the median run, the statistic of the ratio
 
 
 def test_slow_and_quiet_datasets_agree_on_normalized_latency(tmp_path: Path):

@@ -19,7 +19,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -45,13 +45,21 @@ class Latency:
     iters: int
     cores: str = ""  # the CPU affinity it ran under, e.g. "0-1"
     protocol: str = "beam-search"
+    runs_ms: tuple[float, ...] = field(default=(), repr=False)  # each timed run, enc + dec
 
     @property
     def total_ms(self) -> float:
         return self.encoder_ms + self.decoder_ms
 
+    @property
+    def run_totals(self) -> tuple[float, ...]:
+        """Each timed run's total (ms); without them, `iters` runs at the mean."""
+        return self.runs_ms or (self.total_ms,) * self.iters
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "total_ms": self.total_ms}
+        d = asdict(self)
+        del d["runs_ms"]
+        return {**d, "total_ms": self.total_ms}
 
     def summary(self) -> str:
         return (
@@ -251,4 +259,5 @@ def measure_latency(
         iters,
         used_cores,
         protocol,
+        tuple(e + d for e, d in zip(enc_times, dec_times, strict=True)),
     )

@@ -3,7 +3,9 @@ and rounds interleaved with a fixed reference SubTransformer.
 
 Each SubTransformer is timed in rounds alternating with the reference, in a random order inside
 each round (google/benchmark's random interleaving), so a burst of load slows both and
-cancels in the ratio.
+cancels in the ratio: the median of the SubTransformer's runs over the median of the
+reference's, each pooled over the rounds (docs/benchmarks.md compares this with other
+statistics on the same runs: it repeats best).
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ class Interleaved:
 
     latency: Latency  # the SubTransformer's timings, pooled over the rounds
     reference_ms: float  # the reference's total latency over the same rounds
-    ratio: float  # median over the rounds of SubTransformer / reference total latency
+    ratio: float  # median run of the SubTransformer / median run of the reference, all rounds
     order: list[str]  # what was timed, in order: "sub" or "ref"
 
     def normalized_ms(self, calibration_ms: float) -> float:
@@ -134,7 +136,8 @@ class Interleaved:
 
 
 def pool(lats: list[Latency]) -> Latency:
-    """One Latency from several timings of one model (means weighted by their runs)."""
+    """One Latency from several timings of one model (means weighted by their runs; the runs
+    pooled)."""
     n = sum(x.iters for x in lats)
 
     def mean_std(mean: str, std: str) -> tuple[float, float]:
@@ -147,7 +150,13 @@ def pool(lats: list[Latency]) -> Latency:
         mean_std("decoder_ms", "decoder_std_ms"),
     )
     return dataclasses.replace(
-        lats[0], encoder_ms=em, decoder_ms=dm, encoder_std_ms=es, decoder_std_ms=ds, iters=n
+        lats[0],
+        encoder_ms=em,
+        decoder_ms=dm,
+        encoder_std_ms=es,
+        decoder_std_ms=ds,
+        iters=n,
+        runs_ms=tuple(t for x in lats for t in x.runs_ms),
     )
 
 
@@ -160,7 +169,8 @@ def interleaved(
 ) -> Interleaved:
     """Time `model` and `reference` in `measure.rounds` rounds, each timing both in a random order
     (A/B or B/A) with a share of `measure.iters` runs: full dry runs in the first round, one
-    after each switch later. The ratio pairs timings taken seconds apart, so load cancels."""
+    after each switch later. The ratio compares medians of runs taken seconds apart, pooled
+    over the rounds, so load that hits both cancels and a burst in one round is outvoted."""
     rounds = max(1, min(measure.rounds, measure.iters))
     sub, ref, order = [], [], []
     for r in range(rounds):
@@ -173,13 +183,15 @@ def interleaved(
         for name, net, out in pair:
             order.append(name)
             out.append(timer(net, m))
-    ratio = statistics.median(a.total_ms / b.total_ms for a, b in zip(sub, ref, strict=True))
-    return Interleaved(pool(sub), pool(ref).total_ms, ratio, order)
+    sub_all, ref_all = pool(sub), pool(ref)
+    ratio = statistics.median(sub_all.run_totals) / statistics.median(ref_all.run_totals)
+    return Interleaved(sub_all, ref_all.total_ms, ratio, order)
 
 
 def calibrate(reference: Transformer, measure: MeasureSettings, timer: Timer, n: int = 3) -> float:
-    """The reference's latency under quiet conditions: the fastest of `n` timings (ms)."""
-    return min(timer(reference, measure).total_ms for _ in range(n))
+    """The reference's latency under quiet conditions: the fastest of `n` timings' median runs
+    (ms), the statistic the ratio compares."""
+    return min(statistics.median(timer(reference, measure).run_totals) for _ in range(n))
 
 
 def cpu_model() -> str:

@@ -1,5 +1,5 @@
 """Multi-head attention with a fixed qkv dim and elastic heads (head dim = qkv_dim / heads,
-as HAT), on `F.scaled_dot_product_attention`, with a preallocated KV cache for decoding."""
+as HAT), on `F.scaled_dot_product_attention`, with a KV cache for decoding."""
 
 from __future__ import annotations
 
@@ -13,33 +13,54 @@ from torch import nn
 class KVCache:
     """Keys/values of one self-attention layer during incremental decoding.
 
-    Buffers are allocated once for `capacity` steps; `append` writes in place.
+    The buffers grow by doubling, up to `capacity` steps, so memory follows the length decoded;
+    `append` writes in place, and `reorder` moves only the steps written so far into a spare
+    buffer of the same shape, so a beam step costs the length decoded, not the capacity.
     """
 
-    def __init__(self, capacity: int):
-        self.capacity = capacity
+    def __init__(self, capacity: int, initial: int = 32):
+        self.capacity, self.initial = capacity, initial
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
+        self._spare: tuple[torch.Tensor, torch.Tensor] | None = None  # reorder's destination
         self.length = 0
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Add (N, H, t, hd) keys/values; return all keys/values so far."""
-        t = k.shape[2]
-        if self.k is None:
-            shape = (k.shape[0], k.shape[1], max(self.capacity, t), k.shape[3])
-            self.k, self.v = k.new_empty(shape), v.new_empty(shape)
-        if self.length + t > self.k.shape[2]:
-            raise ValueError(f"KV cache of {self.k.shape[2]} steps is full")
-        self.k[:, :, self.length : self.length + t] = k
-        self.v[:, :, self.length : self.length + t] = v
-        self.length += t
-        return self.k[:, :, : self.length], self.v[:, :, : self.length]
+        end = self.length + k.shape[2]
+        if end > self.capacity:
+            raise ValueError(f"KV cache of {self.capacity} steps is full")
+        if self.k is None or end > self.k.shape[2]:
+            room = self.initial if self.k is None else 2 * self.k.shape[2]
+            self._resize(k.shape[0], min(self.capacity, max(end, room)), k)
+        self.k[:, :, self.length : end] = k
+        self.v[:, :, self.length : end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+    def _resize(self, rows: int, steps: int, like: torch.Tensor) -> None:
+        """New buffers of `rows` x `steps` holding the steps written so far."""
+        shape = (rows, like.shape[1], steps, like.shape[3])
+        k, v = like.new_empty(shape), like.new_empty(shape)
+        if self.k is not None:
+            k[:, :, : self.length] = self.k[:, :, : self.length]
+            v[:, :, : self.length] = self.v[:, :, : self.length]
+        self.k, self.v, self._spare = k, v, None
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keep rows `index` (beam reordering and finished-sentence pruning)."""
-        if self.k is not None:
-            self.k = self.k.index_select(0, index)
-            self.v = self.v.index_select(0, index)
+        if self.k is None:
+            return
+        rows, n = index.shape[0], self.length
+        spare = self._spare
+        if spare is None or spare[0].shape[0] != rows or spare[0].shape[2] != self.k.shape[2]:
+            shape = (rows, *self.k.shape[1:])
+            spare = (self.k.new_empty(shape), self.v.new_empty(shape))
+        torch.index_select(self.k[:, :, :n], 0, index, out=spare[0][:, :, :n])
+        torch.index_select(self.v[:, :, :n], 0, index, out=spare[1][:, :, :n])
+        old = (self.k, self.v)
+        self.k, self.v = spare
+        self._spare = old if old[0].shape[0] == rows else None
 
 
 def attention_math(
