@@ -101,8 +101,9 @@ def statistics_of(row: dict, calibration: dict[str, float]) -> dict[str, float]:
             statistics.median, range(half, len(rounds))
         ),
     }
-    per_ref = {k: _trimmed(sub) / _trimmed(_pooled(row, k)) * calibration[k] for k in REFERENCES}
-    nearest = min(REFERENCES, key=lambda k: abs(np.log(_trimmed(sub) / _trimmed(_pooled(row, k)))))
+    ratios = {k: _trimmed(sub) / _trimmed(_pooled(row, k)) for k in REFERENCES}
+    per_ref = {k: ratios[k] * calibration[k] for k in REFERENCES}
+    nearest = min(REFERENCES, key=lambda k: abs(np.log(ratios[k])))
     out["nearest of 3 references, trimmed means"] = per_ref[nearest]
     out["geometric mean over 3 references"] = float(np.exp(np.mean(np.log(list(per_ref.values())))))
     return out

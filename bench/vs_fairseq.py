@@ -52,13 +52,13 @@ from hat.data.tokenizer import EOS_ID
 from hat.hub import convert_state_dict
 from hat.train.checkpoints import load_model
 from hat.train.criterion import label_smoothed_nll
+from hat.train.trainer import LN2
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = [
     ROOT / "configs/multi30k/subtransformer/transformer_256.yml",
     ROOT / "configs/multi30k/subtransformer/common.yml",
 ]
-LN2 = 0.6931471805599453
 
 
 def recipe() -> dict:
@@ -71,9 +71,8 @@ def recipe() -> dict:
 
 def fairseq_flags(r: dict, max_tokens: int, seed: int) -> list[str]:
     """fairseq-train flags for the same model and recipe as `r` (HAT's key names)."""
-    side = {"encoder": "encoder", "decoder": "decoder"}
     flags = ["--arch", "transformer", "--share-all-embeddings", "--cpu", "--seed", str(seed)]
-    for s in side:
+    for s in ("encoder", "decoder"):
         flags += [
             f"--{s}-layers",
             str(r[f"{s}-layer-num-subtransformer"]),
@@ -206,7 +205,7 @@ def fairseq_round_speed(text: str, first: int, last: int) -> tuple[float, float]
     return tokens, seconds
 
 
-def valid_loss(path: Path, data: DataDir, sentences: int = 100) -> dict:
+def valid_loss(path: Path, data: DataDir, smoothing: float, sentences: int = 100) -> dict:
     """Label-smoothed loss and nll (base 2, per target token) of a hat checkpoint on valid."""
     model, _ = load_model(path)
     ds = data.split("valid")
@@ -215,7 +214,7 @@ def valid_loss(path: Path, data: DataDir, sentences: int = 100) -> dict:
         for start in range(0, len(ds), sentences):
             batch = ds.collate(list(range(start, min(start + sentences, len(ds)))))
             lo, nl = label_smoothed_nll(
-                model(batch.src_tokens, batch.prev_output_tokens), batch.target, 0.1
+                model(batch.src_tokens, batch.prev_output_tokens), batch.target, smoothing
             )
             loss, nll, tokens = loss + lo.item(), nll + nl.item(), tokens + batch.ntokens
     return {"loss": round(loss / tokens / LN2, 4), "nll_loss": round(nll / tokens / LN2, 4)}
@@ -346,7 +345,7 @@ def main() -> None:
             "tokens_per_update": round(t["tokens"] / t["updates"]),
             "rounds_wall_s": round(t["wall"], 1),
             "peak_rss_mb": round(t["rss"]),
-            "valid": valid_loss(ckpt, data),
+            "valid": valid_loss(ckpt, data, float(r["label-smoothing"])),
         }
     th, tf = result["train_hat"], result["train_fairseq"]
     result["train_speedup"] = round(th["tokens_per_s"] / tf["tokens_per_s"], 3)

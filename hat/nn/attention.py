@@ -32,15 +32,15 @@ class KVCache:
             raise ValueError(f"KV cache of {self.capacity} steps is full")
         if self.k is None or end > self.k.shape[2]:
             room = self.initial if self.k is None else 2 * self.k.shape[2]
-            self._resize(k.shape[0], min(self.capacity, max(end, room)), k)
+            self._resize(min(self.capacity, max(end, room)), k)
         self.k[:, :, self.length : end] = k
         self.v[:, :, self.length : end] = v
         self.length = end
         return self.k[:, :, :end], self.v[:, :, :end]
 
-    def _resize(self, rows: int, steps: int, like: torch.Tensor) -> None:
-        """New buffers of `rows` x `steps` holding the steps written so far."""
-        shape = (rows, like.shape[1], steps, like.shape[3])
+    def _resize(self, steps: int, like: torch.Tensor) -> None:
+        """New buffers of `steps` steps, shaped as `like` otherwise, holding the steps so far."""
+        shape = (like.shape[0], like.shape[1], steps, like.shape[3])
         k, v = like.new_empty(shape), like.new_empty(shape)
         if self.k is not None:
             k[:, :, : self.length] = self.k[:, :, : self.length]
