@@ -1,5 +1,6 @@
 """`hat pipeline` on a tiny configuration: every stage, the report, and resume after kills."""
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -57,6 +58,7 @@ def tiny_args(run_dir: Path) -> list[str]:
         "--weight-decay=0.0001",
         "--dropout=0.1",
         "--max-len-b=12",
+        "--train-jobs=1",  # in this process, so the tests can kill it (one test: side by side)
     ]  # barely trained models: short outputs
     for key, value in space.items():
         flags += [f"--{key}"] + (
@@ -65,9 +67,17 @@ def tiny_args(run_dir: Path) -> list[str]:
     return flags
 
 
-def run_pipeline(run_dir: Path, *extra: str) -> str:
+def slow_timer(model, measure) -> Latency:
+    """The fake timer on a device 1.5x slower than when the latency dataset was measured."""
+    lat = fake_timer(model, measure)
+    return dataclasses.replace(
+        lat, encoder_ms=lat.encoder_ms * 1.5, decoder_ms=lat.decoder_ms * 1.5, runs_ms=()
+    )
+
+
+def run_pipeline(run_dir: Path, *extra: str, timer=fake_timer) -> str:
     cfg = pipeline_config(build_parser().parse_args(tiny_args(run_dir) + list(extra)))
-    results = Pipeline(cfg, timer=fake_timer, progress=False).run()
+    results = Pipeline(cfg, timer=timer, progress=False).run()
     env = {"device": "test", "torch": "x", "sentence_length": 6, "beam": 5}
     return write_report(results, summary_rows(results), run_dir, env).read_text()
 
@@ -104,17 +114,71 @@ def test_pipeline_runs_every_stage_and_resumes_to_the_same_report(tmp_path: Path
     import hat.pipeline.run as pipeline_run
 
     kills = [
-        (Trainer, "_update", 10),  # in the supernet's training
         (pipeline_run, "collect", 0),  # as the latency stage starts
+        (Trainer, "_update", 10),  # in the supernet's training (25 updates)
+        (Trainer, "_update", 20),  # in the first baseline's (12 updates)
         (Fitness, "loss", 5),  # in the search
-        (Trainer, "_update", 30),
-    ]  # in the found models' / baselines' training
+        (Trainer, "_update", 15),  # in the second found model's
+    ]
     for owner, name, calls in kills:
         with monkeypatch.context() as m:
             fail_after(m, owner, name, calls)
             with pytest.raises(KeyboardInterrupt):
                 run_pipeline(killed)
     assert run_pipeline(killed) == straight
+
+
+def test_training_side_by_side_matches_one_at_a_time(tmp_path: Path, caplog):
+    """Two worker processes train the supernet and the baselines, then the found models: the
+    same stages, the same losses, and a rerun skips them all."""
+    serial = run_pipeline(tmp_path / "serial")
+    with caplog.at_level("INFO"):
+        parallel = run_pipeline(tmp_path / "parallel", "--train-jobs=2")
+    assert "side by side" in caplog.text and "models/dim_" in caplog.text  # the workers' logs
+
+    def losses(run: Path) -> dict[str, float]:
+        return {
+            str(done.parent.relative_to(run)): json.loads(done.read_text())["result"]["valid"]
+            for done in [run / "supernet/done.json", *(run / "models").glob("*/done.json")]
+        }
+
+    one, two = losses(tmp_path / "serial"), losses(tmp_path / "parallel")
+    assert one.keys() == two.keys() and len(one) == 6
+    for stage in one:
+        for key, value in one[stage].items():
+            assert two[stage][key] == pytest.approx(value, rel=1e-3), (stage, key)
+    assert parallel.count("| hat@") == serial.count("| hat@")
+    n = len((tmp_path / "parallel/pipeline_log.jsonl").read_text().splitlines())
+    run_pipeline(tmp_path / "parallel", "--train-jobs=2")
+    assert len((tmp_path / "parallel/pipeline_log.jsonl").read_text().splitlines()) == n
+
+
+def test_evaluation_latency_is_normalized_like_the_budgets(tmp_path: Path):
+    """The models are timed with the latency dataset's reference: on a device 1.5x slower than
+    when the dataset was measured, the report's latencies stay, the raw ones and the drift show
+    it."""
+    run = tmp_path / "run"
+    run_pipeline(run)
+    quiet = json.loads((run / "results.json").read_text())["models"]
+    report = run_pipeline(run, "--lenpen", "1.2", timer=slow_timer)  # evaluate reruns, slower
+    slow = json.loads((run / "results.json").read_text())["models"]
+    assert [m["name"] for m in quiet] == [m["name"] for m in slow]
+    for q, s in zip(quiet, slow, strict=True):
+        assert q["drift"] == pytest.approx(1.0) and s["drift"] == pytest.approx(1.5)
+        assert s["measured_ms"] == pytest.approx(q["measured_ms"], abs=0.01)
+        assert s["raw_ms"] == pytest.approx(1.5 * q["raw_ms"], rel=1e-3)
+    assert "median drift factor 1.50" in report
+
+
+def test_models_with_the_same_architecture_train_once(tmp_path: Path):
+    run = tmp_path / "run"
+    budgets = ["--latency-constraint", "1000", "2000"]  # both beyond the largest: one model
+    report = run_pipeline(run, *budgets)
+    evaluated = json.loads((run / "evaluate/done.json").read_text())["result"]
+    archs = {name: json.dumps(r["arch"], sort_keys=True) for name, r in evaluated.items()}
+    assert len(set(archs.values())) < len(archs) == 5  # 2 found + 3 baselines
+    assert len(list((run / "models").iterdir())) == len(set(archs.values()))
+    assert report.count("| hat@1000.0ms") == report.count("| hat@2000.0ms") == 1
 
 
 def test_a_changed_setting_reruns_its_stage_and_everything_after_it(tmp_path: Path, caplog):

@@ -1,12 +1,12 @@
 """`hat pipeline`: the whole HAT method on this machine, driven by one YAML.
 
-  hat pipeline --configs configs/toy/pipeline.yml       (the embedded toy task, ~15 min, 2 cores)
+  hat pipeline --configs configs/toy/pipeline.yml       (the embedded toy task, ~7 min, 2 cores)
   hat pipeline --configs configs/multi30k/pipeline.yml     (real data)
 
-preprocess -> train SuperTransformer -> latency dataset on this device -> latency predictor ->
-search per budget -> train the found SubTransformers (and scaled-down baseline Transformers)
--> BLEU, measured latency, #params, FLOPs -> RUN_DIR/report.md with plots. A stage whose
-outputs are complete is skipped, so a killed pipeline resumes where it was.
+preprocess -> latency dataset on this device -> latency predictor -> train the
+SuperTransformer (beside the scaled-down baseline Transformers) -> search per budget -> train
+the found SubTransformers -> BLEU, measured latency, #params, FLOPs -> RUN_DIR/report.md with
+plots. A stage whose outputs are complete is skipped, so a killed pipeline resumes where it was.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ _TRAINING = (
     "subtransformer_max_update",
     "finetune_inherited",
     "finetune_fraction",
+    "train_jobs",
 )
 _SEARCH = ("latency_constraint", "latency_constraint_fraction", "verify_top")
 _TEST = ("gen_beam", "lenpen", "max_len_a", "max_len_b", "baselines")

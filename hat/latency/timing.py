@@ -23,7 +23,13 @@ from pathlib import Path
 import torch
 
 from hat.errors import HatError
-from hat.latency.measure import PROTOCOLS, Latency, measure_latency, parse_cores
+from hat.latency.measure import (
+    PROTOCOLS,
+    Latency,
+    measure_latency,
+    parse_cores,
+    warn_if_loaded,
+)
 from hat.settings import setting
 from hat.transformer import Transformer
 
@@ -186,6 +192,48 @@ def interleaved(
     sub_all, ref_all = pool(sub), pool(ref)
     ratio = statistics.median(sub_all.run_totals) / statistics.median(ref_all.run_totals)
     return Interleaved(sub_all, ref_all.total_ms, ratio, order)
+
+
+class DriftFreeTimer:
+    """Times models the way budgets are stated: each interleaved with the latency dataset's
+    reference and normalized by its quiet calibration; without a reference, as timed."""
+
+    def __init__(
+        self,
+        measure: MeasureSettings,
+        timer: Timer,
+        reference: Transformer | None,
+        calibration_ms: float | None,
+        seed: int = 1,
+    ):
+        self.measure, self.timer = measure, timer
+        self.reference = reference if reference is not None and calibration_ms else None
+        self.calibration_ms = calibration_ms
+        self.rng = random.Random(seed)
+        if timer is protocol_timer and measure.device == "cpu":
+            warn_if_loaded(measure.core_set)  # the drift factor will show it too
+
+    def time(self, model: Transformer) -> dict[str, float | None]:
+        """measured_ms (as timed), normalized_ms, reference_ms, drift (the reference now over
+        its calibration) and decided_ms: the normalized latency, or the timed one."""
+        if self.reference is None:
+            ms = self.timer(model, self.measure).total_ms
+            return {
+                "measured_ms": ms,
+                "normalized_ms": None,
+                "reference_ms": None,
+                "drift": None,
+                "decided_ms": ms,
+            }
+        res = interleaved(model, self.reference, self.measure, self.timer, self.rng)
+        normalized = res.normalized_ms(self.calibration_ms)
+        return {
+            "measured_ms": res.latency.total_ms,
+            "normalized_ms": normalized,
+            "reference_ms": res.reference_ms,
+            "drift": res.reference_ms / self.calibration_ms,
+            "decided_ms": normalized,
+        }
 
 
 def calibrate(reference: Transformer, measure: MeasureSettings, timer: Timer, n: int = 3) -> float:

@@ -85,6 +85,11 @@ class PipelineConfig:
         "--finetune-fraction of the updates (cheaper than from scratch)",
     )
     finetune_fraction: float = setting(0.25, "")
+    train_jobs: int = setting(
+        0,
+        "training runs side by side, each on its share of the CPU cores (0: one per core on "
+        "a CPU, one at a time on a GPU); the SuperTransformer and the baselines train together",
+    )
     measure: MeasureSettings = field(default_factory=MeasureSettings)
     lat_dataset_size: int = setting(100, "SubTransformers timed for the predictor", hat=True)
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
@@ -117,6 +122,8 @@ class PipelineConfig:
         ):
             if getattr(self, name) < 1:
                 raise HatError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.train_jobs < 0:
+            raise HatError("--train-jobs must be 0 (one per core) or more")
         if self.measure.iters < 1:
             raise HatError("--latiter must be at least 1")
         if self.lat_dataset_size < MIN_SPLIT_ROWS:

@@ -1,7 +1,7 @@
 """The stages of `hat pipeline`, each writing into the run directory.
 
-data -> supernet -> latency -> predictor -> search -> models (found + baselines) -> evaluate
--> report
+data -> latency -> predictor -> supernet + baseline models -> search -> found models ->
+evaluate -> report  (training runs side by side: `hat.pipeline.jobs`)
 
 Each stage records its inputs in `done.json` (written atomically at its end): the hash of its
 own settings and the identity of each upstream stage (whose record holds the digests of its
@@ -15,6 +15,7 @@ finishes with the same results, and a changed setting never reuses stale work.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -35,13 +36,14 @@ from hat.latency.dataset import collect
 from hat.latency.fit import fit_predictor
 from hat.latency.predictor import load_predictor
 from hat.latency.table import load_table
-from hat.latency.timing import Timer, protocol_timer
+from hat.latency.timing import DriftFreeTimer, Timer, protocol_timer
 from hat.pipeline.baselines import baselines
 from hat.pipeline.config import PipelineConfig
+from hat.pipeline.jobs import TrainingJob, run_side_by_side, side_by_side
 from hat.profile import count_flops
 from hat.search.evolution import Evolution, LatencyCheck
 from hat.search.fitness import Fitness, fitness_inputs
-from hat.search.verify import search_budgets
+from hat.search.verify import reference_of, search_budgets
 from hat.space import ArchConfig
 from hat.supernet import SuperTransformer
 from hat.train.checkpoints import load_model, load_supernet
@@ -63,21 +65,31 @@ class Pipeline:
         self._identity: dict[str, str] = {}  # stage -> sha256 of its done record
 
     # --- stage bookkeeping ----------------------------------------------------------------
+    def _inputs(self, settings: dict, upstream: Sequence[str]) -> dict[str, str]:
+        """What a stage's results depend on: its settings and its upstream stages' records."""
+        return {
+            "settings": json_sha256(settings),
+            **{f"upstream {u}": self._identity[u] for u in upstream},
+        }
+
+    def _done(self, name: str, inputs: dict[str, str]) -> dict | None:
+        """The stage's record when it is done with these inputs."""
+        record = _read_json(self.dir / name / "done.json")
+        return record if record is not None and record.get("inputs") == inputs else None
+
     def stage(
         self, name: str, fn: Callable[[Path], dict], settings: dict, upstream: Sequence[str] = ()
     ) -> dict:
         """Run `fn(stage_dir)` unless the stage is done with the same inputs; return its result."""
         path = self.dir / name
-        inputs = {
-            "settings": json_sha256(settings),
-            **{f"upstream {u}": self._identity[u] for u in upstream},
-        }
+        inputs = self._inputs(settings, upstream)
         done, started = path / "done.json", path / "inputs.json"
-        record = _read_json(done)
-        if record is not None and record.get("inputs") == inputs:
+        record = self._done(name, inputs)
+        if record is not None:
             log.info("stage %-13s done (skipped)", name)
             self._identity[name] = json_sha256(record)
             return record["result"]
+        record = _read_json(done)
         previous = (
             record["inputs"] if record is not None and "inputs" in record else _read_json(started)
         )
@@ -114,17 +126,6 @@ class Pipeline:
         }
         model = dataclasses.asdict(c.settings(results["data"]["vocab_size"]))
         recipe = {"model": model, "train": dataclasses.asdict(c.train)}
-        results["supernet"] = self.stage(
-            "supernet",
-            self.train_supernet,
-            {
-                **recipe,
-                "space": c.space.to_hat_dict(),
-                "updates": c.supernet_max_update,
-                "sampling": dataclasses.asdict(c.sampling),
-            },
-            ["data"],
-        )
         results["latency"] = self.stage(
             "latency",
             self.collect_latency,
@@ -139,6 +140,21 @@ class Pipeline:
         results["predictor"] = self.stage(
             "predictor", self.train_predictor, {"seed": c.train.seed}, ["latency"]
         )
+        supernet = TrainingJob(
+            "supernet",
+            {
+                **recipe,
+                "space": c.space.to_hat_dict(),
+                "updates": c.supernet_max_update,
+                "sampling": dataclasses.asdict(c.sampling),
+            },
+            ("data",),
+        )
+        plain = baselines(c.space, c.baselines)
+        base = {b.name: b.arch.to_dict() for b in plain}
+        # the baselines need no search: they train beside the SuperTransformer
+        trained = self.train_jobs([supernet, *self._model_jobs(base, recipe)])
+        results["supernet"] = trained.pop("supernet")
         results["search"] = self.stage(
             "search",
             self.search,
@@ -152,40 +168,25 @@ class Pipeline:
             },
             ["data", "supernet", "predictor"],
         )
-        models = {f"hat@{r['budget_ms']:.1f}ms": r["arch"] for r in results["search"]["results"]}
-        families = {}
-        for b in baselines(c.space, c.baselines):
-            models[b.name] = b.arch.to_dict()
-            families[b.name] = b.family
-        results["models"] = {}
-        for name, arch in models.items():
-            inherited = name.startswith("hat@") and c.finetune_inherited
-            settings = {
-                **recipe,
-                "arch": arch,
-                "updates": c.subtransformer_max_update,
-                "finetune_fraction": c.finetune_fraction if inherited else None,
-            }
-            results["models"][name] = self.stage(
-                f"models/{name}",
-                self._trainer_for(name, arch),
-                settings,
-                ["data"] + (["supernet"] if inherited else []),
-            )
+        found = {f"hat@{r['budget_ms']:.1f}ms": r["arch"] for r in results["search"]["results"]}
+        trained.update(self.train_jobs(self._model_jobs({**base, **found}, recipe)))
+        shared = self._model_stages({**base, **found})
+        stage_of = {name: shared[name] for name in [*found, *base]}  # the report's order
+        results["models"] = {name: trained[stage] for name, stage in stage_of.items()}
         results["evaluate"] = self.stage(
             "evaluate",
-            lambda d: self.evaluate(models, d),
+            lambda d: self.evaluate(stage_of, d),
             {
-                "models": sorted(models),
+                "trained_as": stage_of,
                 "gen_beam": c.gen_beam,
                 "lenpen": c.lenpen,
                 "max_len": [c.max_len_a, c.max_len_b],
                 "measure": dataclasses.asdict(c.measure),
                 "max_tokens": c.train.max_tokens,
             },
-            ["data"] + [f"models/{name}" for name in models],
+            ["data", "predictor", *sorted(set(stage_of.values()))],
         )
-        results["baselines"] = families
+        results["baselines"] = {b.name: b.family for b in plain}
         return results
 
     def _data_settings(self) -> dict:
@@ -357,30 +358,88 @@ class Pipeline:
             "without_cache": len(budgets) * (c.evo_iter + 1) * c.population_size,
         }
 
-    def _trainer_for(self, name: str, arch_dict: dict) -> Callable[[Path], dict]:
-        def train(out: Path) -> dict:
-            arch = ArchConfig.from_dict(arch_dict)
-            data = self._data()
-            settings = self.cfg.settings(
-                data.vocab_size
-            )  # records the supernet dims, as HAT trains them
-            torch.manual_seed(self.cfg.train.seed)
-            updates = self.cfg.subtransformer_max_update
-            if name.startswith("hat@") and self.cfg.finetune_inherited:
-                model = load_supernet(self.dir / "supernet/checkpoint_last.pt")[0].export(arch)
-                updates = max(1, math.ceil(updates * self.cfg.finetune_fraction))
-            else:
-                model = Transformer(arch, settings)
-            return {"arch": arch.to_dict(), **self._train(model, out, updates)}
+    def train_model(self, arch_dict: dict, inherited: bool, out: Path) -> dict:
+        """One found model or baseline: from scratch, or fine-tuned from the supernet."""
+        arch = ArchConfig.from_dict(arch_dict)
+        settings = self.cfg.settings(self._data().vocab_size)  # records the supernet dims
+        torch.manual_seed(self.cfg.train.seed)
+        updates = self.cfg.subtransformer_max_update
+        if inherited:
+            model = load_supernet(self.dir / "supernet/checkpoint_last.pt")[0].export(arch)
+            updates = max(1, math.ceil(updates * self.cfg.finetune_fraction))
+        else:
+            model = Transformer(arch, settings)
+        return {"arch": arch.to_dict(), **self._train(model, out, updates)}
 
-        return train
+    # --- training jobs ----------------------------------------------------------------------
+    def _inherited(self, name: str) -> bool:
+        return name.startswith("hat@") and self.cfg.finetune_inherited
 
-    def evaluate(self, models: dict[str, dict], out: Path) -> dict:
+    def _model_stages(self, models: dict[str, dict]) -> dict[str, str]:
+        """Each model's training stage: models with the same architecture and start share one,
+        named after the first of them (baselines come before found models)."""
+        first: dict[str, str] = {}
+        return {
+            name: first.setdefault(
+                json.dumps([arch, self._inherited(name)], sort_keys=True), f"models/{name}"
+            )
+            for name, arch in models.items()
+        }
+
+    def _model_jobs(self, models: dict[str, dict], recipe: dict) -> list[TrainingJob]:
+        """One training job per distinct model stage."""
+        jobs = {}
+        for name, stage in self._model_stages(models).items():
+            inherited = self._inherited(name)
+            settings = {
+                **recipe,
+                "arch": models[name],
+                "updates": self.cfg.subtransformer_max_update,
+                "finetune_fraction": self.cfg.finetune_fraction if inherited else None,
+            }
+            upstream = ("data", "supernet") if inherited else ("data",)
+            jobs.setdefault(stage, TrainingJob(stage, settings, upstream, models[name], inherited))
+        return list(jobs.values())
+
+    def run_job(self, job: TrainingJob) -> dict:
+        """The job's stage (run here, or skipped when a worker has done it)."""
+        if job.arch is None:
+            fn = self.train_supernet
+        else:
+            fn = functools.partial(self.train_model, job.arch, job.inherited)
+        return self.stage(job.stage, fn, job.settings, job.upstream)
+
+    def train_jobs(self, jobs: list[TrainingJob]) -> dict[str, dict]:
+        """Each job's result by stage; those not done yet trained side by side when the
+        device allows (`--train-jobs`), in the order given."""
+        pending = [j for j in jobs if not self._done(j.stage, self._inputs(j.settings, j.upstream))]
+        workers = min(side_by_side(self.cfg.train_jobs, self.device), len(pending))
+        if workers > 1:
+            log.info("%d training runs, %d side by side", len(pending), workers)
+            run_side_by_side(self.run_job, pending, workers)
+        return {j.stage: self.run_job(j) for j in jobs}
+
+    def evaluate(self, stage_of: dict[str, str], out: Path) -> dict:
+        """BLEU, latency, #params and FLOPs of each model (a shared stage is evaluated once).
+        All are timed here, one after the other, each interleaved with the latency dataset's
+        reference, so their latencies are normalized like the budgets."""
         data = self._data()
         test = data.split("test")
+        ref = reference_of(load_predictor(str(self.dir / "predictor/predictor.pt")).meta)
+        timing = DriftFreeTimer(
+            self.cfg.measure,
+            self.timer,
+            Transformer(ref["reference"], self.cfg.settings(data.vocab_size)) if ref else None,
+            ref.get("calibration_ms"),
+            self.cfg.train.seed,
+        )
+        by_stage: dict[str, dict] = {}
         results = {}
-        for name in models:
-            model, _ = load_model(self.dir / "models" / name / "checkpoint_last.pt")
+        for name, stage in stage_of.items():
+            if stage in by_stage:
+                results[name] = by_stage[stage]
+                continue
+            model, _ = load_model(self.dir / stage / "checkpoint_last.pt")
             model.to(self.device)
             tr = translate_dataset(
                 model,
@@ -394,15 +453,24 @@ class Pipeline:
                 device=self.device,
             )
             tr.write(out / name, "test", data.source_lang, data.target_lang)
-            lat = self.timer(model, self.cfg.measure)
-            results[name] = {
+            results[name] = by_stage[stage] = {
                 "bleu": round(tr.sacrebleu, 2),
-                "latency_ms": round(lat.total_ms, 2),
+                **_latency_columns(timing.time(model)),
                 "params": model.num_params(),
                 "flops": count_flops(model, self.cfg.measure.sentence_length),
                 "arch": model.arch.to_dict(),
             }
         return results
+
+
+def _latency_columns(timed: dict[str, float | None]) -> dict[str, float | None]:
+    """latency_ms: the latency budgets are decided on (normalized when a reference was timed);
+    raw_ms: as timed; drift: the reference now over its calibration."""
+    return {
+        "latency_ms": round(timed["decided_ms"], 2),
+        "raw_ms": round(timed["measured_ms"], 2),
+        "drift": None if timed["drift"] is None else round(timed["drift"], 3),
+    }
 
 
 def summary_rows(results: dict[str, Any]) -> list[dict]:

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import statistics
 from collections.abc import Callable
 from typing import Any
 
-from hat.latency.measure import warn_if_loaded
-from hat.latency.timing import MeasureSettings, Timer, interleaved, protocol_timer
+from hat.latency.timing import DriftFreeTimer, MeasureSettings, Timer, protocol_timer
 from hat.search.evolution import Candidate, Evolution
 from hat.space import ArchConfig
 from hat.transformer import Transformer
@@ -75,32 +73,12 @@ def verify_top(
     normalized latency and the device's drift factor). With `reference` and `calibration_ms`
     the budget is decided on normalized latency, else on the timed latency."""
     report: list[dict] = []
-    if timer is protocol_timer and measure.device == "cpu":
-        warn_if_loaded(measure.core_set)  # the drift factor will show it too
     ref_model = build(reference) if reference is not None and calibration_ms else None
-    rng = random.Random(seed)
+    timing = DriftFreeTimer(measure, timer, ref_model, calibration_ms, seed)
 
     def time_one(c: Candidate) -> None:
-        model = build(c.arch)
         row = {"loss": c.loss, "predicted_ms": c.latency_ms, "predicted_std_ms": c.latency_std_ms}
-        if ref_model is None:
-            measured = timer(model, measure).total_ms
-            row.update(
-                measured_ms=measured,
-                normalized_ms=None,
-                reference_ms=None,
-                drift=None,
-                decided_ms=measured,
-            )
-        else:
-            res = interleaved(model, ref_model, measure, timer, rng)
-            row.update(
-                measured_ms=res.latency.total_ms,
-                normalized_ms=res.normalized_ms(calibration_ms),
-                reference_ms=res.reference_ms,
-                drift=res.reference_ms / calibration_ms,
-                decided_ms=res.normalized_ms(calibration_ms),
-            )
+        row.update(timing.time(build(c.arch)))
         report.append(
             {
                 **row,
