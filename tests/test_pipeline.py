@@ -178,7 +178,7 @@ def test_models_with_the_same_architecture_train_once(tmp_path: Path):
     archs = {name: json.dumps(r["arch"], sort_keys=True) for name, r in evaluated.items()}
     assert len(set(archs.values())) < len(archs) == 5  # 2 found + 3 baselines
     assert len(list((run / "models").iterdir())) == len(set(archs.values()))
-    assert report.count("| hat@1000.0ms") == report.count("| hat@2000.0ms") == 1
+    assert report.count("| hat@1000.0ms | HAT |") == report.count("| hat@2000.0ms | HAT |") == 1
 
 
 def test_a_changed_setting_reruns_its_stage_and_everything_after_it(tmp_path: Path, caplog):
@@ -238,6 +238,59 @@ def test_report_compares_with_the_baseline_frontier():
     assert "at least as fast, small (17.4 ms), scores 27.06 BLEU (+23.62 for HAT's model)" in text
     assert "No baseline is as fast" in comparison([rows[0], rows[2]])
     assert "No baseline is as accurate" in comparison([rows[0], rows[3]])
+
+
+def test_frontier_verdicts_account_for_seed_spread():
+    from hat.pipeline.report import frontier
+
+    def row(model, kind, bleu, ms, spread=0.0, budget=None):
+        seeds = {"1": bleu - spread / 2, "2": bleu + spread / 2}
+        return {
+            "model": model,
+            "kind": kind,
+            "bleu": bleu,
+            "bleu_spread": spread,
+            "bleu_by_seed": seeds,
+            "latency_ms": ms,
+            "budget_ms": budget,
+        }
+
+    base = [row("small", "baseline", 20.0, 10.0, 1.0), row("big", "baseline", 30.0, 30.0, 0.4)]
+    found = [
+        row("clear", "HAT", 22.0, 10.0, 0.5, 12),  # +2.0 over 'small', spreads 0.5 / 1.0
+        row("noisy", "HAT", 20.8, 10.0, 0.5, 13),  # +0.8: within small's spread of 1.0
+        row("fast", "HAT", 30.0, 20.0, 2.0, 25),  # as accurate as 'big', 1.5x faster
+        row("fastest", "HAT", 15.0, 5.0, 0.1, 6),  # none as fast; 'small' 2x slower, better
+        row("twin", "HAT", 19.5, 7.0, 0.2, 8),  # matches 'small' (spread 1.0) 1.43x faster
+        row("slow", "HAT", 29.0, 25.0, 0.1, 28),  # above 'small' but 'big' only 1.2x slower
+    ]
+    v = {x["model"]: x for x in frontier(base + found)}
+    assert v["clear"]["beats_faster_baselines"] and v["clear"]["above_frontier"]
+    assert v["clear"]["smallest_margin"] == 2.0
+    assert v["noisy"]["beats_faster_baselines"] is False and not v["noisy"]["above_frontier"]
+    assert v["fast"]["speedup_at_equal_bleu"] == 1.5 and v["fast"]["above_frontier"]
+    assert v["fast"]["cheapest_as_accurate"] == "big"
+    assert v["noisy"]["cheapest_as_accurate"] == "big" and not v["noisy"]["matches_its_bleu"]
+    assert v["fastest"]["beats_faster_baselines"] is None and not v["fastest"]["above_frontier"]
+    assert v["twin"]["matches_its_bleu"] and v["twin"]["above_frontier"]
+    assert v["twin"]["speedup_at_equal_bleu"] == 1.43
+    assert v["slow"]["beats_faster_baselines"] and v["slow"]["above_frontier"]
+    assert v["slow"]["speedup_at_equal_bleu"] == 1.2
+
+
+def test_seeds_train_every_model_twice_and_report_mean_and_spread(tmp_path: Path):
+    run = tmp_path / "run"
+    report = run_pipeline(run, "--seeds", "1", "2")
+    models = {d.name for d in (run / "models").iterdir()}
+    assert len(models) == 10 and all(f"{m}.seed2" in models for m in models if "." not in m)
+    doc = json.loads((run / "results.json").read_text())
+    for m in doc["models"]:
+        assert set(m["test_bleu"]) == {"1", "2"}
+        values = list(m["test_bleu"].values())
+        assert m["test_bleu_mean"] == pytest.approx(sum(values) / 2, abs=0.01)
+        assert m["test_bleu_spread"] == pytest.approx(max(values) - min(values), abs=0.01)
+    assert " ± " in report and "above the frontier" in report
+    assert len(doc["frontier"]) == 2
 
 
 def test_mixed_precision_settings(tmp_path: Path):

@@ -36,6 +36,7 @@ _TRAINING = (
     "subtransformer_max_update",
     "finetune_inherited",
     "finetune_fraction",
+    "seeds",
     "train_jobs",
 )
 _SEARCH = ("latency_constraint", "latency_constraint_fraction", "verify_top")

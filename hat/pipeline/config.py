@@ -85,6 +85,11 @@ class PipelineConfig:
         "--finetune-fraction of the updates (cheaper than from scratch)",
     )
     finetune_fraction: float = setting(0.25, "")
+    seeds: list[int] = setting(
+        [],
+        "train every found model and baseline once per seed (default: --seed alone); test "
+        "BLEU is reported as the mean and the spread (max - min) over the seeds",
+    )
     train_jobs: int = setting(
         0,
         "training runs side by side, each on its share of the CPU cores (0: one per core on "
@@ -122,6 +127,8 @@ class PipelineConfig:
         ):
             if getattr(self, name) < 1:
                 raise HatError(f"--{name.replace('_', '-')} must be at least 1")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise HatError(f"--seeds {self.seeds}: each seed once")
         if self.train_jobs < 0:
             raise HatError("--train-jobs must be 0 (one per core) or more")
         if self.measure.iters < 1:
@@ -146,6 +153,11 @@ class PipelineConfig:
                 self.supernet_max_update,
                 self.subtransformer_max_update,
             )
+
+    @property
+    def model_seeds(self) -> list[int]:
+        """The training seeds of the found models and the baselines."""
+        return list(self.seeds) or [self.train.seed]
 
     @property
     def budgets_ms(self) -> list[float]:

@@ -10,9 +10,11 @@ each runs the same stage bookkeeping as the parent, so a killed run resumes the 
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import logging.handlers
 import multiprocessing
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -21,6 +23,8 @@ from typing import Any
 import torch
 
 from hat.latency.measure import current_cores
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class TrainingJob:
     upstream: tuple[str, ...]
     arch: dict[str, Any] | None = None
     inherited: bool = False  # starts from the SuperTransformer's weights
+    seed: int = 1  # a model's training seed
 
 
 def side_by_side(jobs: int, device: torch.device) -> int:
@@ -51,7 +56,16 @@ class _Prefix(logging.Filter):
         return True
 
 
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGTERM when the pipeline dies (no orphan keeps training)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: orphans finish their stage and stop
+        pass
+
+
 def _start_worker(queue: Any, level: int, threads: int) -> None:
+    _die_with_parent()
     root = logging.getLogger()
     root.handlers = [logging.handlers.QueueHandler(queue)]
     root.setLevel(level)

@@ -22,6 +22,15 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+def _seed_range(rows: list[dict]) -> list[list[float]]:
+    """Error bars from the mean down to the lowest and up to the highest seed's BLEU."""
+    seeds = [list((r.get("bleu_by_seed") or {"": r["bleu"]}).values()) for r in rows]
+    return [
+        [r["bleu"] - min(v) for r, v in zip(rows, seeds, strict=True)],
+        [max(v) - r["bleu"] for r, v in zip(rows, seeds, strict=True)],
+    ]
+
+
 def plot_bleu_vs_latency(rows: list[dict], path: Path, device: str) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     base = sorted((r for r in rows if r["kind"] == "baseline"), key=lambda r: r["latency_ms"])
@@ -30,19 +39,23 @@ def plot_bleu_vs_latency(rows: list[dict], path: Path, device: str) -> None:
     for color, family in zip(("C0", "C2", "C1"), families, strict=False):
         members = [r for r in base if (r.get("family") or "") == family]
         label = f"Transformer, {family}" if family else "Transformer baselines"
-        ax.plot(
+        ax.errorbar(
             [r["latency_ms"] for r in members],
             [r["bleu"] for r in members],
-            "o--",
+            yerr=_seed_range(members),
+            fmt="o--",
             c=color,
+            capsize=3,
             label=label,
         )
-    ax.plot(
+    ax.errorbar(
         [r["latency_ms"] for r in hat],
         [r["bleu"] for r in hat],
-        "*-",
+        yerr=_seed_range(hat),
+        fmt="*-",
         c="C3",
         ms=12,
+        capsize=3,
         label="HAT (found)",
     )
     labels: dict[
@@ -152,6 +165,12 @@ def kind_of(row: dict) -> str:
     return f"baseline ({row['family']})" if row.get("family") else row["kind"]
 
 
+def _bleu(row: dict) -> str:
+    """The mean BLEU, with the spread over seeds (max - min) when there are several."""
+    seeds = len(row.get("bleu_by_seed") or {})
+    return f"{row['bleu']:.2f}" + (f" ± {row['bleu_spread']:.2f}" if seeds > 1 else "")
+
+
 def table(rows: list[dict]) -> list[str]:
     lines = [
         "| model | kind | budget (ms) | predicted (ms) | measured (ms) | SacreBLEU | #params "
@@ -161,7 +180,7 @@ def table(rows: list[dict]) -> list[str]:
     for r in rows:
         lines.append(
             f"| {r['model']} | {kind_of(r)} | {_fmt(r['budget_ms'])} | {_fmt(r['predicted_ms'])} | "
-            f"{r['latency_ms']:.1f} | {r['bleu']:.2f} | {r['params'] / 1e6:.2f}M | "
+            f"{r['latency_ms']:.1f} | {_bleu(r)} | {r['params'] / 1e6:.2f}M | "
             f"{r['flops'] / 1e9:.3f}G |"
         )
     return lines
@@ -205,6 +224,83 @@ def comparison(rows: list[dict]) -> str:
     return text
 
 
+FRONTIER_SPEEDUP = 1.3  # "as accurate at >= 1.3x lower latency" (issue #15's criterion)
+
+
+def frontier(rows: list[dict]) -> list[dict]:
+    """Each found model against the baselines' BLEU-latency frontier, beyond seed noise.
+
+    Above the frontier when (a) its mean BLEU beats every baseline at least as fast by more
+    than the larger of the two seed spreads (max - min), there being at least one such
+    baseline, or (b) it matches the BLEU of the fastest baseline at least as accurate (within
+    the larger spread) and that baseline is >= 1.3x slower."""
+
+    def noise(a: dict, b: dict) -> float:
+        return max(a.get("bleu_spread", 0.0), b.get("bleu_spread", 0.0))
+
+    base = [r for r in rows if r["kind"] == "baseline"]
+    out = []
+    for r in (r for r in rows if r["kind"] == "HAT"):
+        fast = [b for b in base if b["latency_ms"] <= r["latency_ms"]]
+        margins = [(r["bleu"] - b["bleu"], noise(r, b)) for b in fast]
+        beats = all(m > n for m, n in margins) if fast else None
+        accurate = [b for b in base if b["bleu"] >= r["bleu"]]
+        cheapest = min(accurate, key=lambda b: b["latency_ms"]) if accurate else None
+        matches = cheapest is not None and r["bleu"] >= cheapest["bleu"] - noise(r, cheapest)
+        speedup = cheapest["latency_ms"] / r["latency_ms"] if cheapest else None
+        out.append(
+            {
+                "model": r["model"],
+                "budget_ms": r["budget_ms"],
+                "baselines_as_fast": len(fast),
+                "beats_faster_baselines": beats,
+                "smallest_margin": round(min(m for m, _ in margins), 2) if fast else None,
+                "cheapest_as_accurate": cheapest["model"] if cheapest else None,
+                "matches_its_bleu": matches,
+                "speedup_at_equal_bleu": round(speedup, 2) if speedup else None,
+                "above_frontier": bool(beats) or (matches and speedup >= FRONTIER_SPEEDUP),
+            }
+        )
+    return out
+
+
+def frontier_table(rows: list[dict]) -> list[str]:
+    verdicts = frontier(rows)
+    if not verdicts:
+        return []
+    lines = [
+        "| found model | baselines at least as fast | BLEU margin over them (smallest) | "
+        "fastest baseline at least as accurate | BLEU matched | its latency / ours | "
+        "above the frontier |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for v in verdicts:
+        margin = _fmt(v["smallest_margin"], 2)
+        if v["beats_faster_baselines"] is not None:
+            margin += " (beyond seed spread)" if v["beats_faster_baselines"] else " (within noise)"
+        lines.append(
+            f"| {v['model']} | {v['baselines_as_fast']} | {margin} | "
+            f"{v['cheapest_as_accurate'] or 'none'} | {'yes' if v['matches_its_bleu'] else 'no'} | "
+            f"{_fmt(v['speedup_at_equal_bleu'], 2)} | "
+            f"{'yes' if v['above_frontier'] else 'no'} |"
+        )
+    one_seed = all(len(r.get("bleu_by_seed") or {}) <= 1 for r in rows)
+    return [
+        "Against the baselines' frontier (above it: beats every baseline at least as fast by "
+        "more than the larger seed spread, or matches the BLEU of the fastest as-accurate one at "
+        f">= {FRONTIER_SPEEDUP}x lower latency)"
+        + (
+            "; one training seed, so no spread is known (`seeds: [1, 2]` measures it)"
+            if one_seed
+            else ""
+        )
+        + ":",
+        "",
+        *lines,
+        "",
+    ]
+
+
 def verify_table(search: dict) -> list[str]:
     """Each budget's timed candidates: prediction (± the ensemble's spread), the timing as
     measured, the device's drift factor and the normalized latency the budget is decided on."""
@@ -243,7 +339,9 @@ def results_document(results: dict, rows: list[dict], environment: dict) -> dict
             "drift": r.get("drift"),
             "params": r["params"],
             "flops": r["flops"],
-            "test_bleu": {str(r.get("seed", results.get("seed"))): r["bleu"]},
+            "test_bleu": r.get("bleu_by_seed") or {str(results["seed"]): r["bleu"]},
+            "test_bleu_mean": r["bleu"],
+            "test_bleu_spread": r.get("bleu_spread", 0.0),
             "config": ArchConfig.from_dict(r["arch"]).to_hat_dict(),
         }
         for r in rows
@@ -254,6 +352,7 @@ def results_document(results: dict, rows: list[dict], environment: dict) -> dict
         "environment": environment,
         "data": {"pairs": results["data"]["pairs"], "vocab_size": results["data"]["vocab_size"]},
         "models": models,
+        "frontier": frontier(rows),
         "predictor": {"rows": results["latency"]["rows"], "test": results["predictor"]["test"]},
         "search": {
             "evaluated": results["search"]["evaluated"],
@@ -296,6 +395,7 @@ def write_report(results: dict, rows: list[dict], run_dir: Path, environment: di
         ),
         comparison(rows),
         "",
+        *frontier_table(rows),
         "![BLEU vs latency](bleu_vs_latency.png)",
         "",
         "## Latency predictor",

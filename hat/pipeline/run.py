@@ -172,19 +172,30 @@ class Pipeline:
         trained.update(self.train_jobs(self._model_jobs({**base, **found}, recipe)))
         shared = self._model_stages({**base, **found})
         stage_of = {name: shared[name] for name in [*found, *base]}  # the report's order
-        results["models"] = {name: trained[stage] for name, stage in stage_of.items()}
+        seeded = {
+            m: [self.seed_stage(m, seed) for seed in c.model_seeds] for m in stage_of.values()
+        }
+        results["models"] = {
+            name: dict(zip(c.model_seeds, (trained[t] for t in seeded[stage]), strict=True))
+            for name, stage in stage_of.items()
+        }
         results["evaluate"] = self.stage(
             "evaluate",
             lambda d: self.evaluate(stage_of, d),
             {
                 "trained_as": stage_of,
+                "seeds": c.model_seeds,
                 "gen_beam": c.gen_beam,
                 "lenpen": c.lenpen,
                 "max_len": [c.max_len_a, c.max_len_b],
                 "measure": dataclasses.asdict(c.measure),
                 "max_tokens": c.train.max_tokens,
             },
-            ["data", "predictor", *sorted(set(stage_of.values()))],
+            [
+                "data",
+                "predictor",
+                *sorted({t for stages in seeded.values() for t in stages}),
+            ],
         )
         results["baselines"] = {b.name: b.family for b in plain}
         return results
@@ -240,10 +251,17 @@ class Pipeline:
         return DataDir(self.dir / "data/bin")
 
     def _train(
-        self, model, save_dir: Path, updates: int, sampler: ConfigSampler | None = None
+        self,
+        model,
+        save_dir: Path,
+        updates: int,
+        sampler: ConfigSampler | None = None,
+        seed: int | None = None,
     ) -> dict:
         c = self.cfg
-        train_cfg = dataclasses.replace(c.train, save_dir=str(save_dir), max_update=updates)
+        train_cfg = dataclasses.replace(
+            c.train, save_dir=str(save_dir), max_update=updates, seed=seed or c.train.seed
+        )
         trainer = Trainer(model, train_cfg, self._data(), sampler, self.world)
         trainer.resume()
         valid = trainer.train()
@@ -358,18 +376,18 @@ class Pipeline:
             "without_cache": len(budgets) * (c.evo_iter + 1) * c.population_size,
         }
 
-    def train_model(self, arch_dict: dict, inherited: bool, out: Path) -> dict:
+    def train_model(self, arch_dict: dict, inherited: bool, seed: int, out: Path) -> dict:
         """One found model or baseline: from scratch, or fine-tuned from the supernet."""
         arch = ArchConfig.from_dict(arch_dict)
         settings = self.cfg.settings(self._data().vocab_size)  # records the supernet dims
-        torch.manual_seed(self.cfg.train.seed)
+        torch.manual_seed(seed)
         updates = self.cfg.subtransformer_max_update
         if inherited:
             model = load_supernet(self.dir / "supernet/checkpoint_last.pt")[0].export(arch)
             updates = max(1, math.ceil(updates * self.cfg.finetune_fraction))
         else:
             model = Transformer(arch, settings)
-        return {"arch": arch.to_dict(), **self._train(model, out, updates)}
+        return {"arch": arch.to_dict(), "seed": seed, **self._train(model, out, updates, seed=seed)}
 
     # --- training jobs ----------------------------------------------------------------------
     def _inherited(self, name: str) -> bool:
@@ -386,19 +404,29 @@ class Pipeline:
             for name, arch in models.items()
         }
 
+    def seed_stage(self, stage: str, seed: int) -> str:
+        """A model stage's directory for one training seed (the recipe's seed: the stage's)."""
+        return stage if seed == self.cfg.train.seed else f"{stage}.seed{seed}"
+
     def _model_jobs(self, models: dict[str, dict], recipe: dict) -> list[TrainingJob]:
-        """One training job per distinct model stage."""
+        """One training job per distinct model stage and seed, seed by seed."""
         jobs = {}
-        for name, stage in self._model_stages(models).items():
-            inherited = self._inherited(name)
-            settings = {
-                **recipe,
-                "arch": models[name],
-                "updates": self.cfg.subtransformer_max_update,
-                "finetune_fraction": self.cfg.finetune_fraction if inherited else None,
-            }
-            upstream = ("data", "supernet") if inherited else ("data",)
-            jobs.setdefault(stage, TrainingJob(stage, settings, upstream, models[name], inherited))
+        for seed in self.cfg.model_seeds:
+            for name, stage in self._model_stages(models).items():
+                inherited = self._inherited(name)
+                settings = {
+                    **recipe,
+                    "train": {**recipe["train"], "seed": seed},
+                    "arch": models[name],
+                    "updates": self.cfg.subtransformer_max_update,
+                    "finetune_fraction": self.cfg.finetune_fraction if inherited else None,
+                }
+                upstream = ("data", "supernet") if inherited else ("data",)
+                seeded = self.seed_stage(stage, seed)
+                jobs.setdefault(
+                    seeded,
+                    TrainingJob(seeded, settings, upstream, models[name], inherited, seed),
+                )
         return list(jobs.values())
 
     def run_job(self, job: TrainingJob) -> dict:
@@ -406,7 +434,7 @@ class Pipeline:
         if job.arch is None:
             fn = self.train_supernet
         else:
-            fn = functools.partial(self.train_model, job.arch, job.inherited)
+            fn = functools.partial(self.train_model, job.arch, job.inherited, job.seed)
         return self.stage(job.stage, fn, job.settings, job.upstream)
 
     def train_jobs(self, jobs: list[TrainingJob]) -> dict[str, dict]:
@@ -439,28 +467,44 @@ class Pipeline:
             if stage in by_stage:
                 results[name] = by_stage[stage]
                 continue
-            model, _ = load_model(self.dir / stage / "checkpoint_last.pt")
-            model.to(self.device)
-            tr = translate_dataset(
-                model,
-                test,
-                data.tokenizer,
-                beam=self.cfg.gen_beam,
-                max_tokens=self.cfg.train.max_tokens,
-                len_penalty=self.cfg.lenpen,
-                max_len_a=self.cfg.max_len_a,
-                max_len_b=self.cfg.max_len_b,
-                device=self.device,
-            )
-            tr.write(out / name, "test", data.source_lang, data.target_lang)
+            bleu = {}
+            for seed in self.cfg.model_seeds:
+                model, _ = load_model(
+                    self.dir / self.seed_stage(stage, seed) / "checkpoint_last.pt"
+                )
+                model.to(self.device)
+                tr = translate_dataset(
+                    model,
+                    test,
+                    data.tokenizer,
+                    beam=self.cfg.gen_beam,
+                    max_tokens=self.cfg.train.max_tokens,
+                    len_penalty=self.cfg.lenpen,
+                    max_len_a=self.cfg.max_len_a,
+                    max_len_b=self.cfg.max_len_b,
+                    device=self.device,
+                )
+                suffix = "" if seed == self.cfg.train.seed else f".seed{seed}"
+                tr.write(out / f"{name}{suffix}", "test", data.source_lang, data.target_lang)
+                bleu[str(seed)] = round(tr.sacrebleu, 2)
             results[name] = by_stage[stage] = {
-                "bleu": round(tr.sacrebleu, 2),
+                **bleu_summary(bleu),
                 **_latency_columns(timing.time(model)),
                 "params": model.num_params(),
                 "flops": count_flops(model, self.cfg.measure.sentence_length),
                 "arch": model.arch.to_dict(),
             }
         return results
+
+
+def bleu_summary(by_seed: dict[str, float]) -> dict[str, Any]:
+    """bleu: the mean over seeds; bleu_spread: max - min (0 with one seed); bleu_by_seed."""
+    values = list(by_seed.values())
+    return {
+        "bleu": round(sum(values) / len(values), 2),
+        "bleu_spread": round(max(values) - min(values), 2),
+        "bleu_by_seed": by_seed,
+    }
 
 
 def _latency_columns(timed: dict[str, float | None]) -> dict[str, float | None]:
@@ -487,7 +531,6 @@ def summary_rows(results: dict[str, Any]) -> list[dict]:
                 "budget_ms": r["budget_ms"] if r else None,
                 "predicted_ms": round(r["latency_ms"], 2) if r else None,
                 "predicted_std_ms": round(r["latency_std_ms"], 2) if r else None,
-                "seed": results["seed"],
                 **ev,
             }
         )
