@@ -274,6 +274,8 @@ def test_frontier_verdicts_account_for_seed_spread():
     assert v["fastest"]["beats_faster_baselines"] is None and not v["fastest"]["above_frontier"]
     assert v["twin"]["matches_its_bleu"] and v["twin"]["above_frontier"]
     assert v["twin"]["speedup_at_equal_bleu"] == 1.43
+    close = frontier([*base, row("close", "HAT", 21.0, 9.6, 0.4, 10)])[0]  # small: 4% slower
+    assert close["baselines_as_fast"] == 1 and close["smallest_margin"] == 1.0
     assert v["slow"]["beats_faster_baselines"] and v["slow"]["above_frontier"]
     assert v["slow"]["speedup_at_equal_bleu"] == 1.2
 

@@ -225,12 +225,16 @@ def comparison(rows: list[dict]) -> str:
 
 
 FRONTIER_SPEEDUP = 1.3  # "as accurate at >= 1.3x lower latency" (issue #15's criterion)
+# A baseline up to 5% slower counts as "at least as fast": normalized latency repeats to 4.6%
+# (median) in docs/benchmarks.md, so closer latencies are not told apart
+LATENCY_TOLERANCE = 0.05
 
 
 def frontier(rows: list[dict]) -> list[dict]:
     """Each found model against the baselines' BLEU-latency frontier, beyond seed noise.
 
-    Above the frontier when (a) its mean BLEU beats every baseline at least as fast by more
+    Above the frontier when (a) its mean BLEU beats every baseline at least as fast (up to
+    LATENCY_TOLERANCE slower) by more
     than the larger of the two seed spreads (max - min), there being at least one such
     baseline, or (b) it matches the BLEU of the fastest baseline at least as accurate (within
     the larger spread) and that baseline is >= 1.3x slower."""
@@ -241,7 +245,7 @@ def frontier(rows: list[dict]) -> list[dict]:
     base = [r for r in rows if r["kind"] == "baseline"]
     out = []
     for r in (r for r in rows if r["kind"] == "HAT"):
-        fast = [b for b in base if b["latency_ms"] <= r["latency_ms"]]
+        fast = [b for b in base if b["latency_ms"] <= r["latency_ms"] * (1 + LATENCY_TOLERANCE)]
         margins = [(r["bleu"] - b["bleu"], noise(r, b)) for b in fast]
         beats = all(m > n for m, n in margins) if fast else None
         accurate = [b for b in base if b["bleu"] >= r["bleu"]]
@@ -259,9 +263,16 @@ def frontier(rows: list[dict]) -> list[dict]:
                 "matches_its_bleu": matches,
                 "speedup_at_equal_bleu": round(speedup, 2) if speedup else None,
                 "above_frontier": bool(beats) or (matches and speedup >= FRONTIER_SPEEDUP),
+                "seeds": len(r.get("bleu_by_seed") or {"": 0}),
             }
         )
     return out
+
+
+def _verdict(v: dict) -> str:
+    if not v["above_frontier"]:
+        return "no"
+    return "yes" if v["seeds"] > 1 else "yes (one seed: margins untested against seed noise)"
 
 
 def frontier_table(rows: list[dict]) -> list[str]:
@@ -276,17 +287,18 @@ def frontier_table(rows: list[dict]) -> list[str]:
     ]
     for v in verdicts:
         margin = _fmt(v["smallest_margin"], 2)
-        if v["beats_faster_baselines"] is not None:
+        if v["beats_faster_baselines"] is not None and v["seeds"] > 1:
             margin += " (beyond seed spread)" if v["beats_faster_baselines"] else " (within noise)"
         lines.append(
             f"| {v['model']} | {v['baselines_as_fast']} | {margin} | "
             f"{v['cheapest_as_accurate'] or 'none'} | {'yes' if v['matches_its_bleu'] else 'no'} | "
             f"{_fmt(v['speedup_at_equal_bleu'], 2)} | "
-            f"{'yes' if v['above_frontier'] else 'no'} |"
+            f"{_verdict(v)} |"
         )
     one_seed = all(len(r.get("bleu_by_seed") or {}) <= 1 for r in rows)
     return [
-        "Against the baselines' frontier (above it: beats every baseline at least as fast by "
+        "Against the baselines' frontier (above it: beats every baseline at least as fast, up "
+        f"to {LATENCY_TOLERANCE:.0%} slower, by "
         "more than the larger seed spread, or matches the BLEU of the fastest as-accurate one at "
         f">= {FRONTIER_SPEEDUP}x lower latency)"
         + (
