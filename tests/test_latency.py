@@ -540,6 +540,9 @@ def test_predictor_learns_normalized_latency_and_reports_its_spread(tmp_path: Pa
     assert json.loads(result.stdout.strip().splitlines()[-1])["latency"] == "normalized"
     meta = load_predictor(str(ckpt)).meta
     assert meta["latency"] == "normalized" and float(meta["calibration_ms"]) > 0
+    assert meta["reference_timed_ms"] == pytest.approx(
+        float(np.median([float(r["reference_ms"]) for r in read_rows(path)]))
+    )  # drift's baseline: the reference as the rows timed it
     assert (
         meta["protocol"] == "beam-search"
         and json.loads(meta["reference"]) == tiny_space().middle().to_dict()

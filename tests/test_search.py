@@ -445,6 +445,21 @@ def test_verify_takes_the_device_drift_out_before_deciding(factor: float, caplog
         assert r["normalized_ms"] == pytest.approx(synthetic_latency(c.arch))
         assert r["drift"] == pytest.approx(factor)
     assert f"drift factor {factor:.2f}" in caplog.text
+    # the dataset's rows timed the reference `factor` x its calibration (switching models):
+    # the drift is stated against that, the normalized latency stays on the calibration
+    _, same = verify_top(
+        ranked,
+        budget,
+        3,
+        lambda arch: type("M", (), {"arch": arch})(),
+        MeasureSettings(iters=4, rounds=2),
+        _timed_at(factor),
+        reference=reference,
+        calibration_ms=synthetic_latency(reference),
+        reference_timed_ms=factor * synthetic_latency(reference),
+    )
+    assert [r["drift"] for r in same] == pytest.approx([1.0] * 3)
+    assert [r["normalized_ms"] for r in same] == [r["normalized_ms"] for r in report]
     # without the reference, the same slow device rejects the top candidates on raw latency
     if factor > 1:
         _, raw = verify_top(
@@ -486,5 +501,10 @@ def test_verify_uses_the_datasets_protocol_and_settings():
         m.protocol,
         m.rounds,
     ) == (23, 5, 3, 5, 2, "0-1", "hat", 4)
-    assert reference_of(meta) == {"reference": tiny_space().middle(), "calibration_ms": 12.5}
+    ref = {"reference": tiny_space().middle(), "calibration_ms": 12.5}
+    assert reference_of(meta) == {**ref, "reference_timed_ms": None}
+    assert reference_of({**meta, "reference_timed_ms": "14.5"}) == {
+        **ref,
+        "reference_timed_ms": 14.5,
+    }
     assert reference_of({**meta, "latency": "raw"}) == {}

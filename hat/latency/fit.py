@@ -162,6 +162,8 @@ def fit_predictor(
         "latency": table.latency_kind,
         **table.environment,
     }
+    if table.reference_ms is not None:  # the reference as the rows timed it: drift's baseline
+        predictor.meta["reference_timed_ms"] = float(np.median(table.reference_ms))
     return FitResult(
         predictor=predictor,
         metrics=metrics,

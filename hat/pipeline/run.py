@@ -460,6 +460,7 @@ class Pipeline:
             Transformer(ref["reference"], self.cfg.settings(data.vocab_size)) if ref else None,
             ref.get("calibration_ms"),
             self.cfg.train.seed,
+            ref.get("reference_timed_ms"),
         )
         by_stage: dict[str, dict] = {}
         results = {}

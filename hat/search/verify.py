@@ -42,16 +42,19 @@ def dataset_measure(meta: dict[str, Any], device: str, **override: Any) -> Measu
 
 
 def reference_of(meta: dict[str, Any]) -> dict[str, Any]:
-    """verify_top's `reference` and `calibration_ms` from a predictor's metadata (or none)."""
+    """verify_top's `reference`, `calibration_ms` and `reference_timed_ms` from a predictor's
+    metadata (or none)."""
     if (
         not meta.get("reference")
         or not meta.get("calibration_ms")
         or meta.get("latency") != "normalized"
     ):
         return {}
+    timed = meta.get("reference_timed_ms")
     return {
         "reference": ArchConfig.from_dict(json.loads(meta["reference"])),
         "calibration_ms": float(meta["calibration_ms"]),
+        "reference_timed_ms": float(timed) if timed else None,
     }
 
 
@@ -66,6 +69,7 @@ def verify_top(
     reference: ArchConfig | None = None,
     calibration_ms: float | None = None,
     seed: int = 1,
+    reference_timed_ms: float | None = None,
 ) -> tuple[Candidate, list[dict]]:
     """Time the first `k` candidates (best first) and, if none meets `budget`, up to `max_extra`
     more chosen by the calibrated walk; return the best one measured within budget (else the
@@ -74,7 +78,7 @@ def verify_top(
     the budget is decided on normalized latency, else on the timed latency."""
     report: list[dict] = []
     ref_model = build(reference) if reference is not None and calibration_ms else None
-    timing = DriftFreeTimer(measure, timer, ref_model, calibration_ms, seed)
+    timing = DriftFreeTimer(measure, timer, ref_model, calibration_ms, seed, reference_timed_ms)
 
     def time_one(c: Candidate) -> None:
         row = {"loss": c.loss, "predicted_ms": c.latency_ms, "predicted_std_ms": c.latency_std_ms}
@@ -102,12 +106,12 @@ def verify_top(
         ratio = max(ratio, report[-1]["decided_ms"] / report[-1]["predicted_ms"])
     if ref_model is not None and report:
         log.info(
-            "budget %g ms: device drift factor %.2f (reference %.1f ms now, %.1f ms "
-            "calibrated); the budget is decided on normalized latency",
+            "budget %g ms: device drift factor %.2f (reference %.1f ms now, %.1f ms when the "
+            "dataset was timed); the budget is decided on normalized latency",
             budget,
             statistics.median(r["drift"] for r in report),
             statistics.median(r["reference_ms"] for r in report),
-            calibration_ms,
+            timing.drift_baseline_ms,
         )
     for c, r in zip(timed, report, strict=False):
         if r["meets_budget"]:
