@@ -235,7 +235,10 @@ def test_report_compares_with_the_baseline_frontier():
     assert (
         "at least as accurate, big (58.21 BLEU), takes 38.8 ms: HAT's model is 1.41x faster" in text
     )
-    assert "at least as fast, small (17.4 ms), scores 27.06 BLEU (+23.62 for HAT's model)" in text
+    assert (
+        "at least as fast (up to 5% slower), small (17.4 ms), scores 27.06 BLEU (+23.62 for HAT's"
+        in text
+    )
     assert "No baseline is as fast" in comparison([rows[0], rows[2]])
     assert "No baseline is as accurate" in comparison([rows[0], rows[3]])
 
