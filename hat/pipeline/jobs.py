@@ -2,7 +2,7 @@
 
 The SuperTransformer, the baselines and the found models are independent training runs. Small
 Transformers use two or more CPU threads poorly (the toy model: 3.9 updates/s on two threads,
-2.7 on one), so on a CPU the pipeline trains several at once, each on its share of the cores
+2.8 on one), so on a CPU the pipeline trains several at once, each on its share of the cores
 (two toy models on one core each: 5.4 updates/s together, 1.38x). Workers are spawned (not
 forked: OpenMP is not fork-safe), log through the parent's handlers with the job's name, and
 each runs the same stage bookkeeping as the parent, so a killed run resumes the same way.
@@ -82,7 +82,8 @@ def run_side_by_side(
     run: Callable[[TrainingJob], Any], jobs: Sequence[TrainingJob], workers: int
 ) -> None:
     """`run(job)` for every job, `workers` at a time in spawned processes, longest first as
-    given; the cores are shared out evenly. The first failure stops the rest and is raised."""
+    given; the cores are shared out evenly. After the first failure no new job starts, the
+    running ones finish (their stages are kept), and the failure is raised."""
     threads = max(1, len(current_cores()) // workers)
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
