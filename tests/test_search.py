@@ -428,17 +428,16 @@ def test_verify_takes_the_device_drift_out_before_deciding(factor: float, caplog
         key=lambda c: c.loss,
     )
     reference = tiny_space().middle()
+
+    def build(arch):
+        return type("M", (), {"arch": arch})()
+
+    def verify(measure: MeasureSettings, **drift_free):
+        return verify_top(ranked, budget, 3, build, measure, _timed_at(factor), **drift_free)
+
+    interleaved = {"reference": reference, "calibration_ms": synthetic_latency(reference)}
     with caplog.at_level(logging.INFO, logger="hat.search.verify"):
-        best, report = verify_top(
-            ranked,
-            budget,
-            3,
-            lambda arch: type("M", (), {"arch": arch})(),
-            MeasureSettings(iters=4, rounds=2),
-            _timed_at(factor),
-            reference=reference,
-            calibration_ms=synthetic_latency(reference),
-        )
+        best, report = verify(MeasureSettings(iters=4, rounds=2), **interleaved)
     assert best == ranked[0] and len(report) == 3 and all(r["meets_budget"] for r in report)
     for r, c in zip(report, ranked, strict=False):
         assert r["measured_ms"] == pytest.approx(factor * synthetic_latency(c.arch))
@@ -447,29 +446,16 @@ def test_verify_takes_the_device_drift_out_before_deciding(factor: float, caplog
     assert f"drift factor {factor:.2f}" in caplog.text
     # the dataset's rows timed the reference `factor` x its calibration (switching models):
     # the drift is stated against that, the normalized latency stays on the calibration
-    _, same = verify_top(
-        ranked,
-        budget,
-        3,
-        lambda arch: type("M", (), {"arch": arch})(),
+    _, same = verify(
         MeasureSettings(iters=4, rounds=2),
-        _timed_at(factor),
-        reference=reference,
-        calibration_ms=synthetic_latency(reference),
+        **interleaved,
         reference_timed_ms=factor * synthetic_latency(reference),
     )
     assert [r["drift"] for r in same] == pytest.approx([1.0] * 3)
     assert [r["normalized_ms"] for r in same] == [r["normalized_ms"] for r in report]
     # without the reference, the same slow device rejects the top candidates on raw latency
     if factor > 1:
-        _, raw = verify_top(
-            ranked,
-            budget,
-            3,
-            lambda arch: type("M", (), {"arch": arch})(),
-            MeasureSettings(),
-            _timed_at(factor),
-        )
+        _, raw = verify(MeasureSettings())
         assert not raw[0]["meets_budget"] and raw[0]["drift"] is None
 
 

@@ -222,7 +222,7 @@ class DriftFreeTimer:
 
     def time(self, model: Transformer) -> dict[str, float | None]:
         """measured_ms (as timed), normalized_ms, reference_ms, drift (the reference now over
-        its calibration) and decided_ms: the normalized latency, or the timed one."""
+        `drift_baseline_ms`) and decided_ms: the normalized latency, or the timed one."""
         if self.reference is None:
             ms = self.timer(model, self.measure).total_ms
             return {

@@ -4,6 +4,7 @@ latency, the search's convergence, and a table per model."""
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -165,10 +166,14 @@ def kind_of(row: dict) -> str:
     return f"baseline ({row['family']})" if row.get("family") else row["kind"]
 
 
+def _seeds(row: dict) -> int:
+    """How many training seeds a row's BLEU is over."""
+    return max(1, len(row.get("bleu_by_seed") or {}))
+
+
 def _bleu(row: dict) -> str:
     """The mean BLEU, with the spread over seeds (max - min) when there are several."""
-    seeds = len(row.get("bleu_by_seed") or {})
-    return f"{row['bleu']:.2f}" + (f" ± {row['bleu_spread']:.2f}" if seeds > 1 else "")
+    return f"{row['bleu']:.2f}" + (f" ± {row['bleu_spread']:.2f}" if _seeds(row) > 1 else "")
 
 
 def table(rows: list[dict]) -> list[str]:
@@ -235,10 +240,9 @@ def frontier(rows: list[dict]) -> list[dict]:
     """Each found model against the baselines' BLEU-latency frontier, beyond seed noise.
 
     Above the frontier when (a) its mean BLEU beats every baseline at least as fast (up to
-    LATENCY_TOLERANCE slower) by more
-    than the larger of the two seed spreads (max - min), there being at least one such
-    baseline, or (b) it matches the BLEU of the fastest baseline at least as accurate (within
-    the larger spread) and that baseline is >= 1.3x slower."""
+    LATENCY_TOLERANCE slower) by more than the larger of the two seed spreads (max - min),
+    there being at least one such baseline, or (b) it matches the BLEU of the fastest baseline
+    at least as accurate (within the larger spread) and that baseline is >= 1.3x slower."""
 
     def noise(a: dict, b: dict) -> float:
         return max(a.get("bleu_spread", 0.0), b.get("bleu_spread", 0.0))
@@ -264,7 +268,7 @@ def frontier(rows: list[dict]) -> list[dict]:
                 "matches_its_bleu": matches,
                 "speedup_at_equal_bleu": round(speedup, 2) if speedup else None,
                 "above_frontier": bool(beats) or (matches and speedup >= FRONTIER_SPEEDUP),
-                "seeds": len(r.get("bleu_by_seed") or {"": 0}),
+                "seeds": _seeds(r),
             }
         )
     return out
@@ -296,7 +300,7 @@ def frontier_table(rows: list[dict]) -> list[str]:
             f"{_fmt(v['speedup_at_equal_bleu'], 2)} | "
             f"{_verdict(v)} |"
         )
-    one_seed = all(len(r.get("bleu_by_seed") or {}) <= 1 for r in rows)
+    one_seed = all(_seeds(r) == 1 for r in rows)
     return [
         "Against the baselines' frontier (above it: beats every baseline at least as fast, up "
         f"to {LATENCY_TOLERANCE:.0%} slower, by "
@@ -400,7 +404,7 @@ def write_report(results: dict, rows: list[dict], run_dir: Path, environment: di
                 "Measured latency: every model timed in this run, interleaved with the latency "
                 "dataset's reference SubTransformer and normalized by its quiet calibration, as "
                 "the budgets are (median drift factor "
-                f"{sorted(drifts)[len(drifts) // 2]:.2f}; results.json has the raw timings).",
+                f"{statistics.median_high(drifts):.2f}; results.json has the raw timings).",
                 "",
             ]
             if (drifts := [r["drift"] for r in rows if r.get("drift") is not None])

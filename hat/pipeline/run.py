@@ -260,7 +260,10 @@ class Pipeline:
     ) -> dict:
         c = self.cfg
         train_cfg = dataclasses.replace(
-            c.train, save_dir=str(save_dir), max_update=updates, seed=seed or c.train.seed
+            c.train,
+            save_dir=str(save_dir),
+            max_update=updates,
+            seed=c.train.seed if seed is None else seed,
         )
         trainer = Trainer(model, train_cfg, self._data(), sampler, self.world)
         trainer.resume()
@@ -405,7 +408,8 @@ class Pipeline:
         }
 
     def seed_stage(self, stage: str, seed: int) -> str:
-        """A model stage's directory for one training seed (the recipe's seed: the stage's)."""
+        """A model stage's (or output's) name for one training seed: as is for the recipe's
+        seed, `NAME.seedK` for another."""
         return stage if seed == self.cfg.train.seed else f"{stage}.seed{seed}"
 
     def _model_jobs(self, models: dict[str, dict], recipe: dict) -> list[TrainingJob]:
@@ -485,8 +489,9 @@ class Pipeline:
                     max_len_b=self.cfg.max_len_b,
                     device=self.device,
                 )
-                suffix = "" if seed == self.cfg.train.seed else f".seed{seed}"
-                tr.write(out / f"{name}{suffix}", "test", data.source_lang, data.target_lang)
+                tr.write(
+                    out / self.seed_stage(name, seed), "test", data.source_lang, data.target_lang
+                )
                 bleu[str(seed)] = round(tr.sacrebleu, 2)
             results[name] = by_stage[stage] = {
                 **bleu_summary(bleu),
@@ -510,7 +515,7 @@ def bleu_summary(by_seed: dict[str, float]) -> dict[str, Any]:
 
 def _latency_columns(timed: dict[str, float | None]) -> dict[str, float | None]:
     """latency_ms: the latency budgets are decided on (normalized when a reference was timed);
-    raw_ms: as timed; drift: the reference now over its calibration."""
+    raw_ms: as timed; drift: the reference now over the reference as the dataset timed it."""
     return {
         "latency_ms": round(timed["decided_ms"], 2),
         "raw_ms": round(timed["measured_ms"], 2),
