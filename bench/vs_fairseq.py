@@ -22,7 +22,8 @@ Steps, each engine alternating with the other in rounds (A/B, then B/A) so drift
              Identical weights make "equal quality" exact; SacreBLEU of each shows it.
   memory     peak resident memory of each engine's process (max over its processes).
 fairseq comes from a scratch venv (--fairseq-venv; ../shared/peers.md); without it the
-benchmark says so and stops. Prints one JSON object; --out keeps the work directory.
+benchmark says so and stops. Prints one JSON object; --out keeps the work directory, and
+--translate-only reruns the translation step on the checkpoints an earlier run left there.
 
     python bench/vs_fairseq.py --multi30k ../shared/data/multi30k --updates 300 --rounds 2
 """
@@ -102,8 +103,9 @@ def fairseq_flags(r: dict, max_tokens: int, seed: int) -> list[str]:
     return flags + ["--max-tokens", str(max_tokens), "--required-batch-size-multiple", "1"]
 
 
-def hat_flags(max_tokens: int, seed: int) -> list[str]:
+def hat_flags(max_tokens: int, seed: int, precision: str) -> list[str]:
     return [
+        f"--precision={precision}",
         f"--configs={RECIPE[0]}",
         f"--sub-configs={RECIPE[1]}",
         "--cpu",
@@ -250,56 +252,12 @@ def speed(values: list[float]) -> float:
     return round(statistics.median(values), 2)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--multi30k", type=Path, default=ROOT.parent / "shared/data/multi30k")
-    p.add_argument("--fairseq-venv", type=Path, default=Path.home() / "peers/fairseq")
-    p.add_argument("--updates", type=int, default=300)
-    p.add_argument("--rounds", type=int, default=2, help="training rounds per engine")
-    p.add_argument("--translate-rounds", type=int, default=2)
-    p.add_argument("--max-tokens", type=int, default=4096)
-    p.add_argument("--vocab-size", type=int, default=8000)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--out", type=Path, help="keep the work directory here (default: a temp dir)")
-    args = p.parse_args()
-    fs_bin = args.fairseq_venv / "bin"
-    if not (fs_bin / "fairseq-train").exists():
-        print(
-            json.dumps(
-                {
-                    "skipped": f"no fairseq in {args.fairseq_venv}: set it up as "
-                    "../shared/peers.md says, or pass --fairseq-venv"
-                }
-            )
-        )
-        return
-    if not (args.multi30k / "train.en").exists():
-        sys.exit(f"error: {args.multi30k} has no train.en (pass --multi30k)")
-    work = args.out or Path(tempfile.mkdtemp(prefix="vs_fairseq_"))
-    work.mkdir(parents=True, exist_ok=True)
-    fs_env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
-    hat_data, fs_data = prepare(work, args.multi30k, args.vocab_size, fs_bin)
-    data = DataDir(hat_data)
+def train_side_by_side(
+    args: argparse.Namespace, work: Path, hat_data: Path, fs_data: Path, fs_bin: Path, fs_env: dict
+) -> dict:
+    """Train both engines for --updates updates in --rounds alternating rounds: the target
+    tokens and seconds of the timed updates, wall time and peak memory of each engine."""
     r = recipe()
-    result: dict = {
-        "machine": f"{platform.node()} ({os.cpu_count()} cpus)",
-        "torch": torch.__version__,
-        "fairseq_python": subprocess.run(
-            [
-                str(fs_bin / "python"),
-                "-c",
-                "import torch, fairseq; print(torch.__version__, fairseq.__version__)",
-            ],
-            capture_output=True,
-            text=True,
-        ).stdout.split()[-2:],
-        "updates": args.updates,
-        "max_tokens": args.max_tokens,
-    }
-
-    # training, alternating in rounds
     per_round = -(-args.updates // args.rounds)
     train = {
         e: dict.fromkeys(("tokens", "seconds", "updates", "wall", "rss"), 0.0)
@@ -311,7 +269,11 @@ def main() -> None:
         for engine in order:
             if engine == "hat":
                 wall, rss, _ = run(
-                    [sys.executable, "train.py", *hat_flags(args.max_tokens, args.seed)]
+                    [
+                        sys.executable,
+                        "train.py",
+                        *hat_flags(args.max_tokens, args.seed, args.hat_precision),
+                    ]
                     + [f"--data={hat_data}", f"--save-dir={work / 'hat-ckpt'}"]
                     + ["--max-update", str(last), "--log-interval", "1"],
                     work / f"hat-train-{k}.log",
@@ -331,13 +293,12 @@ def main() -> None:
             t["tokens"], t["seconds"] = t["tokens"] + tok, t["seconds"] + sec
             t["updates"] += last - first - 1  # the timed ones
             t["wall"], t["rss"] = t["wall"] + wall, max(t["rss"], rss)
-    hat_ckpt = work / "hat-ckpt/checkpoint_last.pt"
-    fs_as_hat = fairseq_to_hat(
-        work / "fairseq-ckpt/checkpoint_last.pt",
-        hat_ckpt,
-        work / "fairseq_in_hat.pt",
-        fs_bin / "python",
-    )
+    return train
+
+
+def training_result(train: dict, hat_ckpt: Path, fs_as_hat: Path, data: DataDir) -> dict:
+    """The `train_*` keys of the result: throughput, memory and validation loss of each."""
+    result = {}
     for engine, ckpt in (("hat", hat_ckpt), ("fairseq", fs_as_hat)):
         t = train[engine]
         result[f"train_{engine}"] = {
@@ -345,13 +306,85 @@ def main() -> None:
             "tokens_per_update": round(t["tokens"] / t["updates"]),
             "rounds_wall_s": round(t["wall"], 1),
             "peak_rss_mb": round(t["rss"]),
-            "valid": valid_loss(ckpt, data, float(r["label-smoothing"])),
+            "valid": valid_loss(ckpt, data, float(recipe()["label-smoothing"])),
         }
     th, tf = result["train_hat"], result["train_fairseq"]
     result["train_speedup"] = round(th["tokens_per_s"] / tf["tokens_per_s"], 3)
     result["train_wall_speedup"] = round(tf["rounds_wall_s"] / th["rounds_wall_s"], 3)
     result["valid_loss_ratio"] = round(th["valid"]["loss"] / tf["valid"]["loss"], 4)
+    return result
 
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--multi30k", type=Path, default=ROOT.parent / "shared/data/multi30k")
+    p.add_argument("--fairseq-venv", type=Path, default=Path.home() / "peers/fairseq")
+    p.add_argument("--updates", type=int, default=300)
+    p.add_argument("--rounds", type=int, default=2, help="training rounds per engine")
+    p.add_argument("--translate-rounds", type=int, default=2)
+    p.add_argument("--max-tokens", type=int, default=4096)
+    p.add_argument("--vocab-size", type=int, default=8000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--hat-precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="hat's training precision (bf16: autocast, on CPUs with bf16 instructions)",
+    )
+    p.add_argument("--out", type=Path, help="keep the work directory here (default: a temp dir)")
+    p.add_argument(
+        "--translate-only",
+        action="store_true",
+        help="skip training: translate with the final checkpoints of an earlier run in --out",
+    )
+    args = p.parse_args()
+    if args.translate_only and not (
+        args.out and (args.out / "fairseq-ckpt/checkpoint_last.pt").exists()
+    ):
+        sys.exit("error: --translate-only needs --out with an earlier run's checkpoints")
+    fs_bin = args.fairseq_venv / "bin"
+    if not (fs_bin / "fairseq-train").exists():
+        print(
+            json.dumps(
+                {
+                    "skipped": f"no fairseq in {args.fairseq_venv}: set it up as "
+                    "../shared/peers.md says, or pass --fairseq-venv"
+                }
+            )
+        )
+        return
+    if not (args.multi30k / "train.en").exists():
+        sys.exit(f"error: {args.multi30k} has no train.en (pass --multi30k)")
+    work = args.out or Path(tempfile.mkdtemp(prefix="vs_fairseq_"))
+    work.mkdir(parents=True, exist_ok=True)
+    fs_env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+    hat_data, fs_data = prepare(work, args.multi30k, args.vocab_size, fs_bin)
+    result: dict = {
+        "machine": f"{platform.node()} ({os.cpu_count()} cpus)",
+        "torch": torch.__version__,
+        "fairseq_python": subprocess.run(
+            [
+                str(fs_bin / "python"),
+                "-c",
+                "import torch, fairseq; print(torch.__version__, fairseq.__version__)",
+            ],
+            capture_output=True,
+            text=True,
+        ).stdout.split()[-2:],
+        "max_tokens": args.max_tokens,
+    }
+    if not args.translate_only:
+        result["updates"], result["hat_precision"] = args.updates, args.hat_precision
+
+    if not args.translate_only:
+        train = train_side_by_side(args, work, hat_data, fs_data, fs_bin, fs_env)
+    hat_ckpt = work / "hat-ckpt/checkpoint_last.pt"
+    fs_ckpt = work / "fairseq-ckpt/checkpoint_last.pt"
+    fs_as_hat = fairseq_to_hat(fs_ckpt, hat_ckpt, work / "fairseq_in_hat.pt", fs_bin / "python")
+    if not args.translate_only:
+        result.update(training_result(train, hat_ckpt, fs_as_hat, DataDir(hat_data)))
     # translation of the same weights
     int8 = work / "fairseq_in_hat_int8"
     run(

@@ -37,15 +37,17 @@ def max_output_length(
     )
 
 
-def _mask_specials(lprobs: torch.Tensor, step: int, max_len: int, min_len: int) -> None:
-    lprobs[:, PAD_ID] = -torch.inf
-    lprobs[:, BOS_ID] = -torch.inf
+def _mask_specials(scores: torch.Tensor, step: int, max_len: int, min_len: int) -> None:
+    """Rule out tokens in place in (N, V) log-probabilities or logits: <pad> and <s> always,
+    </s> before `min_len`, all but </s> at `max_len`."""
+    scores[:, PAD_ID] = -torch.inf
+    scores[:, BOS_ID] = -torch.inf
     if step >= max_len:  # out of room: only </s>
-        eos = lprobs[:, EOS_ID].clone()
-        lprobs.fill_(-torch.inf)
-        lprobs[:, EOS_ID] = eos
+        eos = scores[:, EOS_ID].clone()
+        scores.fill_(-torch.inf)
+        scores[:, EOS_ID] = eos
     elif step < min_len:
-        lprobs[:, EOS_ID] = -torch.inf
+        scores[:, EOS_ID] = -torch.inf
 
 
 @torch.no_grad()
@@ -83,11 +85,13 @@ def beam_search(
         n = len(sentence_ids)
         lprobs = model.decode_step(tokens[:, step], state)  # (n*K, V)
         _mask_specials(lprobs, step, max_len, min_len)
-        vocab = lprobs.shape[1]
-        cand = (cum.view(-1, 1) + lprobs).view(n, beam * vocab)  # (n, K*V)
-        # 2K candidates: even if K of them are </s>, K others continue
+        # 2K candidates: even if K of them are </s>, K others continue. A sentence's 2K best
+        # are among its beams' 2K best each: only those get a score (no (n*K, V) sum).
+        row_top, row_tok = lprobs.topk(2 * beam, dim=1)  # (n*K, 2K)
+        cand = (cum.view(-1, 1) + row_top).view(n, 2 * beam * beam)
         top_scores, top_idx = cand.topk(2 * beam, dim=1)  # (n, 2K)
-        beam_idx, top_tok = top_idx // vocab, top_idx % vocab  # (n, 2K): source beam, token
+        beam_idx = top_idx // (2 * beam)  # (n, 2K): source beam
+        top_tok = row_tok.view(n, 2 * beam * beam).gather(1, top_idx)  # (n, 2K): token
         is_eos = top_tok.eq(EOS_ID) & top_scores.gt(-torch.inf)  # (n, 2K)
 
         # finalize </s> among the first `beam` candidates

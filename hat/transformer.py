@@ -104,30 +104,34 @@ class EncoderOut:
 
 
 class DecoderState:
-    """Incremental decoding state: per-layer self-attention caches and the static
-    encoder-decoder keys/values, computed once per sentence."""
+    """Incremental decoding state: per-layer self-attention caches (one row per hypothesis)
+    and the static encoder-decoder keys/values, computed once per sentence and kept one row
+    per sentence (its `beam` hypotheses share them: see `MultiheadAttention.cross`)."""
 
     def __init__(
         self,
         ende_kv: list[tuple[torch.Tensor, torch.Tensor]],
         ende_masks: list[torch.Tensor],
         capacity: int,
+        beam: int = 1,
     ):
-        self.ende_kv, self.ende_masks = ende_kv, ende_masks
+        self.ende_kv, self.ende_masks, self.beam = ende_kv, ende_masks, beam
         self.caches = [KVCache(capacity) for _ in ende_kv]
         self.step = 0
 
     def reorder(self, index: torch.Tensor, rows_changed: bool) -> None:
-        """Select rows `index` of the caches. `rows_changed` is True when sentences leave the
-        batch (then the static keys/values follow); reordering beams within a sentence
-        leaves them as they are, since a sentence's beams share its encoder output."""
+        """Select hypothesis rows `index` of the caches (each sentence's `beam` rows stay
+        together and come from that sentence's rows). `rows_changed` is True when sentences
+        leave the batch: then the static keys/values keep the remaining sentences' rows."""
         for cache in self.caches:
             cache.reorder(index)
         if rows_changed:
+            sentences = index[:: self.beam] // self.beam
             self.ende_kv = [
-                (k.index_select(0, index), v.index_select(0, index)) for k, v in self.ende_kv
+                (k.index_select(0, sentences), v.index_select(0, sentences))
+                for k, v in self.ende_kv
             ]
-            self.ende_masks = [m.index_select(0, index) for m in self.ende_masks]
+            self.ende_masks = [m.index_select(0, sentences) for m in self.ende_masks]
 
 
 class EncoderDecoder(nn.Module):
@@ -217,17 +221,15 @@ class EncoderDecoder(nn.Module):
     def start_decoding(
         self, enc: EncoderOut, beam: int = 1, max_steps: int | None = None
     ) -> DecoderState:
-        """A state for `decode_step`, with each sentence's rows repeated `beam` times."""
-        layers = self._active_decoder_layers()
+        """A state for `decode_step` on `beam` hypotheses per sentence of `enc` (rows
+        b * beam .. b * beam + beam - 1 are sentence b's)."""
         kv, masks = [], []
-        for layer in layers:
+        for layer in self._active_decoder_layers():
             memory, mask = enc.memory(layer.ende_layers)
-            k, v = layer.ende_attn.project_kv(memory)
-            if beam > 1:
-                k, v, mask = (t.repeat_interleave(beam, dim=0) for t in (k, v, mask))
-            kv.append((k, v))
+            kv.append(layer.ende_attn.project_kv(memory))
             masks.append(mask)
-        return DecoderState(kv, masks, capacity=max_steps or self.settings.max_target_positions)
+        capacity = max_steps or self.settings.max_target_positions
+        return DecoderState(kv, masks, capacity=capacity, beam=beam)
 
     def decode_step(self, tokens: torch.Tensor, state: DecoderState) -> torch.Tensor:
         """Feed one token per row (N,); return log-probabilities (N, V) of the next token."""

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_space
 
-from hat.data.tokenizer import EOS_ID, PAD_ID
+from hat.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from hat.generate import beam_search, greedy_search
-from hat.nn.attention import KVCache
+from hat.nn.attention import KVCache, MultiheadAttention
 from hat.supernet import SuperTransformer
 from hat.transformer import ModelSettings
 
@@ -119,6 +119,64 @@ def test_scores_equal_full_recomputation(trained):
                 h.log_prob, abs=1e-4
             )
             assert h.score == pytest.approx(h.log_prob / (len(h.tokens) + 1), abs=1e-5)
+
+
+def naive_beam_search(model, src: torch.Tensor, beam: int, max_len: int) -> list[tuple]:
+    """Beam search by the book for one sentence (1, S): every hypothesis rescored by a full
+    forward pass, every (hypothesis, token) candidate ranked; </s> among the `beam` best
+    finishes a hypothesis, the `beam` best others continue. [(tokens, log_prob)], best first."""
+    alive, finished = [([], 0.0)], []
+    for step in range(max_len + 1):
+        cands = []
+        for tokens, log_prob in alive:
+            with torch.no_grad():
+                lprobs = torch.log_softmax(model(src, torch.tensor([[EOS_ID, *tokens]]))[0, -1], -1)
+            lprobs[PAD_ID] = lprobs[BOS_ID] = -torch.inf
+            if step == 0:
+                lprobs[EOS_ID] = -torch.inf
+            if step == max_len:
+                lprobs[torch.arange(len(lprobs)) != EOS_ID] = -torch.inf
+            cands += [(log_prob + lp, tokens, v) for v, lp in enumerate(lprobs.tolist())]
+        cands.sort(key=lambda c: -c[0])
+        for score, tokens, v in cands[:beam]:
+            if v == EOS_ID and score > -torch.inf and len(finished) < beam:
+                finished.append((tokens, score))
+        if len(finished) >= beam or step == max_len:
+            break
+        alive = [(tokens + [v], score) for score, tokens, v in cands[: 2 * beam] if v != EOS_ID]
+        alive = alive[:beam]
+    return sorted(finished, key=lambda f: -f[1] / (len(f[0]) + 1))
+
+
+def test_beam_search_equals_beam_search_by_the_book(trained):
+    """The batched search (a sentence's beams share its encoder keys/values, each beam offers
+    only its own 2K best tokens) finds exactly the hypotheses of the textbook algorithm."""
+    _, compact, src, _ = trained
+    results = beam_search(compact, src[:4], beam=3, max_len_b=7)
+    for i, hyps in enumerate(results):
+        row = src[i : i + 1, : int(src[i].ne(PAD_ID).sum())]
+        expected = naive_beam_search(compact, row, beam=3, max_len=7)
+        assert [h.tokens for h in hyps] == [tokens for tokens, _ in expected]
+        assert [h.log_prob for h in hyps] == pytest.approx([lp for _, lp in expected], abs=1e-4)
+
+
+def test_cross_attention_shares_a_sentences_keys_among_its_beams():
+    """Decoding queries of `beam` rows per sentence attend to one row of keys/values per
+    sentence exactly as to those keys/values repeated for every beam."""
+    torch.manual_seed(0)
+    attn = MultiheadAttention(16, 16, 4, kv_dim=12).eval()
+    memory, x = torch.randn(3, 5, 12), torch.randn(3 * 4, 1, 16)
+    padding = torch.tensor([[False] * 5, [False] * 3 + [True] * 2, [False] * 4 + [True]])
+    k, v = attn.project_kv(memory)
+    with torch.no_grad():
+        shared = attn.cross(x, (k, v), padding)
+        repeated = attn.cross(
+            x,
+            (k.repeat_interleave(4, 0), v.repeat_interleave(4, 0)),
+            padding.repeat_interleave(4, 0),
+        )
+    assert shared.shape == (12, 1, 16)
+    assert torch.allclose(shared, repeated, atol=1e-6)
 
 
 def test_supernet_with_config_decodes_like_its_export(trained):

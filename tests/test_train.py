@@ -366,3 +366,26 @@ def test_fixed_subtransformer_must_fit_its_supernet(tmp_path: Path, toy_bin: Pat
         str(tmp_path / "c"),
     )
     assert_one_line_error(result, "larger than the supernet")
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_warns(tmp_path: Path, monkeypatch, caplog):
+    """cpu_has_bf16 reads the CPU's flags; --bf16 on a CPU without them still autocasts to
+    bf16 but warns that it will be slower than fp32."""
+    from types import SimpleNamespace
+
+    import hat.train.trainer as trainer
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n")
+    assert trainer.cpu_has_bf16(info) is True
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 fma\n")
+    assert trainer.cpu_has_bf16(info) is False
+    assert trainer.cpu_has_bf16(tmp_path / "missing") is None
+
+    monkeypatch.setattr(trainer, "cpu_has_bf16", lambda: False)
+    fake = SimpleNamespace(cfg=SimpleNamespace(precision="bf16"), device=torch.device("cpu"))
+    with caplog.at_level("WARNING", logger="hat.train.trainer"):
+        autocast, scaler = trainer.Trainer._precision(fake)
+    assert scaler is None and "no bf16 instructions" in caplog.text
+    with autocast():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16

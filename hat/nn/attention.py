@@ -1,5 +1,8 @@
 """Multi-head attention with a fixed qkv dim and elastic heads (head dim = qkv_dim / heads,
-as HAT), on `F.scaled_dot_product_attention`, with a KV cache for decoding."""
+as HAT), on `F.scaled_dot_product_attention`, with a KV cache for decoding.
+
+Decoding steps (a query of one token per row, or one per beam in the cross-attention) use plain
+matmuls: on CPU torch's fused kernel is 1.3-2.6x slower at those shapes (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -126,8 +129,12 @@ class MultiheadAttention(nn.Module):
         k, v = self._split(self.kv_proj(memory), 2)
         return k, v
 
-    def _attend(self, q, k, v, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
-        if self.fused:
+    def _attend(
+        self, q, k, v, mask: torch.Tensor | None, causal: bool, decoding: bool = False
+    ) -> torch.Tensor:
+        """Attention of q (N, H, t, hd) over k, v, through the output projection: (N, t, D).
+        `decoding`: an inference step (plain matmuls, faster there on CPU)."""
+        if self.fused and (self.training or not decoding):
             out = F.scaled_dot_product_attention(
                 q,
                 k,
@@ -159,7 +166,7 @@ class MultiheadAttention(nn.Module):
             k, v = cache.append(k, v)
             causal = False  # the cache holds only the past: nothing to mask
         mask = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]
-        return self._attend(q, k, v, mask, causal)
+        return self._attend(q, k, v, mask, causal, decoding=cache is not None)
 
     def cross(
         self,
@@ -167,7 +174,19 @@ class MultiheadAttention(nn.Module):
         kv: tuple[torch.Tensor, torch.Tensor],
         key_padding_mask: torch.Tensor | None,
     ) -> torch.Tensor:
-        """Attend from `x` (N, T, D) to precomputed keys/values (see `project_kv`)."""
-        q = self._split(self.q_proj(x), 1)[0]
+        """Attend from `x` (N, T, D) to precomputed keys/values (see `project_kv`) of B rows.
+
+        B < N while decoding a beam: the keys/values are one row per sentence and `x` holds
+        the sentence's N / B beams (one token each) in consecutive rows; they attend as the
+        sentence's queries, so its keys/values are neither repeated nor reordered."""
+        q = self._split(self.q_proj(x), 1)[0]  # (N, H, T, hd)
         mask = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]
-        return self._attend(q, kv[0], kv[1], mask, causal=False)
+        rows, n = kv[0].shape[0], q.shape[0]
+        if rows == n:
+            return self._attend(q, kv[0], kv[1], mask, causal=False, decoding=q.shape[2] == 1)
+        if q.shape[2] != 1 or n % rows:
+            raise ValueError(f"{n} query rows of one token cannot share the keys of {rows} rows")
+        beams = n // rows
+        q = q.view(rows, beams, self.num_heads, -1).transpose(1, 2)  # (B, H, beams, hd)
+        out = self._attend(q, kv[0], kv[1], mask, causal=False, decoding=True)  # (B, beams, D)
+        return out.reshape(n, 1, out.shape[-1])

@@ -53,6 +53,17 @@ def mixed_precision(device_type: str, dtype: torch.dtype):
 
 
 PRECISIONS = ("fp32", "fp16", "bf16")
+BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}  # bf16 dot products in hardware (x86)
+
+
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
+    """Whether this CPU computes bf16 dot products in hardware (None: unknown, not Linux)."""
+    try:
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        return None
+    flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), None)
+    return None if flags is None else bool(BF16_CPU_FLAGS & set(flags))
 
 
 def _betas(text: str | tuple | list) -> tuple[float, float]:
@@ -237,6 +248,12 @@ class Trainer:
                 raise HatError("--fp16 needs a CUDA device; train in fp32 on the CPU (or --bf16)")
             return (lambda: mixed_precision("cuda", torch.float16)), torch.amp.GradScaler("cuda")
         if p == "bf16":
+            if self.device.type == "cpu" and cpu_has_bf16() is False:
+                log.warning(
+                    "--bf16: this CPU has no bf16 instructions (%s): bf16 autocast emulates "
+                    "them and trains slower than fp32 here",
+                    " or ".join(sorted(BF16_CPU_FLAGS)),
+                )
             return (lambda: mixed_precision(self.device.type, torch.bfloat16)), None
         raise HatError(f"unknown precision {p}")
 
