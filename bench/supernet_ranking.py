@@ -1,18 +1,25 @@
-"""Benchmark: how well a SuperTransformer ranks SubTransformers (nobody publishes this).
+"""Benchmark: how well a SuperTransformer ranks SubTransformers (issue #15, item 2).
 
-For N SubTransformers spread over the space (evenly by size), compare the validation loss with
-weights inherited from each supernet given (e.g. one trained with HAT's uniform sampling, one
-with the sandwich rule + in-place distillation, same budget) against the validation loss of
-the same SubTransformer trained from scratch for a short fixed budget. Reports Kendall tau and
-Spearman rho per supernet. From-scratch runs resume (their checkpoints live in --work-dir).
+References: --per-depth SubTransformers for every decoder depth of the space, spread evenly by
+#params within the depth (so the ranking within a depth is measured, not only across sizes),
+each trained from scratch until converged: its validation loss changed by less than
+--converge (1%) over the last 20% of its updates (the trainer's --convergence-tolerance,
+validated every --validate-every updates; --updates caps it). Each is then scored on the
+validation split: loss and SacreBLEU (beam 5).
+Supernets (--supernet NAME=CHECKPOINT, any number): each reference's validation loss with
+inherited weights. Kendall tau (and Spearman rho) of each supernet's order against the
+references' BLEU order and loss order, over all references and within each decoder depth,
+next to two free proxies: #params (bigger = better) and decoder depth (deeper = better).
 
-    python bench/supernet_ranking.py --data data/binary/multi30k_en_de \
-        --supernet uniform=runs/m30k_super/checkpoint_last.pt \
-        --supernet sandwich=runs/m30k_sandwich/checkpoint_last.pt \
-        --n 8 --updates 500 --work-dir runs/ranking
+    python bench/supernet_ranking.py --data data/binary/multi30k_en_de \\
+        --supernet uniform=runs/m30k_super/checkpoint_last.pt \\
+        --supernet sandwich=runs/m30k_sandwich/checkpoint_last.pt \\
+        --per-depth 3 --updates 6000 --work-dir runs/ranking
 
-On a GPU the from-scratch runs are launch-bound: train them in parallel processes with
-`--shard I/K` (each trains every K-th SubTransformer and exits), then run once without it.
+From-scratch runs resume after a kill (their checkpoints live in --work-dir) and a finished one
+is reused only when its recipe matches. On a GPU they are launch-bound: train them in parallel
+processes with `--shard I/K` (each trains every K-th reference and exits), then run once
+without it (`--no-train` ranks over the references finished so far).
 """
 
 from __future__ import annotations
@@ -20,156 +27,208 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from hat.data.dataset import DataDir
+from hat.evaluate import translate_dataset
+from hat.generate import MAX_LEN_B
 from hat.latency.metrics import kendall_tau, spearman
 from hat.profile import analytic_params
 from hat.search.fitness import Fitness
-from hat.space import ArchConfig
+from hat.space import ArchConfig, SearchSpace
 from hat.train.checkpoints import load_supernet
 from hat.train.distributed import DistInfo
 from hat.train.schedule import ScheduleConfig
-from hat.train.trainer import TrainConfig, Trainer
-from hat.transformer import Transformer
+from hat.train.trainer import TrainConfig, Trainer, loss_change
+from hat.transformer import ModelSettings, Transformer
 
 
-def spread_configs(space, n: int, seed: int) -> list[ArchConfig]:
-    """n SubTransformers evenly spaced by #params among 400 uniform samples (ends included)."""
+def reference_configs(space: SearchSpace, per_depth: int, seed: int) -> list[ArchConfig]:
+    """`per_depth` SubTransformers of every decoder depth, evenly spaced by #params among
+    uniform samples of that depth plus its homogeneous largest and smallest (ends included)."""
     rng = random.Random(seed)
-    pool = sorted(
-        {space.sample(rng) for _ in range(400)} | {space.smallest(), space.largest()},
-        key=lambda a: analytic_params(a, space.qkv_dim),
-    )
-    return [pool[round(i * (len(pool) - 1) / (n - 1))] for i in range(n)]
+    samples = {space.sample(rng) for _ in range(300 * len(space.decoder_layer_num_choice))}
+    refs = []
+    for depth in sorted(space.decoder_layer_num_choice):
+        ends = {space.homogeneous(pick, decoder_layers=depth) for pick in (max, min)}
+        pool = sorted(
+            {a for a in samples if a.decoder_layer_num == depth} | ends,
+            key=lambda a: analytic_params(a, space.qkv_dim),
+        )
+        n = min(per_depth, len(pool))
+        refs += [pool[round(i * (len(pool) - 1) / max(n - 1, 1))] for i in range(n)]
+    return refs
 
 
-def train_from_scratch(
-    arch: ArchConfig,
-    settings,
-    data: DataDir,
-    out: Path,
-    updates: int,
-    seed: int,
-    device: torch.device,
-) -> float:
+def train_reference(
+    arch: ArchConfig, settings: ModelSettings, data: DataDir, out: Path, args: argparse.Namespace
+) -> dict:
+    """Train `arch` from scratch until converged (or --updates); its validation loss and BLEU."""
+    recipe = {
+        "arch": arch.to_dict(),
+        "max_update": args.updates,
+        "converge": args.converge,
+        "validate_every": args.validate_every,
+        "seed": args.seed,
+        "precision": args.precision,
+        "max_len_b": args.max_len_b,
+        "data": str(Path(args.data).resolve()),
+    }
     done = out / "result.json"
     if done.exists():
-        return json.loads(done.read_text())["valid_loss"]
-    torch.manual_seed(seed)
-    model = Transformer(arch, settings)
+        result = json.loads(done.read_text())
+        if result.get("recipe") != recipe:
+            sys.exit(f"error: {done} was trained with another recipe: use another --work-dir")
+        return result
+    torch.manual_seed(args.seed)
     cfg = TrainConfig(
         save_dir=str(out),
         max_tokens=2048,
-        max_update=updates,
-        seed=seed,
-        weight_decay=1e-4,
-        schedule=ScheduleConfig(
-            "inverse_sqrt", lr=1e-3, warmup_updates=min(200, updates // 4), warmup_init_lr=1e-7
-        ),
-        save_interval_updates=100,
+        max_update=args.updates,
+        convergence_tolerance=args.converge,
+        validate_interval_updates=args.validate_every,
+        save_interval_updates=args.validate_every,
         keep_interval_updates=1,
         keep_last_epochs=1,
+        seed=args.seed,
+        weight_decay=1e-4,
+        precision=args.precision,
+        schedule=ScheduleConfig("inverse_sqrt", lr=1e-3, warmup_updates=400, warmup_init_lr=1e-7),
         progress_bar=False,
     )
-    trainer = Trainer(
-        model,
-        cfg,
-        data,
-        None,
-        DistInfo(device=device),
-    )
+    device = torch.device(args.device)
+    trainer = Trainer(Transformer(arch, settings), cfg, data, None, DistInfo(device=device))
     trainer.resume()
-    loss = trainer.train()["model_loss"]
-    done.write_text(json.dumps({"valid_loss": loss, "arch": arch.to_dict()}))
-    return loss
+    valid = trainer.train()
+    change = loss_change(trainer.state.valid_losses)
+    bleu = translate_dataset(
+        trainer.model,
+        data.split("valid"),
+        data.tokenizer,
+        beam=5,
+        max_len_b=args.max_len_b,
+        device=device,
+    ).sacrebleu
+    result = {
+        "recipe": recipe,
+        "valid_loss": valid["model_loss"],
+        "valid_bleu": bleu,
+        "updates": trainer.state.updates,
+        "converged": change is not None and change < args.converge,
+        "last_change": change,
+    }
+    done.write_text(json.dumps(result))
+    return result
+
+
+def _tau(score: list[float], truth: list[float]) -> float | None:
+    """Kendall tau, None where it is undefined (fewer than 2 items, or a constant side)."""
+    if len(score) < 2 or len(set(score)) < 2 or len(set(truth)) < 2:
+        return None
+    return kendall_tau(score, truth)
+
+
+def rank_agreement(score: list[float], truth: list[float], depths: list[int]) -> dict:
+    """Kendall tau of `score` (higher = predicted better) against `truth` (higher = better):
+    over all references, within each decoder depth, and the mean of the within-depth taus."""
+    within = {}
+    for d in sorted(set(depths)):
+        idx = [i for i, x in enumerate(depths) if x == d]
+        within[d] = _tau([score[i] for i in idx], [truth[i] for i in idx])
+    defined = [t for t in within.values() if t is not None]
+    return {
+        "overall": _tau(score, truth),
+        "spearman": spearman(score, truth) if len(score) > 2 else None,
+        "within_depth": within,
+        "within_depth_mean": sum(defined) / len(defined) if defined else None,
+    }
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data", required=True)
     p.add_argument("--supernet", action="append", required=True, metavar="NAME=CHECKPOINT")
-    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--per-depth", type=int, default=3, help="references per decoder depth")
+    p.add_argument("--updates", type=int, default=6000, help="cap on a reference's updates")
     p.add_argument(
-        "--updates", type=int, default=500, help="from-scratch training updates per SubTransformer"
+        "--converge", type=float, default=0.01, help="converged: loss change over the last 20%%"
+    )
+    p.add_argument("--validate-every", type=int, default=200, help="updates between validations")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument(
+        "--max-len-b", type=int, default=MAX_LEN_B, help="validation BLEU: output length cap"
     )
     p.add_argument("--work-dir", default="runs/ranking")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
-        "--shard",
-        metavar="I/K",
-        help="only train the from-scratch runs i with i %% K == I, then exit",
+        "--shard", metavar="I/K", help="only train the references i with i %% K == I, then exit"
     )
     p.add_argument(
         "--no-train",
         action="store_true",
-        help="rank over the from-scratch runs already finished (e.g. shards stopped by a time "
-        "limit)",
+        help="rank over the references already finished (e.g. shards stopped by a time limit)",
     )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
-    device = torch.device(args.device)
     data = DataDir(args.data)
     loaded = {name: load_supernet(path) for name, path in (s.split("=", 1) for s in args.supernet)}
     supernets = {name: net for name, (net, _) in loaded.items()}
     first = next(iter(supernets.values()))
-    archs = spread_configs(first.space, args.n, args.seed)
+    space, settings = first.space, first.settings
+    archs = reference_configs(space, args.per_depth, args.seed)
+    work = Path(args.work_dir)
     if args.shard:
         shard, shards = map(int, args.shard.split("/"))
         for i in range(shard, len(archs), shards):
-            train_from_scratch(
-                archs[i],
-                first.settings,
-                data,
-                Path(args.work_dir) / f"sub{i}",
-                args.updates,
-                args.seed,
-                device,
+            train_reference(
+                archs[i], settings.for_subtransformer(archs[i]), data, work / f"ref{i}", args
             )
         return
-    inherited = {}
-    for name, net in supernets.items():
-        fitness = Fitness(net, data.split("valid"), max_tokens=4096, device=device)
-        inherited[name] = [fitness.loss(a) for a in archs]
-    scratch, kept = [], []
+    refs, kept = [], []
     for i, arch in enumerate(archs):
-        t = time.time()
-        out = Path(args.work_dir) / f"sub{i}"
+        out, t = work / f"ref{i}", time.time()
         if args.no_train and not (out / "result.json").exists():
             continue
-        scratch.append(
-            train_from_scratch(arch, first.settings, data, out, args.updates, args.seed, device)
-        )
-        kept.append(i)
-        print(
-            json.dumps(
-                {
-                    "sub": i,
-                    "params": analytic_params(arch, first.space.qkv_dim),
-                    "arch": str(arch),
-                    "scratch_valid_loss": scratch[-1],
-                    **{f"inherited_{k}": v[i] for k, v in inherited.items()},
-                    "seconds": round(time.time() - t, 1),
-                }
-            ),
-            flush=True,
-        )
-    summary = {"n": len(kept), "subs": kept, "updates": args.updates}
-    for name, all_losses in inherited.items():
-        losses = [all_losses[i] for i in kept]
-        payload = loaded[name][1]
-        summary[name] = {
-            "kendall_tau": kendall_tau(losses, scratch),
-            "spearman": spearman(losses, scratch),
-            "supernet_updates": payload["train_state"]["updates"],
-            "supernet_wall_s": round(payload["train_state"]["wall_seconds"], 1),
-            "supernet_valid": {
-                k: round(v, 3) for k, v in payload.get("valid", {}).items() if k.endswith("_loss")
-            },
-        }
+        refs.append(train_reference(arch, settings.for_subtransformer(arch), data, out, args))
+        kept.append(arch)
+        row = {"ref": i, "params": analytic_params(arch, space.qkv_dim), "arch": str(arch)}
+        print(json.dumps({**row, **refs[-1], "seconds": round(time.time() - t, 1)}), flush=True)
+    if not refs:
+        sys.exit("error: no finished reference to rank (train them first)")
+    depths = [a.decoder_layer_num for a in kept]
+    scores = {}
+    for name, net in supernets.items():  # inherited weights: lower loss = predicted better
+        fitness = Fitness(net, data.split("valid"), max_tokens=4096, device=args.device)
+        scores[f"supernet_{name}"] = [-fitness.loss(a) for a in kept]
+    scores["proxy_params"] = [float(analytic_params(a, space.qkv_dim)) for a in kept]
+    scores["proxy_depth"] = [float(d) for d in depths]
+    truths = {"bleu": [r["valid_bleu"] for r in refs], "loss": [-r["valid_loss"] for r in refs]}
+    summary = {
+        "references": len(kept),
+        "per_depth": args.per_depth,
+        "converged": sum(r["converged"] for r in refs),
+        "updates": {
+            "cap": args.updates,
+            "median": sorted(r["updates"] for r in refs)[len(refs) // 2],
+        },
+        "rank_by": {
+            truth: {name: rank_agreement(s, values, depths) for name, s in scores.items()}
+            for truth, values in truths.items()
+        },
+        "supernets": {
+            name: {
+                "updates": payload["train_state"]["updates"],
+                "wall_s": round(payload["train_state"]["wall_seconds"], 1),
+            }
+            for name, (_, payload) in loaded.items()
+        },
+    }
     print(json.dumps(summary))
 
 

@@ -389,3 +389,29 @@ def test_bf16_on_a_cpu_without_bf16_instructions_warns(tmp_path: Path, monkeypat
     assert scaler is None and "no bf16 instructions" in caplog.text
     with autocast():
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+
+
+def test_training_stops_once_the_validation_loss_converged(tmp_path: Path, toy_bin: Path):
+    """--convergence-tolerance stops when the validation loss moved less than that fraction
+    since the last validation at or before 80% of the updates; a resumed run keeps the history
+    and stays stopped."""
+    from hat.train.trainer import loss_change
+
+    assert loss_change([]) is None and loss_change([[10, 5.0]]) is None
+    assert loss_change([[5, 10.0], [10, 9.0]]) == pytest.approx(0.1)
+    assert loss_change([[4, 10.0], [8, 9.95], [10, 9.9]]) == pytest.approx(0.05 / 9.95)
+    assert loss_change([[4, 10.0], [9, 9.95], [10, 9.9]]) == pytest.approx(0.1 / 10.0)
+
+    cfg, save = write_space_yaml(tmp_path / "space.yml"), tmp_path / "ckpt"
+    flags = ("--validate-interval-updates", "5", "--convergence-tolerance", "0.99")
+    cmd = _train_cmd(cfg, toy_bin, save, *flags)
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "converged at update 10" in first.stderr
+    state = torch.load(save / "checkpoint_last.pt", weights_only=True)["train_state"]
+    assert state["updates"] == 10  # of --max-update 40
+    assert [u for u, _ in state["valid_losses"]] == [5, 10]
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    after = torch.load(save / "checkpoint_last.pt", weights_only=True)["train_state"]
+    assert after["updates"] == 10 and after["valid_losses"] == state["valid_losses"]

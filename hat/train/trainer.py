@@ -53,6 +53,7 @@ def mixed_precision(device_type: str, dtype: torch.dtype):
 
 
 PRECISIONS = ("fp32", "fp16", "bf16")
+CONVERGENCE_WINDOW = 0.2  # the last fifth of the updates (issue #15's convergence criterion)
 BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}  # bf16 dot products in hardware (x86)
 
 
@@ -89,6 +90,11 @@ class TrainConfig:
     max_update: int = setting(0, "stop after this many updates (0: no limit)", hat=True)
     max_epoch: int = setting(0, "stop after this many epochs (0: no limit)", hat=True)
     stop_time_hours: float = setting(0.0, "stop after this much wall time (0: no limit)")
+    convergence_tolerance: float = setting(
+        0.0,
+        "stop once the validation loss changed by less than this fraction over the last 20%% "
+        "of the updates (0: off; 0.01: converged as the ranking study defines it)",
+    )
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     adam_betas: tuple[float, float] = setting(
         (0.9, 0.98), "Adam betas, e.g. '(0.9, 0.98)'", parse=_betas, show=str, hat=True
@@ -144,6 +150,20 @@ class TrainState:
     updates: int = 0
     best_loss: float = math.inf
     wall_seconds: float = 0.0
+    valid_losses: list[list[float]] = field(default_factory=list)  # [update, loss] (main rank)
+
+
+def loss_change(
+    valid_losses: list[list[float]], window: float = CONVERGENCE_WINDOW
+) -> float | None:
+    """Relative change of the validation loss over the last `window` of the updates: from the
+    latest validation at or before update (1 - window) x u to the last one, at update u. None
+    while there is no validation that early."""
+    if not valid_losses:
+        return None
+    update, loss = valid_losses[-1]
+    earlier = [old for u, old in valid_losses if u <= (1 - window) * update]
+    return abs(earlier[-1] - loss) / earlier[-1] if earlier else None
 
 
 class JsonlLog:
@@ -208,6 +228,7 @@ class Trainer:
         self.autocast, self.scaler = self._precision()
         self.state = TrainState()
         self.last_valid: dict[str, Any] = {}
+        self._converged_logged = False
         self.checkpoints = CheckpointManager(
             cfg.save_dir, cfg.keep_last_epochs, cfg.keep_interval_updates
         )
@@ -317,10 +338,23 @@ class Trainer:
             return True
         if c.max_epoch and s.epoch > c.max_epoch:
             return True
-        if not c.stop_time_hours:
+        if not (c.stop_time_hours or c.convergence_tolerance):
             return False
-        time_up = float(self._elapsed() >= c.stop_time_hours * 3600)
-        return all_reduce_sum([time_up], self.world)[0] > 0  # every rank stops at the same update
+        time_up = float(bool(c.stop_time_hours) and self._elapsed() >= c.stop_time_hours * 3600)
+        change = loss_change(s.valid_losses) if c.convergence_tolerance else None
+        converged = float(change is not None and change < c.convergence_tolerance)
+        time_up, converged = all_reduce_sum([time_up, converged], self.world)  # every rank agrees
+        if converged and not self._converged_logged and self.world.is_main:
+            self._converged_logged = True
+            log.info(
+                "converged at update %d: validation loss changed %.2f%% over the last %d%% of "
+                "the updates (< %.2f%%)",
+                s.updates,
+                100 * change,
+                100 * CONVERGENCE_WINDOW,
+                100 * c.convergence_tolerance,
+            )
+        return time_up > 0 or converged > 0
 
     def _elapsed(self) -> float:
         return self.state.wall_seconds + time.time() - self._start_time
@@ -502,6 +536,10 @@ class Trainer:
                     ).sacrebleu
                     result[f"{name}_bleu"] = bleu
             result["loss"] = sum(losses) / len(losses)
+            history = self.state.valid_losses
+            if history and history[-1][0] == self.state.updates:  # validated again, same weights
+                history.pop()
+            history.append([self.state.updates, result["loss"]])
             self.log.write(result)
             log.info(
                 "valid | update %d | %s",

@@ -1,0 +1,59 @@
+"""bench/supernet_ranking.py: references per decoder depth trained until converged, ranked
+against supernets and the free proxies, over all references and within each depth."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from conftest import REPO, tiny_space
+from test_train import TRAIN_KEYS
+
+from hat.profile import analytic_params
+from hat.space import ArchConfig
+
+
+def test_ranking_study_converges_references_and_ranks_within_depths(tmp_path: Path, toy_bin: Path):
+    space = tiny_space(decoder_layers=2, decoder_layer_num_choice=[2, 1])
+    cfg = tmp_path / "space.yml"
+    cfg.write_text(yaml.safe_dump({**space.to_hat_dict(), **TRAIN_KEYS}, sort_keys=False))
+    supernet = tmp_path / "supernet"
+    subprocess.run(
+        [sys.executable, str(REPO / "train.py"), f"--configs={cfg}", "--data", str(toy_bin)]
+        + ["--save-dir", str(supernet), "--max-update", "6"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    bench = [sys.executable, str(REPO / "bench/supernet_ranking.py"), "--data", str(toy_bin)]
+    bench += [f"--supernet=a={supernet / 'checkpoint_last.pt'}", "--per-depth", "2"]
+    bench += ["--updates", "40", "--validate-every", "4", "--max-len-b", "12"]
+    bench += ["--work-dir", str(tmp_path / "refs")]
+    run = subprocess.run([*bench, "--converge", "0.5"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(x) for x in run.stdout.splitlines()]
+    refs, summary = lines[:-1], lines[-1]
+    archs = [ArchConfig.from_dict(r["recipe"]["arch"]) for r in refs]
+    assert sorted(a.decoder_layer_num for a in archs) == [1, 1, 2, 2]
+    for depth in (1, 2):  # two sizes per depth
+        assert len({analytic_params(a, 32) for a in archs if a.decoder_layer_num == depth}) == 2
+    # converged well before the cap: the loss moved < 50% since the validation at <= 80%
+    assert all(r["converged"] and r["updates"] < 40 and r["last_change"] < 0.5 for r in refs)
+    assert all(0 <= r["valid_bleu"] <= 100 and r["valid_loss"] > 0 for r in refs)
+    assert summary["references"] == 4 and summary["converged"] == 4
+    for truth in ("bleu", "loss"):
+        ranks = summary["rank_by"][truth]
+        assert set(ranks) == {"supernet_a", "proxy_params", "proxy_depth"}
+        assert -1 <= ranks["supernet_a"]["overall"] <= 1
+        assert set(ranks["proxy_params"]["within_depth"]) == {"1", "2"}
+        assert ranks["proxy_depth"]["within_depth"] == {"1": None, "2": None}  # constant there
+
+    again = subprocess.run(
+        [*bench, "--converge", "0.5", "--no-train"], capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0 and json.loads(again.stdout.splitlines()[-1]) == summary
+    other = subprocess.run(
+        [*bench, "--converge", "0.2"], capture_output=True, text=True, timeout=300
+    )
+    assert other.returncode == 1 and "another recipe" in other.stderr
