@@ -5,7 +5,8 @@ References: --per-depth SubTransformers for every decoder depth of the space, sp
 each trained from scratch until converged: its validation loss changed by less than
 --converge (1%) over the last 20% of its updates (the trainer's --convergence-tolerance,
 validated every --validate-every updates; --updates caps it). Each is then scored on the
-validation split: loss and SacreBLEU (beam 5).
+validation split: loss and SacreBLEU (beam 5). The recipe is the standard one of
+configs/multi30k/subtransformer/common.yml.
 Supernets (--supernet NAME=CHECKPOINT, any number): each reference's validation loss with
 inherited weights. Kendall tau (and Spearman rho) of each supernet's order against the
 references' BLEU order and loss order, over all references and within each decoder depth,
@@ -33,18 +34,22 @@ from pathlib import Path
 
 import torch
 
+from hat.cli.train import build_parser
 from hat.data.dataset import DataDir
 from hat.evaluate import translate_dataset
 from hat.generate import MAX_LEN_B
 from hat.latency.metrics import kendall_tau, spearman
 from hat.profile import analytic_params
 from hat.search.fitness import Fitness
+from hat.settings import from_flags
 from hat.space import ArchConfig, SearchSpace
 from hat.train.checkpoints import load_supernet
 from hat.train.distributed import DistInfo
-from hat.train.schedule import ScheduleConfig
 from hat.train.trainer import TrainConfig, Trainer, loss_change
 from hat.transformer import ModelSettings, Transformer
+
+# The references train with the standard SubTransformer recipe (Adam, inverse sqrt, 2,048 tokens)
+STANDARD_RECIPE = Path(__file__).resolve().parents[1] / "configs/multi30k/subtransformer/common.yml"
 
 
 def reference_configs(space: SearchSpace, per_depth: int, seed: int) -> list[ArchConfig]:
@@ -85,9 +90,11 @@ def train_reference(
             sys.exit(f"error: {done} was trained with another recipe: use another --work-dir")
         return result
     torch.manual_seed(args.seed)
-    cfg = TrainConfig(
+    standard = build_parser().parse_args([f"--configs={STANDARD_RECIPE}"])
+    cfg = from_flags(
+        TrainConfig,
+        vars(standard),
         save_dir=str(out),
-        max_tokens=2048,
         max_update=args.updates,
         convergence_tolerance=args.converge,
         validate_interval_updates=args.validate_every,
@@ -95,9 +102,7 @@ def train_reference(
         keep_interval_updates=1,
         keep_last_epochs=1,
         seed=args.seed,
-        weight_decay=1e-4,
         precision=args.precision,
-        schedule=ScheduleConfig("inverse_sqrt", lr=1e-3, warmup_updates=400, warmup_init_lr=1e-7),
         progress_bar=False,
     )
     device = torch.device(args.device)

@@ -37,17 +37,15 @@ def max_output_length(
     )
 
 
-def _mask_specials(scores: torch.Tensor, step: int, max_len: int, min_len: int) -> None:
-    """Rule out tokens in place in (N, V) log-probabilities or logits: <pad> and <s> always,
-    </s> before `min_len`, all but </s> at `max_len`."""
-    scores[:, PAD_ID] = -torch.inf
-    scores[:, BOS_ID] = -torch.inf
+def _mask_specials(lprobs: torch.Tensor, step: int, max_len: int, min_len: int) -> None:
+    lprobs[:, PAD_ID] = -torch.inf
+    lprobs[:, BOS_ID] = -torch.inf
     if step >= max_len:  # out of room: only </s>
-        eos = scores[:, EOS_ID].clone()
-        scores.fill_(-torch.inf)
-        scores[:, EOS_ID] = eos
+        eos = lprobs[:, EOS_ID].clone()
+        lprobs.fill_(-torch.inf)
+        lprobs[:, EOS_ID] = eos
     elif step < min_len:
-        scores[:, EOS_ID] = -torch.inf
+        lprobs[:, EOS_ID] = -torch.inf
 
 
 @torch.no_grad()
