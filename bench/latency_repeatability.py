@@ -113,7 +113,9 @@ def main() -> None:
     p.add_argument("--gap-min", type=float, default=20.0)
     p.add_argument("--latiter", type=int, default=30)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument(
+        "--rounds", type=int, help="rounds of the interleaving (default: pairs of single runs)"
+    )
     p.add_argument("--threads", type=int, help="torch threads while timing (default: torch's)")
     p.add_argument("--load-core", type=int, default=1, help="the core the background load uses")
     p.add_argument(

@@ -3,12 +3,12 @@
 `collect` times N SubTransformers of the Multi30k space (space0.yml, 8000-token vocabulary, 30
 tokens, beam 5, one thread), each in --rounds rounds of --runs runs alternating in a random order
 with three references (small, middle, large, by the latency proxy), and keeps every run's total
-latency (JSON). Run it twice, 20+ minutes apart; `compare` then computes each candidate
-statistic on both passes from the same runs and prints, per statistic, the median and 90th
-percentile over the SubTransformers of |second / first - 1| (%), with a bootstrap 95% interval
-of the median. Normalized statistics use the
-first pass's calibration (each reference's trimmed mean over 30 quiet runs), so their
-difference is that of the ratio.
+latency (JSON); `--rounds 30 --runs 1` times pairs of single runs, as hat does by default. Run
+it twice, 20+ minutes apart; `compare` then computes each candidate statistic on both passes
+from the same runs and prints, per statistic, the median and 90th percentile over the
+SubTransformers of |second / first - 1| (%), with a bootstrap 95% interval of the median.
+Normalized statistics use the first pass's calibration (each reference's trimmed mean over 30
+quiet runs), so their difference is that of the ratio.
 
     python bench/latency_statistics.py collect runs/stats/pass1.json
     python bench/latency_statistics.py collect runs/stats/pass2.json     # 20+ minutes later
@@ -57,7 +57,8 @@ def collect(out: str, n: int, rounds: int, runs: int) -> None:
         for r in range(rounds):
             items = [("sub", model), *refs.items()]
             rng.shuffle(items)
-            row["rounds"].append({k: timed(m, runs, 3 if r == 0 else 1) for k, m in items})
+            dry = 3 if r == 0 else 1 if runs > 1 else 0  # hat's rule: no dry runs in pairs
+            row["rounds"].append({k: timed(m, runs, dry) for k, m in items})
         result["rows"].append(row)
         print(f"{i + 1}/{n}", flush=True)
     with open(out, "w") as f:
@@ -91,6 +92,12 @@ def statistics_of(row: dict, calibration: dict[str, float]) -> dict[str, float]:
             _trimmed(r["sub"]) / _trimmed(r["middle"]) for r in rounds
         )
         * cal,
+        "median of per-round ratios of medians (hat's ratio; with --runs 1: pairs)": (
+            statistics.median(
+                statistics.median(r["sub"]) / statistics.median(r["middle"]) for r in rounds
+            )
+            * cal
+        ),
         "pooled trimmed means": ratio(_trimmed),
         "pooled minima": ratio(min),
         "pooled 10th percentiles": ratio(lambda x: float(np.percentile(x, 10))),

@@ -365,9 +365,9 @@ def test_interleaving_alternates_in_random_order_and_cancels_a_burst():
     assert len(orders) > 1  # the order inside a round is random
 
 
-def test_the_ratio_is_of_median_runs_pooled_over_rounds():
-    """One slow run in a round moves a per-round mean, not the pooled median: the ratio is
-    median(all SubTransformer runs) / median(all reference runs)."""
+def test_the_ratio_is_the_median_of_the_rounds_ratios_of_median_runs():
+    """A slow spell that hits a round hits both models and cancels; one slow run moves neither
+    its round's median nor, in pairs of single runs, the median over the pairs."""
     import random
 
     from hat.transformer import Transformer
@@ -375,9 +375,9 @@ def test_the_ratio_is_of_median_runs_pooled_over_rounds():
     space, settings = tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32)
     sub, ref = Transformer(space.smallest(), settings), Transformer(space.middle(), settings)
     measure = MeasureSettings(sentence_length=4, beam=2, iters=9, warmup=1, rounds=3)
-    runs = {
-        sub.arch: iter([[10, 10, 40], [12, 10, 11], [9, 30, 10]]),
-        ref.arch: iter([[20] * 3] * 3),
+    runs = {  # round 2 runs in a spell twice as slow, for both
+        sub.arch: iter([[10, 10, 40], [24, 20, 22], [9, 30, 10]]),
+        ref.arch: iter([[20] * 3, [40] * 3, [20] * 3]),
     }
 
     def timer(model, m):
@@ -385,13 +385,37 @@ def test_the_ratio_is_of_median_runs_pooled_over_rounds():
         return Latency(sum(r) / 3, 0.0, 0.0, 0.0, "cpu", 1, 4, 2, 3, runs_ms=tuple(r))
 
     res = interleaved(sub, ref, measure, timer, random.Random(0))
-    assert res.ratio == pytest.approx(10 / 20)  # per-round mean ratios: 1.0, 0.55, 0.82
-    assert res.latency.iters == 9 and sorted(res.latency.run_totals)[4] == 10
+    assert res.ratio == pytest.approx(0.5)  # rounds: 10/20, 22/40, 10/20 (pooled: 20/20 = 1)
+    assert res.latency.iters == 9 and sorted(res.latency.run_totals)[4] == 20  # runs pooled
 
     def quiet(model, m):
         return Latency(50.0, 0.0, 0.0, 0.0, "cpu", 1, 4, 2, 3, runs_ms=(25.0, 21.0, 99.0))
 
     assert calibrate(ref, measure, quiet) == 25.0  # the median run, the statistic of the ratio
+
+
+def test_by_default_each_round_is_a_pair_of_single_runs_without_dry_runs_after_the_first():
+    import random
+
+    from hat.transformer import Transformer
+
+    space, settings = tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32)
+    sub, ref = Transformer(space.smallest(), settings), Transformer(space.middle(), settings)
+    measure = MeasureSettings(sentence_length=4, beam=2, iters=7, warmup=3)
+    assert measure.rounds is None and measure.round_count == 7
+    assert MeasureSettings(iters=7, rounds=20).round_count == 7
+    calls: list = []
+    slow = {5: 3.0, 6: 3.0, 9: 4.0}  # a burst over pair 3 (both runs), one slow run in pair 5
+    res = interleaved(
+        sub, ref, measure, _recording_timer(calls, lambda n: slow.get(n, 1.0)), random.Random(1)
+    )
+    assert len(res.order) == 14 and all(
+        sorted(res.order[i : i + 2]) == ["ref", "sub"] for i in range(0, 14, 2)
+    )
+    assert [c[1] for c in calls] == [1] * 14  # one timed run per model per round
+    assert [c[2] for c in calls] == [3, 3] + [0] * 12  # dry runs only before the first pair
+    quiet = [_recording_timer([])(m, measure).total_ms for m in (sub, ref)]
+    assert res.ratio == pytest.approx(quiet[0] / quiet[1])  # both bursts drop out
 
 
 def test_slow_and_quiet_datasets_agree_on_normalized_latency(tmp_path: Path):

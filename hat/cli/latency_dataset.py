@@ -7,10 +7,10 @@ The protocol on the compact model (--protocol beam-search: the real beam search,
 latency; --protocol hat: HAT's decoder steps without search, to compare with HAT's CSVs):
 encoder on one sentence of --sentence-length tokens, the decoder for as many incremental
 steps, dry runs, --latiter timed runs, mean/std of the runs between the 10th and 90th
-percentile. Each SubTransformer is timed in --rounds rounds alternating with a fixed reference
-SubTransformer; a row stores the ratio and the normalized latency (ratio x the reference's
-quiet-device calibration). Rows are appended as measured; re-running the same command
-resumes and stops at --lat-dataset-size.
+percentile. Each SubTransformer is timed alternating with a fixed reference SubTransformer (one
+run of each per round, or --rounds rounds of several runs); a row stores the ratio and the
+normalized latency (ratio x the reference's quiet-device calibration). Rows are appended as
+measured; re-running the same command resumes and stops at --lat-dataset-size.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> None:
     if measure.device == "cuda" and not torch.cuda.is_available():
         raise HatError("--latgpu: no CUDA device is available here (use --latcpu)")
     for name in ("latiter", "lat_dataset_size", "beam", "sentence_length", "rounds"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise HatError(f"--{name.replace('_', '-')} must be at least 1")
     space = space_from_args(args)
     settings = settings_from_args(args, _vocab_size(args))

@@ -120,7 +120,7 @@ def collect(
         "runtime": measure.runtime,
         "dtype": measure.dtype,
         "warmup": measure.warmup,
-        "rounds": measure.rounds,
+        "rounds": measure.round_count,
         "reference": config_json(space.middle()),
     }
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,10 +2,11 @@
 and rounds interleaved with a fixed reference SubTransformer.
 
 Each SubTransformer is timed in rounds alternating with the reference, in a random order inside
-each round (google/benchmark's random interleaving), so a burst of load slows both and
-cancels in the ratio: the median of the SubTransformer's runs over the median of the
-reference's, each pooled over the rounds (docs/benchmarks.md compares this with other
-statistics on the same runs: it repeats best).
+each round (google/benchmark's random interleaving), by default one run of each per round: a
+pair of runs a fraction of a second apart shares the device's state, so a burst or a slow
+spell of the host slows both and cancels in their ratio. The ratio is the median over the
+rounds of each round's ratio (docs/benchmarks.md: pairs repeat about twice as well as blocks of
+runs on this shared CPU).
 """
 
 from __future__ import annotations
@@ -62,7 +63,11 @@ class MeasureSettings:
         "beam-search: the real beam search (deployment); hat: HAT's protocol (no search)",
         choices=PROTOCOLS,
     )
-    rounds: int = setting(4, "rounds alternating each SubTransformer with the reference (A/B)")
+    rounds: int | None = setting(
+        None,
+        "rounds alternating each SubTransformer with the reference (A/B); "
+        "default: one per timed run (pairs of runs)",
+    )
 
     def time(self, model: Transformer) -> Latency:
         """Time `model`, deployed on this runtime, with the latency protocol and these settings."""
@@ -81,6 +86,11 @@ class MeasureSettings:
     @property
     def core_set(self) -> set[int] | None:
         return parse_cores(self.cores) if self.cores else None
+
+    @property
+    def round_count(self) -> int:
+        """Rounds of the interleaving: `rounds`, at most one per timed run (the default)."""
+        return max(1, min(self.rounds or self.iters, self.iters))
 
     @property
     def dtype(self) -> str:
@@ -133,7 +143,7 @@ class Interleaved:
 
     latency: Latency  # the SubTransformer's timings, pooled over the rounds
     reference_ms: float  # the reference's total latency over the same rounds
-    ratio: float  # median run of the SubTransformer / median run of the reference, all rounds
+    ratio: float  # median over the rounds of (SubTransformer / reference), each a median run
     order: list[str]  # what was timed, in order: "sub" or "ref"
 
     def normalized_ms(self, calibration_ms: float) -> float:
@@ -173,25 +183,28 @@ def interleaved(
     timer: Timer,
     rng: random.Random,
 ) -> Interleaved:
-    """Time `model` and `reference` in `measure.rounds` rounds, each timing both in a random order
-    (A/B or B/A) with a share of `measure.iters` runs: full dry runs in the first round, one
-    after each switch later. The ratio compares medians of runs taken seconds apart, pooled
-    over the rounds, so load that hits both cancels and a burst in one round is outvoted."""
-    rounds = max(1, min(measure.rounds, measure.iters))
+    """Time `model` and `reference` in `measure.round_count` rounds, each timing both in a
+    random order (A/B or B/A) with a share of `measure.iters` runs: full dry runs in the first
+    round; later, one after each switch when a round has several runs, none in pairs of single
+    runs (every run then follows one of the other model, for both alike). The ratio is the
+    median of the rounds' ratios of median runs: load that hits a round hits both and cancels,
+    and a burst that hits one run is outvoted."""
+    rounds = measure.round_count
     sub, ref, order = [], [], []
     for r in range(rounds):
         runs = measure.iters // rounds + (r < measure.iters % rounds)
-        m = dataclasses.replace(
-            measure, iters=runs, warmup=measure.warmup if r == 0 else min(1, measure.warmup)
-        )
+        dry = measure.warmup if r == 0 else min(1, measure.warmup) if runs > 1 else 0
+        m = dataclasses.replace(measure, iters=runs, warmup=dry)
         pair = [("sub", model, sub), ("ref", reference, ref)]
         rng.shuffle(pair)
         for name, net, out in pair:
             order.append(name)
             out.append(timer(net, m))
-    sub_all, ref_all = pool(sub), pool(ref)
-    ratio = statistics.median(sub_all.run_totals) / statistics.median(ref_all.run_totals)
-    return Interleaved(sub_all, ref_all.total_ms, ratio, order)
+    ratio = statistics.median(
+        statistics.median(s.run_totals) / statistics.median(f.run_totals)
+        for s, f in zip(sub, ref, strict=True)
+    )
+    return Interleaved(pool(sub), pool(ref).total_ms, ratio, order)
 
 
 class DriftFreeTimer:
