@@ -609,34 +609,3 @@ def test_a_file_keeps_one_calibration(tmp_path: Path):
             timer=_recording_timer([]),
             calibration_ms=9.0,
         )
-
-
-def test_rounds_rotate_over_instances_of_the_reference_in_other_memory():
-    import random
-
-    import torch
-
-    from hat.latency.timing import REFERENCE_INSTANCES, instances
-    from hat.transformer import Transformer
-
-    space, settings = tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32)
-    sub, ref = Transformer(space.smallest(), settings), Transformer(space.middle(), settings)
-    copies = instances(ref)
-    assert len(copies) == REFERENCE_INSTANCES == 3 and copies[0] is ref
-    assert instances(ref) is copies  # built once per reference
-    for other in copies[1:]:
-        for (name, a), b in zip(ref.state_dict().items(), other.state_dict().values(), strict=True):
-            assert torch.equal(a, b) and a.data_ptr() != b.data_ptr(), name
-    timed: list = []
-
-    def timer(model, m):
-        timed.append(model)
-        return _recording_timer([])(model, m)
-
-    interleaved(
-        sub, ref, MeasureSettings(sentence_length=4, beam=2, iters=6), timer, random.Random(0)
-    )
-    assert [id(m) for m in timed if m is not sub] == [id(c) for c in copies * 2]
-    timed.clear()
-    calibrate(ref, MeasureSettings(sentence_length=4, beam=2, iters=2), timer)
-    assert [id(m) for m in timed] == [id(c) for c in copies]

@@ -11,7 +11,6 @@ runs on this shared CPU).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import platform
@@ -133,24 +132,6 @@ def _deployed(model: Transformer, runtime: str, threads: int | None):
 
 Timer = Callable[[Transformer, MeasureSettings], Latency]
 
-REFERENCE_INSTANCES = 3
-_INSTANCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def instances(reference: Transformer) -> list[Transformer]:
-    """`reference` and copies of it in other memory, `REFERENCE_INSTANCES` in all, built once.
-
-    Where a model's weights lie moves its speed by a percent or two (on this CPU: 8 instances of
-    the Multi30k reference, each timed in 30 pairs against one more, spread 3%); every row is
-    normalized by the reference, so rounds rotate over several instances and that placement
-    averages out instead of shifting a whole dataset."""
-    if reference not in _INSTANCES:
-        _INSTANCES[reference] = [
-            reference,
-            *(copy.deepcopy(reference) for _ in range(REFERENCE_INSTANCES - 1)),
-        ]
-    return _INSTANCES[reference]
-
 
 def protocol_timer(model: Transformer, measure: MeasureSettings) -> Latency:
     return measure.time(model)
@@ -203,19 +184,18 @@ def interleaved(
     rng: random.Random,
 ) -> Interleaved:
     """Time `model` and `reference` in `measure.round_count` rounds, each timing both in a
-    random order (A/B or B/A) with a share of `measure.iters` runs, the rounds rotating over
-    the reference's `instances`: full dry runs in the first round; later, one after each
-    switch when a round has several runs, none in pairs of single runs (every run then follows
-    one of another model, for both alike). The ratio is the median of the
-    rounds' ratios of median runs: load that hits a round hits both and cancels, and a burst
-    that hits one run is outvoted."""
-    rounds, refs = measure.round_count, instances(reference)
+    random order (A/B or B/A) with a share of `measure.iters` runs: full dry runs in the first
+    round; later, one after each switch when a round has several runs, none in pairs of single
+    runs (every run then follows one of the other model, for both alike). The ratio is the
+    median of the rounds' ratios of median runs: load that hits a round hits both and cancels,
+    and a burst that hits one run is outvoted."""
+    rounds = measure.round_count
     sub, ref, order = [], [], []
     for r in range(rounds):
         runs = measure.iters // rounds + (r < measure.iters % rounds)
         dry = measure.warmup if r == 0 else min(1, measure.warmup) if runs > 1 else 0
         m = dataclasses.replace(measure, iters=runs, warmup=dry)
-        pair = [("sub", model, sub), ("ref", refs[r % len(refs)], ref)]
+        pair = [("sub", model, sub), ("ref", reference, ref)]
         rng.shuffle(pair)
         for name, net, out in pair:
             order.append(name)
@@ -278,9 +258,8 @@ class DriftFreeTimer:
 
 def calibrate(reference: Transformer, measure: MeasureSettings, timer: Timer, n: int = 3) -> float:
     """The reference's latency under quiet conditions: the fastest of `n` timings' median runs
-    (ms), the statistic the ratio compares, rotating over its `instances`."""
-    refs = instances(reference)
-    return min(statistics.median(timer(refs[i % len(refs)], measure).run_totals) for i in range(n))
+    (ms), the statistic the ratio compares."""
+    return min(statistics.median(timer(reference, measure).run_totals) for _ in range(n))
 
 
 def cpu_model() -> str:
