@@ -213,8 +213,9 @@ class DriftFreeTimer:
 
     The drift factor compares the reference now with the reference as the dataset's rows timed
     it (`reference_timed_ms`, their median): both interleaved, so switching models costs both
-    the same. The calibration times the reference alone and warm, about 15% faster on this
-    CPU (docs/latency.md); it is the fallback for predictors that do not record the former."""
+    the same. The calibration times the reference alone and warm (faster than interleaved in
+    blocks, about as fast as in pairs: docs/latency.md); it is the fallback for predictors that
+    do not record the former."""
 
     def __init__(
         self,
