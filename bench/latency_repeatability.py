@@ -1,8 +1,9 @@
 """Benchmark: does normalized latency survive a noisy device? (issue #14)
 
 On the Multi30k space (configs/multi30k/supertransformer/space0.yml, 8000-token vocabulary,
-30 tokens, beam 5), N SubTransformers are timed, each interleaved with the reference:
-  quiet     the first pass; its calibration is used by every later pass;
+30 tokens, beam 5), N SubTransformers are timed, each interleaved with the references
+(--reference: bracket, hat's default, or middle):
+  quiet     the first pass; its calibrations are used by every later pass;
   later     the same N again after --gap-min minutes;
   loaded    the same N while a background process keeps one core busy (a bounded
             matrix-multiply loop this script starts and stops itself);
@@ -37,9 +38,9 @@ from hat.latency.dataset import collect
 from hat.latency.features import cost_terms_from_hat, per_layer_features, per_layer_norm
 from hat.latency.measure import core_load
 from hat.latency.metrics import regression_metrics, split_indices
-from hat.latency.rows import read_rows
+from hat.latency.rows import REFERENCE_COLUMNS, read_rows, references_in
 from hat.latency.table import load_table
-from hat.latency.timing import MeasureSettings
+from hat.latency.timing import REFERENCE_KINDS, MeasureSettings
 from hat.latency.training import train_ensemble
 from hat.search.evolution import Candidate
 from hat.search.verify import verify_top
@@ -77,13 +78,23 @@ class Load:
         self.proc.join()
 
 
+def drift(row: dict[str, str]) -> float:
+    """The references' timings around a row over their calibrations (geometric mean)."""
+    factors = [
+        float(row[timed]) / float(row[cal])
+        for _, cal, timed, _ in REFERENCE_COLUMNS
+        if row.get(timed) and row.get(cal)
+    ]
+    return float(np.exp(np.mean(np.log(factors))))
+
+
 def totals(path: Path) -> dict[int, tuple[float, float, float]]:
     """config_id -> (raw ms, normalized ms, drift factor)."""
     return {
         int(r["config_id"]): (
             float(r["latency_mean_encoder"]) + float(r["latency_mean_decoder"]),
             float(r["normalized_ms"]),
-            float(r["reference_ms"]) / float(r["calibration_ms"]),
+            drift(r),
         )
         for r in read_rows(path)
     }
@@ -117,6 +128,7 @@ def main() -> None:
         "--rounds", type=int, help="rounds of the interleaving (default: pairs of single runs)"
     )
     p.add_argument("--threads", type=int, help="torch threads while timing (default: torch's)")
+    p.add_argument("--reference", choices=REFERENCE_KINDS, default="bracket")
     p.add_argument("--load-core", type=int, default=1, help="the core the background load uses")
     p.add_argument(
         "--cores",
@@ -133,7 +145,15 @@ def main() -> None:
     cli = build_parser().parse_args([f"--configs={SPACE}", "--vocab-size", "8000"])
     space, settings = space_from_args(cli), settings_from_args(cli, 8000)
     measure = MeasureSettings(
-        30, 5, args.latiter, args.warmup, "cpu", args.threads, rounds=args.rounds, cores=args.cores
+        30,
+        5,
+        args.latiter,
+        args.warmup,
+        "cpu",
+        args.threads,
+        rounds=args.rounds,
+        cores=args.cores,
+        reference=args.reference,
     )
     results: dict = {
         "machine": os.uname().nodename,
@@ -152,8 +172,8 @@ def main() -> None:
     if "quiet" in args.parts:
         collect(space, settings, measure, quiet, args.n, seed=7, progress=False)
         record("quiet_seconds", round(time.time() - start))
-    calibration = float(read_rows(quiet)[0]["calibration_ms"])
-    record("calibration_ms", calibration)
+    references, calibrations = references_in(read_rows(quiet)[0], quiet)
+    record("calibrations_ms", calibrations)
     if "later" in args.parts:
         time.sleep(max(0.0, args.gap_min * 60 - (time.time() - start)))
         later = out / "later.csv"
@@ -165,7 +185,7 @@ def main() -> None:
             args.n,
             seed=7,
             progress=False,
-            calibration_ms=calibration,
+            calibrations_ms=calibrations,
         )
         record(
             "repeatability",
@@ -186,7 +206,7 @@ def main() -> None:
                 args.n,
                 seed=7,
                 progress=False,
-                calibration_ms=calibration,
+                calibrations_ms=calibrations,
             )
         record("under_load", compare(totals(quiet), totals(loaded)))
     if "verify" in args.parts:
@@ -203,7 +223,6 @@ def main() -> None:
             ),
             key=lambda c: c.loss,
         )
-        reference = ArchConfig.from_dict(json.loads(rows[0]["reference"]))
 
         def verify():
             best, report = verify_top(
@@ -212,8 +231,8 @@ def main() -> None:
                 3,
                 lambda a: Transformer(a, settings),
                 measure,
-                reference=reference,
-                calibration_ms=calibration,
+                references=references,
+                calibrations_ms=calibrations,
             )
             return best.arch.to_dict(), [
                 {

@@ -131,7 +131,7 @@ def write_latency_csv(path: Path, archs: list[ArchConfig], **override: str) -> P
         for i, arch in enumerate(archs):
             ms = 1 + sum(arch.encoder_ffn_embed_dim) / 640 + 0.3 * arch.decoder_layer_num + 0.01 * i
             lat = Latency(ms / 3, 2 * ms / 3, 0.01, 0.02, "cpu", 1, 30, 5, 2)
-            writer.writerow(row_for(arch, i, lat, 5.0, {"device": "cpu", "runtime": "torch"}))
+            writer.writerow(row_for(arch, i, lat, [5.0], {"device": "cpu", "runtime": "torch"}))
     if override:
         edit_csv(path, **override)
     return path

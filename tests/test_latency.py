@@ -1,6 +1,7 @@
 """Latency: protocol, datasets (resume, drift, sampling), predictors (HAT's files, training)."""
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,16 +15,17 @@ from hat.latency.dataset import collect
 from hat.latency.features import cost_terms_from_hat, hat_features
 from hat.latency.measure import Latency, trimmed_stats
 from hat.latency.metrics import kendall_tau, regression_metrics, spearman, split_indices
-from hat.latency.plan import plan_configs, proxy_cost
+from hat.latency.plan import plan_configs, proxy_cost, reference_archs
 from hat.latency.predictor import load_predictor
 from hat.latency.rows import EXTRA_COLUMNS, HAT_COLUMNS, read_rows
 from hat.latency.table import drift_report, load_table, normalise_by_reference
-from hat.latency.timing import MeasureSettings, calibrate, interleaved
+from hat.latency.timing import MeasureSettings, calibrate, interleaved, normalize
 from hat.latency.training import train_ensemble, train_hat_recipe
 from hat.space import ArchConfig
 from hat.transformer import ModelSettings
 
 FAST = MeasureSettings(sentence_length=4, beam=2, iters=2, warmup=1)
+MIDDLE = dataclasses.replace(FAST, reference="middle")
 
 
 def test_authors_predictors_reproduce_their_published_outputs(shared_data: Path):
@@ -184,9 +186,19 @@ def test_collect_writes_hat_columns_resumes_and_reports_drift(tmp_path: Path):
             r["protocol"] == "beam-search"
             and r["cores"]
             and float(r["normalized_ms"])
-            == pytest.approx(float(r["latency_ratio"]) * float(r["calibration_ms"]), rel=1e-3)
+            == pytest.approx(
+                normalize(
+                    [float(r["latency_ratio"]), float(r["latency_ratio2"])],
+                    [float(r["calibration_ms"]), float(r["calibration2_ms"])],
+                ),
+                rel=1e-3,
+            )
         )
-    assert len({r["calibration_ms"] for r in rows}) == 1  # one calibration per file, kept on resume
+    # one calibration per reference and file, kept on resume; the references by default
+    assert len({(r["calibration_ms"], r["calibration2_ms"]) for r in rows}) == 1
+    assert [json.loads(rows[0][k]) for k in ("reference", "reference2")] == [
+        a.to_dict() for a in reference_archs(space, "bracket", 4, 2)
+    ]
     assert (
         report["reference_measurements"] >= 3
         and "drift_range_pct" in report
@@ -194,6 +206,8 @@ def test_collect_writes_hat_columns_resumes_and_reports_drift(tmp_path: Path):
     )
     with pytest.raises(HatError, match="another plan"):
         collect(space, settings, FAST, path, size=7, seed=3, progress=False)
+    with pytest.raises(HatError, match="other reference SubTransformers"):
+        collect(space, settings, MIDDLE, path, size=8, seed=2, progress=False)
     table = load_table(path, drift_normalize=True)
     assert len(table.configs) == 7 and table.reference_ms is not None
 
@@ -330,15 +344,15 @@ def test_interleaving_alternates_in_random_order_and_cancels_a_burst():
     burst = {3, 4}  # a burst of load slows the second round, both its timings
     res = interleaved(
         sub,
-        ref,
+        [ref],
         measure,
         _recording_timer(calls, lambda n: 3.0 if n in burst else 1.0),
         random.Random(0),
     )
     assert len(res.order) == 8 and all(
-        sorted(res.order[i : i + 2]) == ["ref", "sub"] for i in range(0, 8, 2)
+        sorted(res.order[i : i + 2]) == ["ref0", "sub"] for i in range(0, 8, 2)
     )
-    assert [c[0] == ref.arch for c in calls] == [o == "ref" for o in res.order]
+    assert [c[0] == ref.arch for c in calls] == [o == "ref0" for o in res.order]
     assert (
         sum(c[1] for c in calls if c[0] == sub.arch)
         == 10
@@ -355,12 +369,12 @@ def test_interleaving_alternates_in_random_order_and_cancels_a_burst():
         1,
     ]  # full dry runs first, one after a switch
     quiet = [_recording_timer([])(m, measure).total_ms for m in (sub, ref)]
-    assert res.ratio == pytest.approx(quiet[0] / quiet[1])  # the burst cancels in the ratio
-    assert res.normalized_ms(quiet[1]) == pytest.approx(quiet[0])  # ratio x calibration
+    assert res.ratios[0] == pytest.approx(quiet[0] / quiet[1])  # the burst cancels
+    assert res.normalized_ms([quiet[1]]) == pytest.approx(quiet[0])  # ratio x calibration
     orders = set()
     for seed in range(8):
         orders.add(
-            tuple(interleaved(sub, ref, measure, _recording_timer([]), random.Random(seed)).order)
+            tuple(interleaved(sub, [ref], measure, _recording_timer([]), random.Random(seed)).order)
         )
     assert len(orders) > 1  # the order inside a round is random
 
@@ -384,8 +398,8 @@ def test_the_ratio_is_the_median_of_the_rounds_ratios_of_median_runs():
         r = next(runs[model.arch])
         return Latency(sum(r) / 3, 0.0, 0.0, 0.0, "cpu", 1, 4, 2, 3, runs_ms=tuple(r))
 
-    res = interleaved(sub, ref, measure, timer, random.Random(0))
-    assert res.ratio == pytest.approx(0.5)  # rounds: 10/20, 22/40, 10/20 (pooled: 20/20 = 1)
+    res = interleaved(sub, [ref], measure, timer, random.Random(0))
+    assert res.ratios == pytest.approx([0.5])  # rounds: 10/20, 22/40, 10/20 (pooled: 20/20 = 1)
     assert res.latency.iters == 9 and sorted(res.latency.run_totals)[4] == 20  # runs pooled
 
     def quiet(model, m):
@@ -407,22 +421,23 @@ def test_by_default_each_round_is_a_pair_of_single_runs_without_dry_runs_after_t
     calls: list = []
     slow = {5: 3.0, 6: 3.0, 9: 4.0}  # a burst over pair 3 (both runs), one slow run in pair 5
     res = interleaved(
-        sub, ref, measure, _recording_timer(calls, lambda n: slow.get(n, 1.0)), random.Random(1)
+        sub, [ref], measure, _recording_timer(calls, lambda n: slow.get(n, 1.0)), random.Random(1)
     )
     assert len(res.order) == 14 and all(
-        sorted(res.order[i : i + 2]) == ["ref", "sub"] for i in range(0, 14, 2)
+        sorted(res.order[i : i + 2]) == ["ref0", "sub"] for i in range(0, 14, 2)
     )
     assert [c[1] for c in calls] == [1] * 14  # one timed run per model per round
     assert [c[2] for c in calls] == [3, 3] + [0] * 12  # dry runs only before the first pair
     quiet = [_recording_timer([])(m, measure).total_ms for m in (sub, ref)]
-    assert res.ratio == pytest.approx(quiet[0] / quiet[1])  # both bursts drop out
+    assert res.ratios[0] == pytest.approx(quiet[0] / quiet[1])  # both bursts drop out
 
 
 def test_slow_and_quiet_datasets_agree_on_normalized_latency(tmp_path: Path):
     space, settings = tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32)
     quiet, slow = tmp_path / "quiet.csv", tmp_path / "slow.csv"
     collect(space, settings, FAST, quiet, size=6, progress=False, timer=_recording_timer([]))
-    calibration = float(read_rows(quiet)[0]["calibration_ms"])
+    row = read_rows(quiet)[0]
+    calibrations = [float(row["calibration_ms"]), float(row["calibration2_ms"])]
     collect(
         space,
         settings,
@@ -431,7 +446,7 @@ def test_slow_and_quiet_datasets_agree_on_normalized_latency(tmp_path: Path):
         size=6,
         progress=False,
         timer=_recording_timer([], lambda n: 1.5),
-        calibration_ms=calibration,
+        calibrations_ms=calibrations,
     )  # a slow hour, the device's quiet calibration
     q, s = load_table(quiet), load_table(slow)
     assert q.normalized and s.normalized
@@ -564,12 +579,18 @@ def test_predictor_learns_normalized_latency_and_reports_its_spread(tmp_path: Pa
     assert json.loads(result.stdout.strip().splitlines()[-1])["latency"] == "normalized"
     meta = load_predictor(str(ckpt)).meta
     assert meta["latency"] == "normalized" and float(meta["calibration_ms"]) > 0
-    assert meta["reference_timed_ms"] == pytest.approx(
-        float(np.median([float(r["reference_ms"]) for r in read_rows(path)]))
-    )  # drift's baseline: the reference as the rows timed it
+    for key, col in (
+        ("reference_timed_ms", "reference_ms"),
+        ("reference2_timed_ms", "reference2_ms"),
+    ):
+        assert meta[key] == pytest.approx(
+            float(np.median([float(r[col]) for r in read_rows(path)]))
+        )  # drift's baseline: the references as the rows timed them
+    small, large = reference_archs(tiny_space(), "bracket", 4, 2)
     assert (
         meta["protocol"] == "beam-search"
-        and json.loads(meta["reference"]) == tiny_space().middle().to_dict()
+        and json.loads(meta["reference"]) == small.to_dict()
+        and json.loads(meta["reference2"]) == large.to_dict()
     )
     sub = tmp_path / "sub.yml"
     tiny_space().smallest().to_yaml(sub)
@@ -587,25 +608,155 @@ def test_a_file_keeps_one_calibration(tmp_path: Path):
     collect(
         space,
         settings,
-        FAST,
+        MIDDLE,
         path,
         size=3,
         progress=False,
         timer=_recording_timer([]),
-        calibration_ms=7.0,
+        calibrations_ms=[7.0],
     )
     collect(
-        space, settings, FAST, path, size=4, progress=False, timer=_recording_timer([])
+        space, settings, MIDDLE, path, size=4, progress=False, timer=_recording_timer([])
     )  # resumes at 7.0
-    assert {r["calibration_ms"] for r in read_rows(path)} == {"7.0"}
+    rows = read_rows(path)
+    assert {r["calibration_ms"] for r in rows} == {"7.0"} and not rows[0]["reference2"]
+    assert json.loads(rows[0]["reference"]) == space.middle().to_dict()
     with pytest.raises(HatError, match="calibrated at 7.0 ms"):
         collect(
             space,
             settings,
-            FAST,
+            MIDDLE,
             path,
             size=5,
             progress=False,
             timer=_recording_timer([]),
-            calibration_ms=9.0,
+            calibrations_ms=[9.0],
         )
+    with pytest.raises(HatError, match="1 calibration.s. given for 2 reference"):
+        collect(space, settings, FAST, tmp_path / "b.csv", size=2, calibrations_ms=[7.0])
+
+
+def test_normalize_with_one_reference_and_interpolating_between_two():
+    assert normalize([1.5], [20.0]) == pytest.approx(30.0)  # ratio x calibration
+
+    def slowdown(ms: float) -> float:  # small models slow down more (a busy core)
+        return 3.0 * (ms / 10.0) ** -0.2
+
+    cal = [10.0, 40.0]
+    for quiet in (10.0, 17.0, 25.0, 40.0):
+        now = quiet * slowdown(quiet)
+        ratios = [now / (c * slowdown(c)) for c in cal]
+        assert normalize(ratios, cal) == pytest.approx(quiet)  # exact within the bracket
+        assert normalize(ratios[::-1], cal[::-1]) == pytest.approx(quiet)  # order-free
+        assert abs(ratios[0] * cal[0] / quiet - 1) > 0.05 or quiet == 10.0  # one ref is off
+    ratios = [5.0 / 10.0, 5.0 / 40.0]  # below the bracket, a uniform slowdown: the nearest
+    assert normalize(ratios, cal) == pytest.approx(5.0)
+    with pytest.raises(HatError, match="2 ratios for 1 calibrations"):
+        normalize([1.0, 1.0], [3.0])
+
+
+def test_two_references_take_a_size_dependent_slowdown_out_one_cannot(tmp_path: Path):
+    """The same SubTransformers timed quiet and with small models slowed more (a busy core):
+    with the bracket of references their normalized latency agrees inside the bracket; with the
+    middle reference alone it does not."""
+    import random
+
+    from hat.transformer import Transformer
+
+    space, settings = tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32)
+
+    def size_dependent(factor: float):
+        def timer(model, measure):
+            ms = proxy_cost(model.arch, measure.sentence_length, measure.beam, 32) / 1e4
+            ms *= factor * (ms / 10.0) ** (-0.3 if factor > 1 else 0.0)
+            runs = (ms,) * measure.iters
+            return Latency(ms, 0.0, 0.0, 0.0, "cpu", 1, 4, 2, measure.iters, runs_ms=runs)
+
+        return timer
+
+    small, large = reference_archs(space, "bracket", 4, 2)
+    assert proxy_cost(small, 4, 2, 32) < proxy_cost(space.middle(), 4, 2, 32)
+    assert proxy_cost(large, 4, 2, 32) > proxy_cost(small, 4, 2, 32)
+    assert reference_archs(space, "middle") == [space.middle()]
+    refs = [Transformer(a, settings) for a in (small, large)]
+    sub = Transformer(space.sample(random.Random(5)), settings)
+    res = interleaved(sub, refs, FAST, size_dependent(1.0), random.Random(0))
+    assert len(res.order) == 6 and all(
+        sorted(res.order[i : i + 3]) == ["ref0", "ref1", "sub"] for i in range(0, 6, 3)
+    )
+    assert len(res.ratios) == len(res.reference_ms) == 2
+    normalized = {}
+    for measure in (FAST, MIDDLE):
+        quiet, busy = (
+            tmp_path / f"q_{measure.reference}.csv",
+            tmp_path / f"b_{measure.reference}.csv",
+        )
+        collect(space, settings, measure, quiet, 12, progress=False, timer=size_dependent(1.0))
+        row = read_rows(quiet)[0]
+        cals = [float(row[c]) for c in ("calibration_ms", "calibration2_ms") if row[c]]
+        collect(
+            space,
+            settings,
+            measure,
+            busy,
+            12,
+            progress=False,
+            timer=size_dependent(2.5),
+            calibrations_ms=cals,  # the device's quiet calibrations
+        )
+        normalized[measure.reference] = [
+            [float(r["normalized_ms"]) for r in read_rows(path)] for path in (quiet, busy)
+        ]
+        if measure.reference == "bracket":
+            inside = [
+                i for i, ms in enumerate(normalized["bracket"][0]) if cals[0] <= ms <= cals[1]
+            ]
+    assert len(inside) >= 3
+    errors = {
+        kind: [abs(busy[i] / quiet[i] - 1) for i in inside]
+        for kind, (quiet, busy) in normalized.items()
+    }
+    assert max(errors["bracket"]) < 1e-6 < 0.05 < max(errors["middle"])
+
+
+def test_latency_dataset_cli_reference_and_calibrations(tmp_path: Path):
+    space = tmp_path / "space.yml"
+    space.write_text(yaml.safe_dump(tiny_space().to_hat_dict()))
+    common = [
+        f"--configs={space}",
+        "--lat-dataset-size",
+        "2",
+        "--latiter",
+        "1",
+        "--sentence-length",
+        "4",
+        "--vocab-size",
+        "50",
+        "--qkv-dim",
+        "32",
+        "--latsilent",
+    ]
+    path = tmp_path / "middle.csv"
+    result = run_cli(
+        "latency-dataset",
+        *common,
+        "--lat-dataset-path",
+        str(path),
+        "--reference",
+        "middle",
+        "--calibration-ms",
+        "5",
+    )
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(path)
+    assert {(r["calibration_ms"], r["calibration2_ms"]) for r in rows} == {("5.0", "")}
+    assert json.loads(rows[0]["reference"]) == tiny_space().middle().to_dict()
+    result = run_cli(
+        "latency-dataset",
+        *common,
+        "--lat-dataset-path",
+        str(tmp_path / "b.csv"),
+        "--calibration-ms",
+        "5",
+    )
+    assert_one_line_error(result, "1 calibration(s) given for 2 reference SubTransformer(s)")

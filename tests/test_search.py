@@ -412,6 +412,7 @@ def test_verify_takes_the_device_drift_out_before_deciding(factor: float, caplog
     the report shows measured, normalized latency and the drift factor."""
     import logging
 
+    from hat.latency.plan import reference_archs
     from hat.latency.timing import MeasureSettings
     from hat.search.evolution import Candidate
     from hat.search.verify import verify_top
@@ -427,7 +428,7 @@ def test_verify_takes_the_device_drift_out_before_deciding(factor: float, caplog
         ),
         key=lambda c: c.loss,
     )
-    reference = tiny_space().middle()
+    references = reference_archs(tiny_space(), "bracket")
 
     def build(arch):
         return type("M", (), {"arch": arch})()
@@ -435,7 +436,10 @@ def test_verify_takes_the_device_drift_out_before_deciding(factor: float, caplog
     def verify(measure: MeasureSettings, **drift_free):
         return verify_top(ranked, budget, 3, build, measure, _timed_at(factor), **drift_free)
 
-    interleaved = {"reference": reference, "calibration_ms": synthetic_latency(reference)}
+    interleaved = {
+        "references": references,
+        "calibrations_ms": [synthetic_latency(a) for a in references],
+    }
     with caplog.at_level(logging.INFO, logger="hat.search.verify"):
         best, report = verify(MeasureSettings(iters=4, rounds=2), **interleaved)
     assert best == ranked[0] and len(report) == 3 and all(r["meets_budget"] for r in report)
@@ -449,7 +453,7 @@ def test_verify_takes_the_device_drift_out_before_deciding(factor: float, caplog
     _, same = verify(
         MeasureSettings(iters=4, rounds=2),
         **interleaved,
-        reference_timed_ms=factor * synthetic_latency(reference),
+        references_timed_ms=[factor * synthetic_latency(a) for a in references],
     )
     assert [r["drift"] for r in same] == pytest.approx([1.0] * 3)
     assert [r["normalized_ms"] for r in same] == [r["normalized_ms"] for r in report]
@@ -487,10 +491,18 @@ def test_verify_uses_the_datasets_protocol_and_settings():
         m.protocol,
         m.rounds,
     ) == (23, 5, 3, 5, 2, "0-1", "hat", 4)
-    ref = {"reference": tiny_space().middle(), "calibration_ms": 12.5}
-    assert reference_of(meta) == {**ref, "reference_timed_ms": None}
+    ref = {"references": [tiny_space().middle()], "calibrations_ms": [12.5]}
+    assert reference_of(meta) == {**ref, "references_timed_ms": None}
     assert reference_of({**meta, "reference_timed_ms": "14.5"}) == {
         **ref,
-        "reference_timed_ms": 14.5,
+        "references_timed_ms": [14.5],
     }
     assert reference_of({**meta, "latency": "raw"}) == {}
+    large = tiny_space().largest()
+    two = {**meta, "reference2": json.dumps(large.to_dict()), "calibration2_ms": "30"}
+    assert reference_of({**two, "reference_timed_ms": "14.5", "reference2_timed_ms": "33"}) == {
+        "references": [tiny_space().middle(), large],
+        "calibrations_ms": [12.5, 30.0],
+        "references_timed_ms": [14.5, 33.0],
+    }
+    assert reference_of({**two, "calibration2_ms": ""}) == {}  # a reference without calibration

@@ -7,9 +7,11 @@ The protocol on the compact model (--protocol beam-search: the real beam search,
 latency; --protocol hat: HAT's decoder steps without search, to compare with HAT's CSVs):
 encoder on one sentence of --sentence-length tokens, the decoder for as many incremental
 steps, dry runs, --latiter timed runs, mean/std of the runs between the 10th and 90th
-percentile. Each SubTransformer is timed alternating with a fixed reference SubTransformer (one
-run of each per round, or --rounds rounds of several runs); a row stores the ratio and the
-normalized latency (ratio x the reference's quiet-device calibration). Rows are appended as
+percentile. Each SubTransformer is timed alternating with fixed reference SubTransformers (one
+run of each per round, or --rounds rounds of several runs): by default a small and a large one
+(--reference bracket), or the space's middle one (--reference middle). A row stores the ratios
+and the normalized latency (with two references, interpolated between their estimates in log
+latency; with one, ratio x the reference's quiet-device calibration). Rows are appended as
 measured; re-running the same command resumes and stops at --lat-dataset-size.
 """
 
@@ -49,8 +51,10 @@ def build_parser() -> HatArgumentParser:
     g.add_argument(
         "--calibration-ms",
         type=float,
-        help="the reference's quiet latency on this device (default: the file's, "
-        "else the fastest of 3 timings at the start)",
+        nargs="+",
+        metavar="MS",
+        help="the references' quiet latencies on this device, one per reference, small first "
+        "(default: the file's, else the fastest of 3 timings each at the start)",
     )
     g.add_argument(
         "--sampling",
@@ -99,7 +103,7 @@ def run(args: argparse.Namespace) -> None:
     settings = settings_from_args(args, _vocab_size(args))
     if measure.cores:
         parse_cores(measure.cores)  # a clear error before anything is timed
-    if args.calibration_ms is not None and args.calibration_ms <= 0:
+    if args.calibration_ms is not None and min(args.calibration_ms) <= 0:
         raise HatError("--calibration-ms must be positive")
     if args.measure:
         arch = ArchConfig.from_yaml(args.measure)
@@ -121,7 +125,7 @@ def run(args: argparse.Namespace) -> None:
         seed=args.seed,
         sampling=args.sampling,
         progress=not args.latsilent,
-        calibration_ms=args.calibration_ms,
+        calibrations_ms=args.calibration_ms,
     )
     print(
         f"{args.lat_dataset_path}: {args.lat_dataset_size} SubTransformers on "
@@ -136,7 +140,8 @@ def run(args: argparse.Namespace) -> None:
         )
     if "calibration_ms" in report:
         print(
-            f"calibration {report['calibration_ms']:.2f} ms: drift factor median "
+            f"calibration of the (first) reference {report['calibration_ms']:.2f} ms: drift "
+            f"factor median "
             f"{report['drift_factor_median']:.2f}, max {report['drift_factor_max']:.2f} "
             f"(taken out of normalized_ms)"
         )

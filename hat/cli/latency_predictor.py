@@ -5,9 +5,9 @@ report its accuracy on the held-out test split, or predict one SubTransformer's 
   python latency_predictor.py --configs=... --predictor hat          (HAT's recipe)
   python latency_predictor.py --ckpt-path P.pt --predict SUB.yml     (no training)
 
-hat's datasets store each row's normalized latency (ratio to a reference SubTransformer timed
-around it x the reference's quiet-device calibration): the predictor learns it, so datasets
-collected in a slow and a quiet hour agree, and keeps the calibration, protocol and settings
+hat's datasets store each row's normalized latency (from its ratios to reference SubTransformers
+timed around it and their quiet-device calibrations): the predictor learns it, so datasets
+collected in a slow and a quiet hour agree, and keeps the calibrations, protocol and settings
 in its metadata for `hat search --verify-top`. --raw-latency learns the timings as measured.
 """
 

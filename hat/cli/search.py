@@ -7,7 +7,7 @@
 Fitness is the validation loss with weights inherited from the trained SuperTransformer
 (--restore-file); latency comes from the predictor (--ckpt-path). With --verify-top K the
 final top K are timed on this device with the latency dataset's protocol and settings,
-interleaved with its reference SubTransformer; the device's drift factor is reported apart
+interleaved with its reference SubTransformers; the device's drift factor is reported apart
 from the predictor's error, and a candidate whose normalized latency breaks the budget is
 replaced by the next best that meets it.
 """

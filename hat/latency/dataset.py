@@ -2,7 +2,7 @@
 
 Re-running the same command resumes: the plan (`hat.latency.plan`) is the same, and rows
 already in the file are skipped. Each row is appended and flushed as soon as it is measured,
-timed interleaved with a fixed reference SubTransformer (`hat.latency.timing`).
+timed interleaved with fixed reference SubTransformers (`hat.latency.timing`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import io
 import os
 import random
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -20,14 +20,16 @@ from tqdm import tqdm
 
 from hat.errors import HatError
 from hat.latency.measure import warn_if_loaded
-from hat.latency.plan import plan_configs
+from hat.latency.plan import plan_configs, reference_archs
 from hat.latency.rows import (
     EXTRA_COLUMNS,
     HAT_COLUMNS,
+    REFERENCE_COLUMNS,
     config_json,
     parse_rows,
     read_rows,
     read_text,
+    references_in,
     row_config,
     row_for,
 )
@@ -45,13 +47,16 @@ from hat.space import ArchConfig, SearchSpace
 from hat.transformer import ModelSettings, Transformer
 
 
-def _resume(path: Path, plan: list[ArchConfig]) -> tuple[set[int], float | None]:
-    """The plan positions `path` holds and its calibration, checked to be this plan's before
-    anything is written; only then is a half-written last line (a kill during a write) cut off."""
+def _resume(
+    path: Path, plan: list[ArchConfig], references: list[ArchConfig]
+) -> tuple[set[int], list[float]]:
+    """The plan positions `path` holds and its calibrations, checked to be this plan's and these
+    references' before anything is written; only then is a half-written last line (a kill
+    during a write) cut off."""
     data = path.read_bytes()
     complete = data[: data.rfind(b"\n") + 1]
     done: set[int] = set()
-    calibration = None
+    calibrations: list[float] = []
     if complete:
         rows = parse_rows(read_text(path, complete), path, allow_empty=True)
         for row in rows:
@@ -69,9 +74,13 @@ def _resume(path: Path, plan: list[ArchConfig]) -> tuple[set[int], float | None]
                 f"{path} was written by an older hat (other columns): measure into "
                 f"a new --lat-dataset-path"
             )
-        calibration = (
-            float(rows[0]["calibration_ms"]) if rows and rows[0].get("calibration_ms") else None
-        )
+        if rows:
+            archs, calibrations = references_in(rows[0], path)
+            if archs != references:
+                raise HatError(
+                    f"{path} was timed against other reference SubTransformers (another "
+                    f"--reference or space): use a new --lat-dataset-path"
+                )
     elif not (",".join(HAT_COLUMNS + EXTRA_COLUMNS) + "\r\n").encode().startswith(data):
         raise HatError(
             f"{path} is not a latency dataset (no complete line, not a torn header): "
@@ -79,7 +88,7 @@ def _resume(path: Path, plan: list[ArchConfig]) -> tuple[set[int], float | None]
         )
     if len(complete) < len(data):
         os.truncate(path, len(complete))
-    return done, calibration
+    return done, calibrations
 
 
 def collect(
@@ -93,25 +102,40 @@ def collect(
     progress: bool = True,
     on_row: Callable[[dict], None] | None = None,
     timer: Timer = protocol_timer,
-    calibration_ms: float | None = None,
+    calibrations_ms: Sequence[float] | None = None,
 ) -> dict:
     """Measure the plan's configs not yet in `path` (appending rows), each interleaved with the
-    reference (the space's middle SubTransformer); return a drift report. The calibration (the
-    reference's quiet latency) is `calibration_ms`, else the file's, else measured now."""
+    references (`measure.reference`); return a drift report. The calibrations (the references'
+    quiet latencies) are `calibrations_ms`, else the file's, else measured now."""
     path = Path(path)
     plan = plan_configs(space, size, seed, sampling, measure.sentence_length, measure.beam)
-    done, stored = _resume(path, plan) if path.exists() and path.stat().st_size else (set(), None)
+    archs = reference_archs(space, measure.reference, measure.sentence_length, measure.beam)
+    done, stored = (
+        _resume(path, plan, archs) if path.exists() and path.stat().st_size else (set(), [])
+    )
     todo = [i for i in range(len(plan)) if i not in done]
-    reference = Transformer(space.middle(), settings)  # the fixed drift reference
+    references = [Transformer(a, settings) for a in archs]
+    if calibrations_ms is not None and len(calibrations_ms) != len(references):
+        raise HatError(
+            f"{len(calibrations_ms)} calibration(s) given for {len(references)} reference "
+            f"SubTransformer(s) (--reference {measure.reference})"
+        )
     if measure.device == "cpu" and todo:
         warn_if_loaded(measure.core_set)
-    if calibration_ms and stored and abs(calibration_ms - stored) > 1e-3:
+    if (
+        calibrations_ms
+        and stored
+        and any(abs(a - b) > 1e-3 for a, b in zip(calibrations_ms, stored, strict=True))
+    ):
         raise HatError(
-            f"{path} was calibrated at {stored} ms, not {calibration_ms}: one file has one "
-            f"calibration (use a new --lat-dataset-path)"
+            f"{path} was calibrated at {' / '.join(map(str, stored))} ms, not "
+            f"{' / '.join(map(str, calibrations_ms))}: one file has one calibration "
+            f"(use a new --lat-dataset-path)"
         )
-    calibration = (
-        calibration_ms or stored or (calibrate(reference, measure, timer) if todo else None)
+    calibrations = list(
+        calibrations_ms
+        or stored
+        or ([calibrate(r, measure, timer) for r in references] if todo else [])
     )
     env = {
         "device": device_name(measure.device),
@@ -121,7 +145,7 @@ def collect(
         "dtype": measure.dtype,
         "warmup": measure.warmup,
         "rounds": measure.round_count,
-        "reference": config_json(space.middle()),
+        **{cols[0]: config_json(a) for cols, a in zip(REFERENCE_COLUMNS, archs, strict=False)},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     new_file = not path.exists() or path.stat().st_size == 0
@@ -139,13 +163,13 @@ def collect(
         for cid in todo:
             res = interleaved(
                 Transformer(plan[cid], settings),
-                reference,
+                references,
                 measure,
                 timer,
                 random.Random(seed * 1_000_003 + cid),
             )
             row = row_for(
-                plan[cid], cid, res.latency, res.reference_ms, env, res.ratio, calibration
+                plan[cid], cid, res.latency, res.reference_ms, env, res.ratios, calibrations
             )
             writer.writerow(row)
             f.flush()
@@ -154,7 +178,7 @@ def collect(
             bar.set_postfix(
                 ms=f"{res.latency.total_ms:.1f}",
                 norm=f"{row['normalized_ms']:.1f}",
-                drift=f"{res.reference_ms / calibration:.2f}",
+                drift=f"{res.reference_ms[0] / calibrations[0]:.2f}",
             )
             if on_row:
                 on_row(row)
@@ -171,30 +195,29 @@ def recheck(
     progress: bool = True,
     timer: Timer = protocol_timer,
 ) -> dict:
-    """Re-time `n` random rows of a dataset (interleaved with its reference): the measurement's
+    """Re-time `n` random rows of a dataset (interleaved with its references): the measurement's
     repeatability, of the raw latency and, where the file has it, of the normalized latency."""
     rows = [r for r in read_rows(path) if r.get("config")]
     if not rows:
         raise HatError(f"{path} stores no configs (a HAT dataset?): cannot re-measure its rows")
     picked = random.Random(seed).sample(rows, min(n, len(rows)))
-    reference = None
-    if rows[0].get("reference"):
-        reference = Transformer(row_config({"config": rows[0]["reference"]}, path), settings)
+    archs, calibrations = references_in(rows[0], path)
+    references = [Transformer(a, settings) for a in archs]
     raw, norm = [], []
     for row in tqdm(picked, desc="re-measure", unit="config", disable=not progress or None):
         model = Transformer(row_config(row, path), settings)
-        if reference is None:  # an older file: no reference to interleave with
+        if not references:  # an older file: no reference to interleave with
             total = timer(model, measure).total_ms
         else:
             res = interleaved(
-                model, reference, measure, timer, random.Random(seed + int(row["config_id"]))
+                model, references, measure, timer, random.Random(seed + int(row["config_id"]))
             )
             total = res.latency.total_ms
         first = float(row["latency_mean_encoder"]) + float(row["latency_mean_decoder"])
         raw.append(abs(total - first) / first * 100)
-        if reference is not None and row.get("normalized_ms"):
+        if references and calibrations and row.get("normalized_ms"):
             first = float(row["normalized_ms"])
-            norm.append(abs(res.normalized_ms(float(row["calibration_ms"])) - first) / first * 100)
+            norm.append(abs(res.normalized_ms(calibrations) - first) / first * 100)
     report = {
         "rechecked": len(raw),
         "median_rel_diff_pct": statistics.median(raw),

@@ -162,8 +162,12 @@ def fit_predictor(
         "latency": table.latency_kind,
         **table.environment,
     }
-    if table.reference_ms is not None:  # the reference as the rows timed it: drift's baseline
-        predictor.meta["reference_timed_ms"] = float(np.median(table.reference_ms))
+    for key, timings in (
+        ("reference_timed_ms", table.reference_ms),
+        ("reference2_timed_ms", table.reference2_ms),
+    ):
+        if timings is not None:  # the reference as the rows timed it: drift's baseline
+            predictor.meta[key] = float(np.median(timings))
     return FitResult(
         predictor=predictor,
         metrics=metrics,

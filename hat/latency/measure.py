@@ -182,7 +182,7 @@ def warn_if_loaded(cores: set[int] | None = None, threshold: float = 0.3) -> dic
         log.warning(
             "cores %s are already busy (%s) before timing: another process is using "
             "them, so raw latencies will be inflated (normalized ones are corrected by "
-            "the reference)",
+            "the references)",
             format_cores(set(busy)),
             ", ".join(f"cpu{c} {f:.0%}" for c, f in busy.items()),
         )

@@ -62,3 +62,18 @@ def plan_configs(
                 chosen.append(m.pop(rng.randrange(len(m))))
     rng.shuffle(chosen)
     return [candidates[i] for i in chosen]
+
+
+def reference_archs(
+    space: SearchSpace, kind: str, sentence_length: int = 30, beam: int = 5
+) -> list[ArchConfig]:
+    """The reference SubTransformers of a latency dataset: "middle", the space's middle one;
+    "bracket", a small and a large one: the 5th and 95th percentile by the latency proxy of 200
+    fixed samples (inside the space's bulk, so timing them costs less than its extremes)."""
+    if kind == "middle":
+        return [space.middle()]
+    if kind != "bracket":
+        raise HatError(f"--reference must be bracket or middle, got {kind}")
+    samples = plan_configs(space, 200, seed=3)
+    by_cost = sorted(samples, key=lambda c: proxy_cost(c, sentence_length, beam, space.qkv_dim))
+    return [by_cost[10], by_cost[190]]

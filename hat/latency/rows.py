@@ -5,7 +5,8 @@ latency_std_encoder, latency_std_decoder, in ms), so HAT's files and hat's are
 interchangeable; then hat's extras: the full config (JSON), its id in the sampling plan, the
 timing of a fixed reference SubTransformer measured around the row, the environment, and the
 measurement: protocol and settings, the reference's config and quiet-device calibration, the
-row's latency / reference ratio and its normalized latency (ratio x calibration).
+row's latency / reference ratio and its normalized latency (`hat.latency.timing.normalize`);
+then the same for a second reference where the dataset has two (small first, then large).
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import csv
 import io
 import json
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from hat.errors import HatError
 from hat.latency.features import HAT_FEATURE_NAMES, hat_features
 from hat.latency.measure import Latency
+from hat.latency.timing import normalize
 from hat.space import ArchConfig
 
 LATENCY_COLUMNS = [
@@ -50,12 +54,38 @@ EXTRA_COLUMNS = [
     "calibration_ms",
     "latency_ratio",
     "normalized_ms",
+    "reference2",
+    "calibration2_ms",
+    "reference2_ms",
+    "latency_ratio2",
 ]
 # per-row values; the other extra columns describe the device and protocol (same on every row)
-PER_ROW = ("config", "config_id", "reference_ms", "timestamp", "latency_ratio", "normalized_ms")
+PER_ROW = (
+    "config",
+    "config_id",
+    "reference_ms",
+    "timestamp",
+    "latency_ratio",
+    "normalized_ms",
+    "reference2_ms",
+    "latency_ratio2",
+)
 ENVIRONMENT_COLUMNS = tuple(c for c in EXTRA_COLUMNS if c not in PER_ROW)
+# the columns of each reference, first and second: config, calibration, timing, ratio
+REFERENCE_COLUMNS = (
+    ("reference", "calibration_ms", "reference_ms", "latency_ratio"),
+    ("reference2", "calibration2_ms", "reference2_ms", "latency_ratio2"),
+)
 # numbers that HAT's files (and hat's older ones) lack
-OPTIONAL_NUMBERS = ("reference_ms", "calibration_ms", "latency_ratio", "normalized_ms")
+OPTIONAL_NUMBERS = (
+    "reference_ms",
+    "calibration_ms",
+    "latency_ratio",
+    "normalized_ms",
+    "reference2_ms",
+    "calibration2_ms",
+    "latency_ratio2",
+)
 
 
 def config_json(arch: ArchConfig) -> str:
@@ -67,12 +97,13 @@ def row_for(
     arch: ArchConfig,
     config_id: int,
     lat: Latency,
-    reference_ms: float,
+    reference_ms: Sequence[float],
     env: dict[str, str],
-    ratio: float | None = None,
-    calibration_ms: float | None = None,
+    ratios: Sequence[float] | None = None,
+    calibrations_ms: Sequence[float] | None = None,
 ) -> dict:
-    """A CSV row; with the ratio to the reference and its calibration, the normalized latency."""
+    """A CSV row; with the ratios to the references and their calibrations, the normalized
+    latency."""
     values = dict(zip(HAT_FEATURE_NAMES, hat_features(arch), strict=True))
     values.update(
         latency_mean_encoder=lat.encoder_ms,
@@ -81,7 +112,6 @@ def row_for(
         latency_std_decoder=lat.decoder_std_ms,
         config=config_json(arch),
         config_id=config_id,
-        reference_ms=round(reference_ms, 4),
         threads=lat.threads,
         sentence_length=lat.sentence_length,
         beam=lat.beam,
@@ -91,16 +121,31 @@ def row_for(
         iters=lat.iters,
         **env,
     )
-    if ratio is not None and calibration_ms is not None:
-        values.update(
-            calibration_ms=round(calibration_ms, 4),
-            latency_ratio=round(ratio, 6),
-            normalized_ms=round(ratio * calibration_ms, 4),
-        )
+    for (_, _, timed, _), ms in zip(REFERENCE_COLUMNS, reference_ms, strict=False):
+        values[timed] = round(ms, 4)
+    if ratios is not None and calibrations_ms is not None:
+        for (_, cal, _, ratio), r, c in zip(
+            REFERENCE_COLUMNS, ratios, calibrations_ms, strict=False
+        ):
+            values.update({cal: round(c, 4), ratio: round(r, 6)})
+        values["normalized_ms"] = round(normalize(ratios, calibrations_ms), 4)
     return values
 
 
-def row_config(row: dict[str, str], path: str | Path, line: int | None = None) -> ArchConfig:
+def references_in(
+    values: Mapping[str, Any], path: str | Path
+) -> tuple[list[ArchConfig], list[float]]:
+    """The reference SubTransformers a row (or a predictor's metadata, which keeps the same
+    keys) records, first then second, and their calibrations (empty unless all have one)."""
+    archs, cals = [], []
+    for arch, cal, _, _ in REFERENCE_COLUMNS:
+        if values.get(arch):
+            archs.append(row_config({"config": values[arch]}, path))
+            cals.append(float(values[cal]) if values.get(cal) else None)
+    return archs, ([] if None in cals else cals)  # type: ignore[return-value]
+
+
+def row_config(row: Mapping[str, Any], path: str | Path, line: int | None = None) -> ArchConfig:
     """The SubTransformer in a row's `config` cell; a bad cell raises HatError naming the file."""
     where = f"{path}:{line}" if line else str(path)
     try:

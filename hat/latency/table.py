@@ -22,12 +22,13 @@ class LatencyTable:
     features: np.ndarray  # (n, 10), before feature-norm
     latency: np.ndarray  # (n,) what predictors learn: normalized if the file has it, else raw
     configs: list[ArchConfig] | None  # hat's own datasets store them
-    reference_ms: np.ndarray | None
+    reference_ms: np.ndarray | None  # the (first) reference's timing around each row
     environment: dict[str, str]
     raw_latency: np.ndarray | None = None  # (n,) encoder + decoder mean as timed, ms
     normalized: bool = False  # `latency` is ratio x calibration
     drift_normalized: bool = False  # `latency` is scaled by median(reference) / reference
     path: str = ""  # the CSV it was read from
+    reference2_ms: np.ndarray | None = None  # the second reference's, where there is one
 
     @property
     def latency_kind(self) -> str:
@@ -55,9 +56,10 @@ def load_table(path: str | Path, drift_normalize: bool = False, raw: bool = Fals
     configs = None
     if all(r.get("config") for r in rows):
         configs = [row_config(r, path) for r in rows]
-    reference = None
-    if all(r.get("reference_ms") for r in rows):
-        reference = np.array([float(r["reference_ms"]) for r in rows])
+    reference, reference2 = (
+        np.array([float(r[col]) for r in rows]) if all(r.get(col) for r in rows) else None
+        for col in ("reference_ms", "reference2_ms")
+    )
     normalized = not raw and not drift_normalize and all(r.get("normalized_ms") for r in rows)
     if normalized:
         latency = np.array([float(r["normalized_ms"]) for r in rows])
@@ -75,6 +77,7 @@ def load_table(path: str | Path, drift_normalize: bool = False, raw: bool = Fals
         normalized=normalized,
         drift_normalized=drift_normalize,
         path=str(path),
+        reference2_ms=reference2,
     )
 
 

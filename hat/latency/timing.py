@@ -1,12 +1,14 @@
 """How a latency dataset times a SubTransformer: the settings, the runtime it is deployed on,
-and rounds interleaved with a fixed reference SubTransformer.
+and rounds interleaved with fixed reference SubTransformers.
 
-Each SubTransformer is timed in rounds alternating with the reference, in a random order inside
-each round (google/benchmark's random interleaving), by default one run of each per round: a
-pair of runs a fraction of a second apart shares the device's state, so a burst or a slow
-spell of the host slows both and cancels in their ratio. The ratio is the median over the
-rounds of each round's ratio (docs/benchmarks.md: pairs repeat about twice as well as blocks of
-runs on this shared CPU).
+Each SubTransformer is timed in rounds alternating with the references, in a random order
+inside each round (google/benchmark's random interleaving), by default one run of each per
+round: runs a fraction of a second apart share the device's state, so a burst or a slow spell
+of the host slows them all and cancels in their ratio. A ratio is the median over the rounds
+of each round's ratio (docs/benchmarks.md: single runs repeat about twice as well as blocks of
+runs on this shared CPU). With two references, a small and a large one ("bracket", the
+default), the normalized latency interpolates between them in log latency, so a slowdown that
+hits small and large models differently (a busy core) is followed; "middle" times one.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import platform
 import random
 import statistics
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -35,6 +38,7 @@ from hat.settings import setting
 from hat.transformer import Transformer
 
 RUNTIMES = ("torch", "torch-int8", "onnxruntime")
+REFERENCE_KINDS = ("bracket", "middle")
 
 
 @dataclass
@@ -65,8 +69,14 @@ class MeasureSettings:
     )
     rounds: int | None = setting(
         None,
-        "rounds alternating each SubTransformer with the reference (A/B); "
-        "default: one per timed run (pairs of runs)",
+        "rounds alternating each SubTransformer with the references (A/B); "
+        "default: one per timed run (single runs)",
+    )
+    reference: str = setting(
+        "bracket",
+        "bracket: a small and a large reference SubTransformer, interpolated in log latency "
+        "(follows size-dependent slowdowns); middle: the space's middle one (fewer runs)",
+        choices=REFERENCE_KINDS,
     )
 
     def time(self, model: Transformer) -> Latency:
@@ -139,16 +149,36 @@ def protocol_timer(model: Transformer, measure: MeasureSettings) -> Latency:
 
 @dataclass
 class Interleaved:
-    """A SubTransformer timed in alternation with the reference."""
+    """A SubTransformer timed in alternation with the references."""
 
     latency: Latency  # the SubTransformer's timings, pooled over the rounds
-    reference_ms: float  # the reference's total latency over the same rounds
-    ratio: float  # median over the rounds of (SubTransformer / reference), each a median run
-    order: list[str]  # what was timed, in order: "sub" or "ref"
+    reference_ms: tuple[float, ...]  # each reference's total latency over the same rounds
+    ratios: tuple[float, ...]  # per reference: median over the rounds of sub / reference runs
+    order: list[str]  # what was timed, in order: "sub", or "ref" + the reference's index
 
-    def normalized_ms(self, calibration_ms: float) -> float:
-        """The latency on the quiet device: ratio x the reference's quiet latency."""
-        return self.ratio * calibration_ms
+    def normalized_ms(self, calibrations_ms: Sequence[float]) -> float:
+        """The latency on the quiet device (`normalize` of the ratios)."""
+        return normalize(self.ratios, calibrations_ms)
+
+
+def normalize(ratios: Sequence[float], calibrations_ms: Sequence[float]) -> float:
+    """The quiet-device latency from the ratios to the references and their quiet latencies.
+
+    One reference: ratio x calibration. Two: each gives an estimate e_i = ratio_i x c_i; the
+    slowdown is taken as linear in log latency between the two references, so the estimate is
+    log e = (1 - w) log e_small + w log e_large with w = (log e - log c_small) / (log c_large -
+    log c_small) clipped to [0, 1] (solved in closed form: the nearer reference counts more, and
+    outside their range the nearest alone)."""
+    if len(ratios) != len(calibrations_ms) or len(ratios) not in (1, 2):
+        raise HatError(f"{len(ratios)} ratios for {len(calibrations_ms)} calibrations")
+    if len(ratios) == 1:
+        return ratios[0] * calibrations_ms[0]
+    (rs, cs), (rl, cl) = sorted(zip(ratios, calibrations_ms, strict=True), key=lambda x: x[1])
+    a, b = math.log(rs * cs), math.log(rl * cl)
+    span = math.log(cl / cs)
+    w = (a - math.log(cs)) / (span - (b - a)) if span > b - a else 0.5
+    w = min(1.0, max(0.0, w))
+    return math.exp(a + w * (b - a))
 
 
 def pool(lats: list[Latency]) -> Latency:
@@ -178,66 +208,74 @@ def pool(lats: list[Latency]) -> Latency:
 
 def interleaved(
     model: Transformer,
-    reference: Transformer,
+    references: Sequence[Transformer],
     measure: MeasureSettings,
     timer: Timer,
     rng: random.Random,
 ) -> Interleaved:
-    """Time `model` and `reference` in `measure.round_count` rounds, each timing both in a
-    random order (A/B or B/A) with a share of `measure.iters` runs: full dry runs in the first
-    round; later, one after each switch when a round has several runs, none in pairs of single
-    runs (every run then follows one of the other model, for both alike). The ratio is the
-    median of the rounds' ratios of median runs: load that hits a round hits both and cancels,
-    and a burst that hits one run is outvoted."""
+    """Time `model` and the `references` in `measure.round_count` rounds, each timing all of
+    them in a random order with a share of `measure.iters` runs: full dry runs in the first
+    round; later, one after each switch when a round has several runs, none with single runs
+    (every run then follows one of another model, for all alike). Each ratio is the median of
+    the rounds' ratios of median runs: load that hits a round hits all and cancels, and a burst
+    that hits one run is outvoted."""
     rounds = measure.round_count
-    sub, ref, order = [], [], []
+    sub: list[Latency] = []
+    refs: list[list[Latency]] = [[] for _ in references]
+    order = []
     for r in range(rounds):
         runs = measure.iters // rounds + (r < measure.iters % rounds)
         dry = measure.warmup if r == 0 else min(1, measure.warmup) if runs > 1 else 0
         m = dataclasses.replace(measure, iters=runs, warmup=dry)
-        pair = [("sub", model, sub), ("ref", reference, ref)]
-        rng.shuffle(pair)
-        for name, net, out in pair:
+        items = [("sub", model, sub)] + [
+            (f"ref{i}", net, out) for i, (net, out) in enumerate(zip(references, refs, strict=True))
+        ]
+        rng.shuffle(items)
+        for name, net, out in items:
             order.append(name)
             out.append(timer(net, m))
-    ratio = statistics.median(
-        statistics.median(s.run_totals) / statistics.median(f.run_totals)
-        for s, f in zip(sub, ref, strict=True)
+    ratios = tuple(
+        statistics.median(
+            statistics.median(s.run_totals) / statistics.median(f.run_totals)
+            for s, f in zip(sub, ref, strict=True)
+        )
+        for ref in refs
     )
-    return Interleaved(pool(sub), pool(ref).total_ms, ratio, order)
+    return Interleaved(pool(sub), tuple(pool(ref).total_ms for ref in refs), ratios, order)
 
 
 class DriftFreeTimer:
     """Times models the way budgets are stated: each interleaved with the latency dataset's
-    reference and normalized by its quiet calibration; without a reference, as timed.
+    references and normalized by their quiet calibrations; without references, as timed.
 
-    The drift factor compares the reference now with the reference as the dataset's rows timed
-    it (`reference_timed_ms`, their median): both interleaved, so switching models costs both
-    the same. The calibration times the reference alone and warm (faster than interleaved in
-    blocks, about as fast as in pairs: docs/latency.md); it is the fallback for predictors that
-    do not record the former."""
+    The drift factor compares the references now with the references as the dataset's rows
+    timed them (`references_timed_ms`, their medians; the geometric mean over references): all
+    interleaved, so switching models costs both sides the same. A calibration times a reference
+    alone and warm (faster than interleaved in blocks, about as fast as single runs:
+    docs/latency.md); it is the fallback for predictors that do not record the former."""
 
     def __init__(
         self,
         measure: MeasureSettings,
         timer: Timer,
-        reference: Transformer | None,
-        calibration_ms: float | None,
+        references: Sequence[Transformer],
+        calibrations_ms: Sequence[float],
         seed: int = 1,
-        reference_timed_ms: float | None = None,
+        references_timed_ms: Sequence[float] | None = None,
     ):
         self.measure, self.timer = measure, timer
-        self.reference = reference if reference is not None and calibration_ms else None
-        self.calibration_ms = calibration_ms
-        self.drift_baseline_ms = reference_timed_ms or calibration_ms
+        self.references = list(references) if calibrations_ms else []
+        self.calibrations_ms = list(calibrations_ms)
+        self.drift_baseline_ms = list(references_timed_ms or calibrations_ms)
         self.rng = random.Random(seed)
         if timer is protocol_timer and measure.device == "cpu":
             warn_if_loaded(measure.core_set)  # the drift factor will show it too
 
-    def time(self, model: Transformer) -> dict[str, float | None]:
-        """measured_ms (as timed), normalized_ms, reference_ms, drift (the reference now over
-        `drift_baseline_ms`) and decided_ms: the normalized latency, or the timed one."""
-        if self.reference is None:
+    def time(self, model: Transformer) -> dict[str, Any]:
+        """measured_ms (as timed), normalized_ms, reference_ms (each reference's timing), drift
+        (the references now over `drift_baseline_ms`) and decided_ms: the normalized latency,
+        or the timed one."""
+        if not self.references:
             ms = self.timer(model, self.measure).total_ms
             return {
                 "measured_ms": ms,
@@ -246,13 +284,16 @@ class DriftFreeTimer:
                 "drift": None,
                 "decided_ms": ms,
             }
-        res = interleaved(model, self.reference, self.measure, self.timer, self.rng)
-        normalized = res.normalized_ms(self.calibration_ms)
+        res = interleaved(model, self.references, self.measure, self.timer, self.rng)
+        normalized = res.normalized_ms(self.calibrations_ms)
+        factors = [
+            now / then for now, then in zip(res.reference_ms, self.drift_baseline_ms, strict=True)
+        ]
         return {
             "measured_ms": res.latency.total_ms,
             "normalized_ms": normalized,
-            "reference_ms": res.reference_ms,
-            "drift": res.reference_ms / self.drift_baseline_ms,
+            "reference_ms": list(res.reference_ms),
+            "drift": math.exp(statistics.fmean(math.log(f) for f in factors)),
             "decided_ms": normalized,
         }
 

@@ -402,8 +402,8 @@ def write_report(results: dict, rows: list[dict], run_dir: Path, environment: di
         *(
             [
                 "Measured latency: every model timed in this run, interleaved with the latency "
-                "dataset's reference SubTransformer and normalized by its quiet calibration, as "
-                "the budgets are (median drift factor "
+                "dataset's reference SubTransformers and normalized by their quiet "
+                "calibrations, as the budgets are (median drift factor "
                 f"{statistics.median_high(drifts):.2f}; results.json has the raw timings).",
                 "",
             ]
@@ -436,9 +436,9 @@ def write_report(results: dict, rows: list[dict], run_dir: Path, environment: di
         *(
             [
                 "The top candidates timed on this device, interleaved with the latency "
-                "dataset's reference SubTransformer (drift factor: the reference now / its "
-                "calibration; a candidate is rejected only when its normalized latency breaks "
-                "the budget):",
+                "dataset's reference SubTransformers (drift factor: the references now / as "
+                "the dataset timed them; a candidate is rejected only when its normalized "
+                "latency breaks the budget):",
                 "",
                 *verify,
                 "",

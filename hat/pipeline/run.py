@@ -454,17 +454,17 @@ class Pipeline:
     def evaluate(self, stage_of: dict[str, str], out: Path) -> dict:
         """BLEU, latency, #params and FLOPs of each model (a shared stage is evaluated once).
         All are timed here, one after the other, each interleaved with the latency dataset's
-        reference, so their latencies are normalized like the budgets."""
+        references, so their latencies are normalized like the budgets."""
         data = self._data()
         test = data.split("test")
         ref = reference_of(load_predictor(str(self.dir / "predictor/predictor.pt")).meta)
         timing = DriftFreeTimer(
             self.cfg.measure,
             self.timer,
-            Transformer(ref["reference"], self.cfg.settings(data.vocab_size)) if ref else None,
-            ref.get("calibration_ms"),
+            [Transformer(a, self.cfg.settings(data.vocab_size)) for a in ref.get("references", [])],
+            ref.get("calibrations_ms", []),
             self.cfg.train.seed,
-            ref.get("reference_timed_ms"),
+            ref.get("references_timed_ms"),
         )
         by_stage: dict[str, dict] = {}
         results = {}

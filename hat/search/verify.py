@@ -1,12 +1,12 @@
 """`--verify-top K`: time the best candidates on this device; never ship one over budget.
 
 The top K (by validation loss) are timed with the latency dataset's protocol and settings (the
-predictor's metadata), each interleaved with the dataset's reference SubTransformer. The
-reference's timing over its quiet-device calibration is the device's drift factor; the
-candidate's ratio to the reference x the calibration is its normalized latency, which the
-budget is decided on (the predictor learnt normalized latency): a slow hour does not reject a
-candidate, only the predictor's own error does. Without a reference (older predictors) the
-timed latency decides.
+predictor's metadata), each interleaved with the dataset's reference SubTransformers. The
+references' timings over their quiet-device calibrations are the device's drift factor; the
+candidate's ratios to the references with the calibrations give its normalized latency
+(`hat.latency.timing.normalize`), which the budget is decided on (the predictor learnt
+normalized latency): a slow hour does not reject a candidate, only the predictor's own error
+does. Without references (older predictors) the timed latency decides.
 
 If none meets the budget, the walk goes on down the ranking, skipping candidates whose
 prediction scaled by the worst measured/predicted ratio seen so far still breaks the budget,
@@ -15,12 +15,12 @@ and timing the others until one meets it.
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from hat.latency.rows import references_in
 from hat.latency.timing import DriftFreeTimer, MeasureSettings, Timer, protocol_timer
 from hat.search.evolution import Candidate, Evolution
 from hat.space import ArchConfig
@@ -42,19 +42,16 @@ def dataset_measure(meta: dict[str, Any], device: str, **override: Any) -> Measu
 
 
 def reference_of(meta: dict[str, Any]) -> dict[str, Any]:
-    """verify_top's `reference`, `calibration_ms` and `reference_timed_ms` from a predictor's
-    metadata (or none)."""
-    if (
-        not meta.get("reference")
-        or not meta.get("calibration_ms")
-        or meta.get("latency") != "normalized"
-    ):
+    """verify_top's `references`, `calibrations_ms` and `references_timed_ms` from a predictor's
+    metadata (or none: a predictor of raw latency, or of an older dataset)."""
+    archs, calibrations = references_in(meta, meta.get("dataset") or "the predictor")
+    if not calibrations or meta.get("latency") != "normalized":
         return {}
-    timed = meta.get("reference_timed_ms")
+    timed = [meta.get(k) for k in ("reference_timed_ms", "reference2_timed_ms")[: len(archs)]]
     return {
-        "reference": ArchConfig.from_dict(json.loads(meta["reference"])),
-        "calibration_ms": float(meta["calibration_ms"]),
-        "reference_timed_ms": float(timed) if timed else None,
+        "references": archs,
+        "calibrations_ms": calibrations,
+        "references_timed_ms": [float(t) for t in timed] if all(timed) else None,
     }
 
 
@@ -66,19 +63,19 @@ def verify_top(
     measure: MeasureSettings,
     timer: Timer = protocol_timer,
     max_extra: int = 20,
-    reference: ArchConfig | None = None,
-    calibration_ms: float | None = None,
+    references: Sequence[ArchConfig] = (),
+    calibrations_ms: Sequence[float] = (),
     seed: int = 1,
-    reference_timed_ms: float | None = None,
+    references_timed_ms: Sequence[float] | None = None,
 ) -> tuple[Candidate, list[dict]]:
     """Time the first `k` candidates (best first) and, if none meets `budget`, up to `max_extra`
     more chosen by the calibrated walk; return the best one measured within budget (else the
     fastest measured) and the report (one row per timed candidate: predicted, measured,
-    normalized latency and the device's drift factor). With `reference` and `calibration_ms`
-    the budget is decided on normalized latency, else on the timed latency."""
+    normalized latency and the device's drift factor). With `references` and their
+    `calibrations_ms` the budget is decided on normalized latency, else on the timed latency."""
     report: list[dict] = []
-    ref_model = build(reference) if reference is not None and calibration_ms else None
-    timing = DriftFreeTimer(measure, timer, ref_model, calibration_ms, seed, reference_timed_ms)
+    ref_models = [build(a) for a in references] if calibrations_ms else []
+    timing = DriftFreeTimer(measure, timer, ref_models, calibrations_ms, seed, references_timed_ms)
 
     def time_one(c: Candidate) -> None:
         row = {"loss": c.loss, "predicted_ms": c.latency_ms, "predicted_std_ms": c.latency_std_ms}
@@ -104,14 +101,12 @@ def verify_top(
         timed.append(c)
         time_one(c)
         ratio = max(ratio, report[-1]["decided_ms"] / report[-1]["predicted_ms"])
-    if ref_model is not None and report:
+    if ref_models and report:
         log.info(
-            "budget %g ms: device drift factor %.2f (reference %.1f ms now, %.1f ms when the "
-            "dataset was timed); the budget is decided on normalized latency",
+            "budget %g ms: device drift factor %.2f (the reference SubTransformers now over "
+            "when the dataset was timed); the budget is decided on normalized latency",
             budget,
             statistics.median(r["drift"] for r in report),
-            statistics.median(r["reference_ms"] for r in report),
-            timing.drift_baseline_ms,
         )
     for c, r in zip(timed, report, strict=False):
         if r["meets_budget"]:
