@@ -11,7 +11,7 @@ import yaml
 from conftest import assert_one_line_error, outside_tiny_space, run_cli, tiny_space
 
 from hat.errors import HatError
-from hat.latency.dataset import collect
+from hat.latency.dataset import collect, recheck
 from hat.latency.features import cost_terms_from_hat, hat_features
 from hat.latency.measure import Latency, trimmed_stats
 from hat.latency.metrics import kendall_tau, regression_metrics, spearman, split_indices
@@ -760,3 +760,30 @@ def test_latency_dataset_cli_reference_and_calibrations(tmp_path: Path):
         "5",
     )
     assert_one_line_error(result, "1 calibration(s) given for 2 reference SubTransformer(s)")
+
+
+def test_a_file_resumes_only_with_its_settings_and_rechecks_with_them(tmp_path: Path):
+    path = tmp_path / "lat.csv"
+    space, settings = tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32)
+    collect(space, settings, FAST, path, size=3, progress=False, timer=_recording_timer([]))
+    before = path.read_bytes()
+    for changed in (
+        dataclasses.replace(FAST, iters=3),
+        dataclasses.replace(FAST, warmup=2),
+        dataclasses.replace(FAST, protocol="hat"),
+        dataclasses.replace(FAST, rounds=1),
+    ):
+        with pytest.raises(HatError, match="was timed with .*resume with the settings"):
+            collect(space, settings, changed, path, size=4, progress=False)
+    assert path.read_bytes() == before  # nothing written, nothing cut
+    calls: list = []
+    recheck(
+        path,
+        settings,
+        dataclasses.replace(FAST, iters=9, warmup=4),
+        n=2,
+        progress=False,
+        timer=_recording_timer(calls),
+    )
+    assert {c[1] for c in calls} == {1} and len(calls) == 2 * 2 * 3  # the file's 2 rounds of 1 run
+    assert {c[2] for c in calls} == {1, 0}  # the file's dry runs, before the first round only

@@ -464,7 +464,8 @@ def test_verify_takes_the_device_drift_out_before_deciding(factor: float, caplog
 
 
 def test_verify_uses_the_datasets_protocol_and_settings():
-    from hat.search.verify import dataset_measure, reference_of
+    from hat.latency.timing import dataset_measure
+    from hat.search.verify import reference_of
 
     meta = {
         "sentence_length": "23",

@@ -29,11 +29,11 @@ from hat.data.dataset import DataDir
 from hat.errors import HatError
 from hat.fsutil import atomic_write, file_sha256
 from hat.latency.predictor import load_predictor
-from hat.latency.timing import RUNTIMES
+from hat.latency.timing import RUNTIMES, dataset_measure
 from hat.search.evolution import Evolution, EvolutionConfig, LatencyCheck
 from hat.search.fitness import Fitness, fitness_inputs
 from hat.search.pareto import pareto_search, plot_front
-from hat.search.verify import dataset_measure, search_budgets
+from hat.search.verify import search_budgets
 from hat.settings import add_settings
 from hat.space import SUPERNET_KEYS
 from hat.train.checkpoints import load_supernet

@@ -14,6 +14,7 @@ import random
 import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -39,6 +40,7 @@ from hat.latency.timing import (
     Timer,
     calibrate,
     cpu_model,
+    dataset_measure,
     device_name,
     interleaved,
     protocol_timer,
@@ -48,11 +50,11 @@ from hat.transformer import ModelSettings, Transformer
 
 
 def _resume(
-    path: Path, plan: list[ArchConfig], references: list[ArchConfig]
+    path: Path, plan: list[ArchConfig], references: list[ArchConfig], recorded: dict[str, Any]
 ) -> tuple[set[int], list[float]]:
-    """The plan positions `path` holds and its calibrations, checked to be this plan's and these
-    references' before anything is written; only then is a half-written last line (a kill
-    during a write) cut off."""
+    """The plan positions `path` holds and its calibrations, checked to be this plan's, these
+    references' and timed with these `recorded` settings before anything is written; only then
+    is a half-written last line (a kill during a write) cut off."""
     data = path.read_bytes()
     complete = data[: data.rfind(b"\n") + 1]
     done: set[int] = set()
@@ -81,6 +83,13 @@ def _resume(
                     f"{path} was timed against other reference SubTransformers (another "
                     f"--reference or space): use a new --lat-dataset-path"
                 )
+            for key, value in recorded.items():
+                if rows[0].get(key, "") != str(value):
+                    raise HatError(
+                        f"{path} was timed with {key} {rows[0].get(key)!r}, not {value!r}: "
+                        f"resume with the settings it was collected with, or use a new "
+                        f"--lat-dataset-path"
+                    )
     elif not (",".join(HAT_COLUMNS + EXTRA_COLUMNS) + "\r\n").encode().startswith(data):
         raise HatError(
             f"{path} is not a latency dataset (no complete line, not a torn header): "
@@ -110,8 +119,27 @@ def collect(
     path = Path(path)
     plan = plan_configs(space, size, seed, sampling, measure.sentence_length, measure.beam)
     archs = reference_archs(space, measure.reference, measure.sentence_length, measure.beam)
+    env = {
+        "device": device_name(measure.device),
+        "cpu_model": cpu_model(),
+        "torch_version": torch.__version__,
+        "runtime": measure.runtime,
+        "dtype": measure.dtype,
+        "warmup": measure.warmup,
+        "rounds": measure.round_count,
+        **{cols[0]: config_json(a) for cols, a in zip(REFERENCE_COLUMNS, archs, strict=False)},
+    }
+    recorded = {
+        **{k: v for k, v in env.items() if k not in ("reference", "reference2")},
+        "sentence_length": measure.sentence_length,
+        "beam": measure.beam,
+        "iters": measure.iters,
+        "protocol": measure.protocol,
+    }
     done, stored = (
-        _resume(path, plan, archs) if path.exists() and path.stat().st_size else (set(), [])
+        _resume(path, plan, archs, recorded)
+        if path.exists() and path.stat().st_size
+        else (set(), [])
     )
     todo = [i for i in range(len(plan)) if i not in done]
     references = [Transformer(a, settings) for a in archs]
@@ -137,16 +165,6 @@ def collect(
         or stored
         or ([calibrate(r, measure, timer) for r in references] if todo else [])
     )
-    env = {
-        "device": device_name(measure.device),
-        "cpu_model": cpu_model(),
-        "torch_version": torch.__version__,
-        "runtime": measure.runtime,
-        "dtype": measure.dtype,
-        "warmup": measure.warmup,
-        "rounds": measure.round_count,
-        **{cols[0]: config_json(a) for cols, a in zip(REFERENCE_COLUMNS, archs, strict=False)},
-    }
     path.parent.mkdir(parents=True, exist_ok=True)
     new_file = not path.exists() or path.stat().st_size == 0
     with open(path, "a", newline="", encoding="utf-8") as f:
@@ -195,11 +213,15 @@ def recheck(
     progress: bool = True,
     timer: Timer = protocol_timer,
 ) -> dict:
-    """Re-time `n` random rows of a dataset (interleaved with its references): the measurement's
-    repeatability, of the raw latency and, where the file has it, of the normalized latency."""
+    """Re-time `n` random rows of a dataset (interleaved with its references) with the protocol
+    and settings it records (on `measure.device`; `measure` where it records none): the
+    measurement's repeatability, of the raw latency and, where the file has it, of the
+    normalized latency."""
     rows = [r for r in read_rows(path) if r.get("config")]
     if not rows:
         raise HatError(f"{path} stores no configs (a HAT dataset?): cannot re-measure its rows")
+    if rows[0].get("protocol"):
+        measure = dataset_measure(rows[0], measure.device)
     picked = random.Random(seed).sample(rows, min(n, len(rows)))
     archs, calibrations = references_in(rows[0], path)
     references = [Transformer(a, settings) for a in archs]

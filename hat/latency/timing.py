@@ -19,7 +19,7 @@ import platform
 import random
 import statistics
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +105,22 @@ class MeasureSettings:
     @property
     def dtype(self) -> str:
         return "int8" if self.runtime == "torch-int8" else "float32"
+
+
+RECORDED_INTS = ("sentence_length", "beam", "iters", "warmup", "threads", "rounds")
+RECORDED_STRS = ("runtime", "cores", "protocol")
+
+
+def dataset_measure(recorded: Mapping[str, Any], device: str, **override: Any) -> MeasureSettings:
+    """The protocol and settings a latency dataset was timed with (a row of it, or a predictor's
+    metadata, which keeps the same keys), on `device`; `override` values that are not None win."""
+    values: dict[str, Any] = {"iters": 10, "warmup": 2}  # for predictors that record none
+    values.update(
+        {k: int(float(recorded[k])) for k in RECORDED_INTS if recorded.get(k) not in (None, "")}
+    )
+    values.update({k: str(recorded[k]) for k in RECORDED_STRS if recorded.get(k)})
+    values.update({k: v for k, v in override.items() if v is not None})
+    return MeasureSettings(device=device, **values)
 
 
 def deploy(model: Transformer, runtime: str, threads: int | None = None):

@@ -27,18 +27,6 @@ from hat.space import ArchConfig
 from hat.transformer import Transformer
 
 log = logging.getLogger(__name__)
-INT_KEYS = ("sentence_length", "beam", "iters", "warmup", "threads", "rounds")
-STR_KEYS = ("runtime", "cores", "protocol")
-
-
-def dataset_measure(meta: dict[str, Any], device: str, **override: Any) -> MeasureSettings:
-    """The latency dataset's protocol and settings (a predictor's metadata), on `device`;
-    `override` values that are not None win."""
-    values: dict[str, Any] = {"iters": 10, "warmup": 2}  # for predictors that record none
-    values.update({k: int(float(meta[k])) for k in INT_KEYS if meta.get(k) not in (None, "")})
-    values.update({k: str(meta[k]) for k in STR_KEYS if meta.get(k)})
-    values.update({k: v for k, v in override.items() if v is not None})
-    return MeasureSettings(device=device, **values)
 
 
 def reference_of(meta: dict[str, Any]) -> dict[str, Any]:
