@@ -137,12 +137,14 @@ def references_in(
 ) -> tuple[list[ArchConfig], list[float]]:
     """The reference SubTransformers a row (or a predictor's metadata, which keeps the same
     keys) records, first then second, and their calibrations (empty unless all have one)."""
-    archs, cals = [], []
+    archs: list[ArchConfig] = []
+    cals: list[float] = []
     for arch, cal, _, _ in REFERENCE_COLUMNS:
         if values.get(arch):
             archs.append(row_config({"config": values[arch]}, path))
-            cals.append(float(values[cal]) if values.get(cal) else None)
-    return archs, ([] if None in cals else cals)  # type: ignore[return-value]
+            if values.get(cal):
+                cals.append(float(values[cal]))
+    return archs, (cals if len(cals) == len(archs) else [])
 
 
 def row_config(row: Mapping[str, Any], path: str | Path, line: int | None = None) -> ArchConfig:
