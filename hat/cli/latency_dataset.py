@@ -140,10 +140,9 @@ def run(args: argparse.Namespace) -> None:
         )
     if "calibration_ms" in report:
         print(
-            f"calibration of the (first) reference {report['calibration_ms']:.2f} ms: drift "
-            f"factor median "
-            f"{report['drift_factor_median']:.2f}, max {report['drift_factor_max']:.2f} "
-            f"(taken out of normalized_ms)"
+            f"calibration of the (first) reference {report['calibration_ms']:.2f} ms: "
+            f"drift factor median {report['drift_factor_median']:.2f}, "
+            f"max {report['drift_factor_max']:.2f} (taken out of normalized_ms)"
         )
     if args.recheck:
         check = recheck(

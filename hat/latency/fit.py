@@ -22,6 +22,7 @@ from hat.latency.features import (
 )
 from hat.latency.metrics import MIN_SPLIT_ROWS, regression_metrics, split_indices
 from hat.latency.predictor import Predictor
+from hat.latency.rows import REFERENCE_TIMED_KEYS
 from hat.latency.table import LatencyTable
 from hat.latency.training import ENSEMBLE_MEMBERS, train_ensemble, train_hat_recipe
 from hat.settings import setting
@@ -162,9 +163,8 @@ def fit_predictor(
         "latency": table.latency_kind,
         **table.environment,
     }
-    for key, timings in (
-        ("reference_timed_ms", table.reference_ms),
-        ("reference2_timed_ms", table.reference2_ms),
+    for key, timings in zip(
+        REFERENCE_TIMED_KEYS, (table.reference_ms, table.reference2_ms), strict=True
     ):
         if timings is not None:  # the reference as the rows timed it: drift's baseline
             predictor.meta[key] = float(np.median(timings))

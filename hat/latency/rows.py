@@ -76,6 +76,8 @@ REFERENCE_COLUMNS = (
     ("reference", "calibration_ms", "reference_ms", "latency_ratio"),
     ("reference2", "calibration2_ms", "reference2_ms", "latency_ratio2"),
 )
+# a predictor's metadata: each reference's median timing in the rows (drift's baseline)
+REFERENCE_TIMED_KEYS = tuple(f"{arch}_timed_ms" for arch, _, _, _ in REFERENCE_COLUMNS)
 # numbers that HAT's files (and hat's older ones) lack
 OPTIONAL_NUMBERS = (
     "reference_ms",

@@ -11,7 +11,7 @@ import numpy as np
 
 from hat.errors import HatError
 from hat.latency.features import HAT_FEATURE_NAMES
-from hat.latency.rows import ENVIRONMENT_COLUMNS, read_rows, row_config
+from hat.latency.rows import ENVIRONMENT_COLUMNS, REFERENCE_COLUMNS, read_rows, row_config
 from hat.space import ArchConfig
 
 
@@ -58,7 +58,7 @@ def load_table(path: str | Path, drift_normalize: bool = False, raw: bool = Fals
         configs = [row_config(r, path) for r in rows]
     reference, reference2 = (
         np.array([float(r[col]) for r in rows]) if all(r.get(col) for r in rows) else None
-        for col in ("reference_ms", "reference2_ms")
+        for _, _, col, _ in REFERENCE_COLUMNS
     )
     normalized = not raw and not drift_normalize and all(r.get("normalized_ms") for r in rows)
     if normalized:

@@ -20,7 +20,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from hat.latency.rows import references_in
+from hat.latency.rows import REFERENCE_TIMED_KEYS, references_in
 from hat.latency.timing import DriftFreeTimer, MeasureSettings, Timer, protocol_timer
 from hat.search.evolution import Candidate, Evolution
 from hat.space import ArchConfig
@@ -35,7 +35,7 @@ def reference_of(meta: dict[str, Any]) -> dict[str, Any]:
     archs, calibrations = references_in(meta, meta.get("dataset") or "the predictor")
     if not calibrations or meta.get("latency") != "normalized":
         return {}
-    timed = [meta.get(k) for k in ("reference_timed_ms", "reference2_timed_ms")[: len(archs)]]
+    timed = [meta.get(k) for k in REFERENCE_TIMED_KEYS[: len(archs)]]
     return {
         "references": archs,
         "calibrations_ms": calibrations,
