@@ -194,13 +194,25 @@ class EncoderDecoder(nn.Module):
     def _active_decoder_layers(self) -> list[DecoderLayer]:
         return list(self.decoder_layers[: self.arch.decoder_layer_num])
 
+    def _final_norm(self, features: torch.Tensor) -> torch.Tensor:
+        return self.decoder_norm(features) if self.settings.normalize_before else features
+
     def output_layer(self, features: torch.Tensor) -> torch.Tensor:
         """Decoder features (..., D) -> logits (..., V) with the tied embedding table."""
-        if self.settings.normalize_before:
-            features = self.decoder_norm(features)
+        features = self._final_norm(features)
         if self.output_projection is not None:
             return self.output_projection(features)
         return self.embed_tokens.project(features)
+
+    def output_inputs(
+        self, src_tokens: torch.Tensor, prev_output_tokens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What `forward` multiplies last: the features (B, T, D) the output layer takes and its
+        (V, D) weight, for losses that project a block of tokens at a time."""
+        x = self._final_norm(self.decode_features(prev_output_tokens, self.encode(src_tokens)))
+        if self.output_projection is not None:
+            return x, self.output_projection.weight
+        return x, self.embed_tokens.columns(x.shape[-1])
 
     def decode_features(self, prev_output_tokens: torch.Tensor, enc: EncoderOut) -> torch.Tensor:
         """Full-sequence (teacher-forced) decoder features (B, T, D), before the output layer."""

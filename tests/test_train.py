@@ -14,8 +14,13 @@ import yaml
 from conftest import REPO, assert_one_line_error, outside_tiny_space, run_cli, tiny_space
 
 from hat.errors import HatError
+from hat.train import criterion
 from hat.train.checkpoints import load_model
-from hat.train.criterion import distillation_loss, label_smoothed_nll
+from hat.train.criterion import (
+    distillation_loss,
+    label_smoothed_nll,
+    projected_label_smoothed_nll,
+)
 from hat.train.sampling import ConfigSampler
 from hat.train.schedule import ScheduleConfig, lr_function
 
@@ -80,6 +85,52 @@ def test_label_smoothed_loss_matches_torch():
     )
     assert distillation_loss(logits, logits, target).item() == pytest.approx(0.0, abs=1e-5)
     assert distillation_loss(logits, logits.flip(0), target).item() > 0
+
+
+@pytest.mark.parametrize("block_rows", [1, 4, 100])
+def test_projected_loss_matches_logits_loss_and_gradients(monkeypatch, block_rows):
+    """Blockwise projection with gradients formed in forward: the loss, nll and the gradients
+    of the features and the weight are those of logits -> label_smoothed_nll; pads add
+    nothing; without grad mode nothing is kept for backward."""
+    vocab, dim = 11, 6
+    monkeypatch.setattr(criterion, "BLOCK_BYTES", 4 * vocab * block_rows)
+    torch.manual_seed(0)
+    features = torch.randn(3, 5, dim, requires_grad=True)
+    weight = torch.randn(vocab, dim, requires_grad=True)
+    target = torch.randint(4, vocab, (3, 5))
+    target[0, 3:] = 1  # pad
+    loss, nll = label_smoothed_nll(F.linear(features, weight), target, 0.1)
+    (0.5 * loss).backward()
+    want = features.grad.clone(), weight.grad.clone()
+    features.grad = weight.grad = None
+    got_loss, got_nll = projected_label_smoothed_nll(features, weight, target, 0.1)
+    assert got_loss.item() == pytest.approx(loss.item(), rel=1e-6)
+    assert got_nll.item() == pytest.approx(nll.item(), rel=1e-6) and not got_nll.requires_grad
+    (0.5 * got_loss).backward()
+    torch.testing.assert_close(features.grad, want[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(weight.grad, want[1], rtol=1e-5, atol=1e-6)
+    assert features.grad[0, 3:].abs().sum() == 0  # pad positions get no gradient
+    with torch.no_grad():
+        quiet_loss, _ = projected_label_smoothed_nll(features, weight, target, 0.1)
+    assert quiet_loss.item() == pytest.approx(loss.item(), rel=1e-6)
+    assert quiet_loss.grad_fn is None
+
+
+def test_projected_loss_under_bf16_autocast_tracks_fp32():
+    torch.manual_seed(1)
+    features = torch.randn(40, 16, requires_grad=True)
+    weight = torch.randn(50, 16, requires_grad=True)
+    target = torch.randint(4, 50, (40,))
+    loss, _ = label_smoothed_nll(F.linear(features, weight), target, 0.1)
+    loss.backward()
+    want = features.grad.clone()
+    features.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, _ = projected_label_smoothed_nll(features, weight, target, 0.1)
+    got.backward()
+    assert got.dtype == torch.float32 and got.item() == pytest.approx(loss.item(), rel=2e-2)
+    assert features.grad.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(features.grad.view(-1), want.view(-1), 0) > 0.99
 
 
 def test_sampler_is_a_function_of_seed_and_update():

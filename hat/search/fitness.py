@@ -19,7 +19,7 @@ from hat.data.dataset import DataDir, ParallelDataset
 from hat.fsutil import file_sha256
 from hat.space import ArchConfig
 from hat.supernet import SuperTransformer
-from hat.train.criterion import label_smoothed_nll
+from hat.train.criterion import projected_label_smoothed_nll
 
 
 class CachedLoss:
@@ -89,8 +89,9 @@ class Fitness(CachedLoss):
         self.net.set_config(arch)
         total, tokens = torch.zeros((), dtype=torch.float64, device=self.device), 0.0
         for batch in self.batches:  # one host sync per candidate, not one per batch
-            logits = self.net(batch.src_tokens, batch.prev_output_tokens)
-            total = total + label_smoothed_nll(logits, batch.target, self.smoothing)[0].double()
+            features, weight = self.net.output_inputs(batch.src_tokens, batch.prev_output_tokens)
+            summed, _ = projected_label_smoothed_nll(features, weight, batch.target, self.smoothing)
+            total = total + summed.double()
             tokens += batch.ntokens
         self.evaluations += 1
         return total.item() / tokens / math.log(2)

@@ -1,11 +1,24 @@
-"""Label-smoothed cross-entropy (fairseq/HAT's criterion) and in-place distillation."""
+"""Label-smoothed cross-entropy (fairseq/HAT's criterion) and in-place distillation.
+
+`projected_label_smoothed_nll` is the same loss computed from the decoder's features and the
+output layer's weight, a block of target tokens at a time: the (tokens x vocabulary) logits
+are never held whole, and their gradient is formed in place in forward (softmax minus the
+smoothed target), so training needs no log-softmax output, no backward of gather and mean,
+and far less memory (docs/benchmarks.md).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from hat.data.tokenizer import PAD_ID
+
+# Bytes of one block of fp32 logits (512 target tokens for an 8k vocabulary): the memory a
+# block needs; the speed is the same from 4 to 128 MB on this CPU (docs/benchmarks.md).
+BLOCK_BYTES = 16 * 2**20
 
 
 def label_smoothed_nll(
@@ -34,3 +47,61 @@ def distillation_loss(
     student = F.log_softmax(student_logits.float(), dim=-1).view(-1, vocab)[keep]
     teacher = F.log_softmax(teacher_logits.detach().float(), dim=-1).view(-1, vocab)[keep]
     return F.kl_div(student, teacher, log_target=True, reduction="sum")
+
+
+class _ProjectedNLL(torch.autograd.Function):
+    """(loss, nll) of rows `x` (N, D) against `weight` (V, D) and targets (N,), blockwise; with
+    `grads`, the gradients are formed on the way and scaled in backward."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        target: torch.Tensor,
+        eps: float,
+        grads: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        vocab = weight.shape[0]
+        rows = max(1, BLOCK_BYTES // (4 * vocab))
+        autocast = torch.is_autocast_enabled(x.device.type)
+        grad_x = torch.empty_like(x) if grads else None
+        grad_w = torch.zeros_like(weight, dtype=torch.float32) if grads else None
+        nll = torch.zeros((), dtype=torch.float64, device=x.device)
+        smooth = torch.zeros((), dtype=torch.float64, device=x.device)
+        for start in range(0, x.shape[0], rows):
+            xb, tb = x[start : start + rows], target[start : start + rows, None]
+            z = F.linear(xb, weight).float()  # (n, V) logits
+            lse = torch.logsumexp(z, dim=1, keepdim=True)
+            nll += (lse - z.gather(1, tb)).sum().double()
+            smooth += (lse.squeeze(1) - z.mean(dim=1)).sum().double()
+            if grads:  # d loss / d z = softmax(z) - (1 - eps) onehot(target) - eps / V
+                g = z.sub_(lse).exp_().sub_(eps / vocab)
+                g.scatter_add_(1, tb, g.new_full(tb.shape, eps - 1.0))
+                grad_x[start : start + rows] = g @ weight
+                if autocast:  # in lower precision, as autograd's backward of the matmul would
+                    grad_w += g.t() @ xb
+                else:
+                    grad_w.addmm_(g.t(), xb)
+        if grads:
+            ctx.save_for_backward(grad_x, grad_w.to(weight.dtype))
+        loss = ((1.0 - eps) * nll + eps * smooth).float()
+        nll = nll.float()
+        ctx.mark_non_differentiable(nll)
+        return loss, nll
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor, _grad_nll: torch.Tensor | None):
+        grad_x, grad_w = ctx.saved_tensors
+        return grad_x * grad_loss, grad_w * grad_loss, None, None, None
+
+
+def projected_label_smoothed_nll(
+    features: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, smoothing: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`label_smoothed_nll(F.linear(features, weight), target, smoothing)`, computed a block of
+    non-pad target tokens at a time (the same values, summation order aside)."""
+    keep = target.reshape(-1).ne(PAD_ID)
+    rows = features.reshape(-1, features.shape[-1])[keep]
+    grads = torch.is_grad_enabled() and (rows.requires_grad or weight.requires_grad)
+    return _ProjectedNLL.apply(rows, weight, target.reshape(-1)[keep], smoothing, grads)

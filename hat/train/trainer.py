@@ -30,7 +30,11 @@ from hat.settings import setting
 from hat.space import ArchConfig
 from hat.supernet import SuperTransformer
 from hat.train.checkpoints import TRAIN_FORMAT, CheckpointManager, move_optimizer_state
-from hat.train.criterion import distillation_loss, label_smoothed_nll
+from hat.train.criterion import (
+    distillation_loss,
+    label_smoothed_nll,
+    projected_label_smoothed_nll,
+)
 from hat.train.distributed import DistInfo, all_reduce_gradients, all_reduce_sum, barrier
 from hat.train.sampling import ConfigSampler
 from hat.train.schedule import ScheduleConfig, build_scheduler
@@ -425,21 +429,22 @@ class Trainer:
         t0 = time.time()
         self.model.train()
         configs = self.sampler.configs(self.state.updates) if self.sampler else [None]
+        distill = len(configs) > 1 and self.cfg.distill_weight > 0  # needs the logits
         loss_sum = nll_sum = ntokens = 0.0
         self.optimizer.zero_grad(set_to_none=True)
         for indices, weight in group:
             batch = self.train_set.collate(indices.tolist()).to(self.device)
             teacher = None
             for j, arch in enumerate(configs):
-                logits, loss, nll = self._forward(batch, arch)
+                logits, loss, nll = self._forward(batch, arch, logits=distill)
                 if j == 0:
                     loss_sum, nll_sum = (
                         loss_sum + weight * loss.item(),
                         nll_sum + weight * nll.item(),
                     )
-                    if len(configs) > 1:
+                    if distill:
                         teacher = logits.detach()
-                elif self.cfg.distill_weight > 0:
+                elif distill:
                     kd = distillation_loss(logits, teacher, batch.target)
                     loss = self.cfg.distill_weight * kd + (1 - self.cfg.distill_weight) * loss
                 self._backward(loss * weight)
@@ -461,13 +466,25 @@ class Trainer:
             "wall": round(self._elapsed(), 2),
         }
 
-    def _forward(self, batch: Batch, arch: ArchConfig | None):
+    def _forward(
+        self, batch: Batch, arch: ArchConfig | None, logits: bool = False
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """(logits or None, loss, nll); without `logits` the loss is projected a block of tokens
+        at a time (`projected_label_smoothed_nll`: less memory, fewer passes)."""
         if arch is not None:
             self.model.set_config(arch)
+        smoothing = self.cfg.label_smoothing
         with self.autocast():
-            logits = self.model(batch.src_tokens, batch.prev_output_tokens)
-        loss, nll = label_smoothed_nll(logits, batch.target, self.cfg.label_smoothing)
-        return logits, loss, nll
+            if logits:
+                out = self.model(batch.src_tokens, batch.prev_output_tokens)
+            else:
+                features, weight = self.model.output_inputs(
+                    batch.src_tokens, batch.prev_output_tokens
+                )
+                return None, *projected_label_smoothed_nll(
+                    features, weight, batch.target, smoothing
+                )
+        return out, *label_smoothed_nll(out, batch.target, smoothing)
 
     def _backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler else loss).backward()
