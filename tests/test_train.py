@@ -1,6 +1,7 @@
 """Training: schedules, loss, SuperTransformer / SubTransformer runs, checkpoints, resume."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -440,6 +441,26 @@ def test_bf16_on_a_cpu_without_bf16_instructions_warns(tmp_path: Path, monkeypat
     assert scaler is None and "no bf16 instructions" in caplog.text
     with autocast():
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+
+
+def test_bf16_on_the_cpu_bounds_onednn_primitive_cache(monkeypatch):
+    """bf16 on the CPU caps oneDNN's primitive cache (its memory grows with every batch shape)
+    unless the user set the variable; fp32 leaves the environment alone."""
+    from types import SimpleNamespace
+
+    import hat.train.trainer as trainer
+
+    name = trainer.ONEDNN_CACHE_VARIABLE
+    monkeypatch.delenv(name, raising=False)
+    fake = SimpleNamespace(cfg=SimpleNamespace(precision="fp32"), device=torch.device("cpu"))
+    trainer.Trainer._precision(fake)
+    assert name not in os.environ
+    fake.cfg.precision = "bf16"
+    trainer.Trainer._precision(fake)
+    assert os.environ[name] == trainer.BF16_CPU_PRIMITIVE_CACHE
+    monkeypatch.setenv(name, "256")
+    trainer.Trainer._precision(fake)
+    assert os.environ[name] == "256"
 
 
 def test_training_stops_once_the_validation_loss_converged(tmp_path: Path, toy_bin: Path):
