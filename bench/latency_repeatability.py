@@ -11,11 +11,14 @@ On the Multi30k space (configs/multi30k/supertransformer/space0.yml, 8000-token 
             SubTransformer, and which drift factor do they report? The "predictor" here is the
             quiet pass's own normalized latency, so only the device side is tested;
   predictor MAPE of hat's default predictor on normalized vs raw latency, same rows (all passes).
-Median relative differences are per SubTransformer against the quiet pass. Prints one JSON
-line per result and writes them to OUT/results.json.
+Median relative differences are per SubTransformer against the quiet pass. With --sweeps S > 1
+every pass times its rows in S sweeps and the sweep journals (every run) give, side by side from
+the same runs: one sweep alone (latiter / S runs: one sweep of that latiter), the first
+1/S of every sweep's rounds (as many runs, spread over the sweeps) and all of them (the rows).
+Prints one JSON line per result and writes them to OUT/results.json.
 
-    python bench/latency_repeatability.py [--n 30] [--gap-min 20] [--latiter 30] [--threads 1] \
-        [--out runs/latency_repeat]
+    python bench/latency_repeatability.py [--n 30] [--gap-min 20] [--latiter 30] [--sweeps 2] \
+        [--threads 1] [--out runs/latency_repeat]
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ from hat.latency.features import cost_terms_from_hat, per_layer_features, per_la
 from hat.latency.measure import core_load
 from hat.latency.metrics import regression_metrics, split_indices
 from hat.latency.rows import REFERENCE_COLUMNS, read_rows, references_in
+from hat.latency.sweeps import journal_path
 from hat.latency.table import load_table
-from hat.latency.timing import REFERENCE_KINDS, MeasureSettings
+from hat.latency.timing import REFERENCE_KINDS, MeasureSettings, normalize
 from hat.latency.training import train_ensemble
 from hat.search.evolution import Candidate
 from hat.search.verify import verify_top
@@ -88,32 +92,98 @@ def drift(row: dict[str, str]) -> float:
     return float(np.exp(np.mean(np.log(factors))))
 
 
-def totals(path: Path) -> dict[int, tuple[float, float, float]]:
-    """config_id -> (raw ms, normalized ms, drift factor)."""
+def totals(path: Path) -> dict[int, tuple[float, float, float, int]]:
+    """config_id -> (raw ms, normalized ms, drift factor, decoder embedding dim)."""
     return {
         int(r["config_id"]): (
             float(r["latency_mean_encoder"]) + float(r["latency_mean_decoder"]),
             float(r["normalized_ms"]),
             drift(r),
+            json.loads(r["config"])["decoder_embed_dim"],
         )
         for r in read_rows(path)
     }
 
 
 def compare(a: dict, b: dict) -> dict:
-    """Median / max relative difference (%) of raw and normalized latency, b vs a."""
+    """Median / max relative difference (%) of raw and normalized latency, b vs a; the signed
+    median of normalized latency's, over all rows and by decoder embedding dim."""
     ids = sorted(set(a) & set(b))
     raw = [abs(b[i][0] - a[i][0]) / a[i][0] * 100 for i in ids]
-    norm = [abs(b[i][1] - a[i][1]) / a[i][1] * 100 for i in ids]
+    signed = {i: (b[i][1] - a[i][1]) / a[i][1] * 100 for i in ids}
+    norm = [abs(signed[i]) for i in ids]
+    dims = sorted({a[i][3] for i in ids})
     return {
         "n": len(ids),
         "raw_median_pct": statistics.median(raw),
         "raw_max_pct": max(raw),
         "normalized_median_pct": statistics.median(norm),
         "normalized_max_pct": max(norm),
+        "normalized_signed_median_pct": statistics.median(signed.values()),
+        "normalized_signed_median_by_decoder_dim": {
+            d: statistics.median(signed[i] for i in ids if a[i][3] == d) for d in dims
+        },
         "raw_median_ratio": statistics.median(b[i][0] / a[i][0] for i in ids),
         "drift_factor_median": statistics.median(b[i][2] for i in ids),
     }
+
+
+def journal_rounds(path: Path) -> dict[int, tuple[int, list]]:
+    """A pass's sweep journal: config_id -> (decoder embedding dim, each sweep's per-reference
+    round ratios)."""
+    rounds: dict[int, dict[int, list]] = {}
+    dims: dict[int, int] = {}
+    for line in journal_path(path).read_text().splitlines():
+        entry = json.loads(line)
+        rounds.setdefault(entry["config_id"], {})[entry["sweep"]] = entry["timings"]["round_ratios"]
+        dims[entry["config_id"]] = entry["config"]["decoder_embed_dim"]
+    return {cid: (dims[cid], [by[s] for s in sorted(by)]) for cid, by in rounds.items()}
+
+
+def pooled(sweeps: list, calibrations: list[float]) -> float:
+    """Normalized latency from the round ratios of several sweeps, pooled."""
+    ratios = [statistics.median(x for s in sweeps for x in s[i]) for i in range(len(calibrations))]
+    return normalize(ratios, calibrations)
+
+
+def sweep_estimates(path: Path, calibrations: list[float]) -> dict[str, dict]:
+    """Per estimator, config_id -> (1, normalized ms, 1, decoder dim) (the shape `compare`
+    reads): one_sweep (the first sweep's rounds), spread (the first 1/S of every sweep's rounds:
+    as many runs, spread over the sweeps), all (every round)."""
+    out: dict[str, dict] = {"one_sweep": {}, "spread": {}, "all": {}}
+    for cid, (dim, sweeps) in journal_rounds(path).items():
+        share = len(sweeps[0][0]) // len(sweeps)
+        chosen = {
+            "one_sweep": [sweeps[0]],
+            "spread": [[ref[:share] for ref in s] for s in sweeps],
+            "all": sweeps,
+        }
+        for name, picked in chosen.items():
+            out[name][cid] = (1.0, pooled(picked, calibrations), 1.0, dim)
+    return out
+
+
+def normalized_only(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k.startswith("normalized")}
+
+
+def compare_estimates(a: Path, b: Path, calibrations: list[float]) -> dict:
+    """Median / max relative difference of each sweep estimator, pass b vs pass a."""
+    ea, eb = sweep_estimates(a, calibrations), sweep_estimates(b, calibrations)
+    return {name: normalized_only(compare(ea[name], eb[name])) for name in ea}
+
+
+def states_averaged(a: Path, b: Path, calibrations: list[float]) -> dict:
+    """Two estimates per row, each pooling one sweep of pass a and one of pass b (sweep k of
+    each), against each other: what a row timed in two host states repeats to when both
+    measurements average the same two states (no third state)."""
+    ra, rb = journal_rounds(a), journal_rounds(b)
+    first, second = {}, {}
+    for cid in sorted(set(ra) & set(rb)):
+        (dim, sa), (_, sb) = ra[cid], rb[cid]
+        first[cid] = (1.0, pooled([sa[0], sb[0]], calibrations), 1.0, dim)
+        second[cid] = (1.0, pooled([sa[1], sb[1]], calibrations), 1.0, dim)
+    return normalized_only(compare(first, second))
 
 
 def main() -> None:
@@ -124,6 +194,9 @@ def main() -> None:
     p.add_argument("--gap-min", type=float, default=20.0)
     p.add_argument("--latiter", type=int, default=30)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument(
+        "--sweeps", type=int, default=MeasureSettings.sweeps, help="sweeps per pass (latiter split)"
+    )
     p.add_argument(
         "--rounds", type=int, help="rounds of the interleaving (default: pairs of single runs)"
     )
@@ -154,6 +227,7 @@ def main() -> None:
         rounds=args.rounds,
         cores=args.cores,
         reference=args.reference,
+        sweeps=args.sweeps,
     )
     results: dict = {
         "machine": os.uname().nodename,
@@ -176,7 +250,7 @@ def main() -> None:
     record("calibrations_ms", calibrations)
     if "later" in args.parts:
         time.sleep(max(0.0, args.gap_min * 60 - (time.time() - start)))
-        later = out / "later.csv"
+        later, later_start = out / "later.csv", time.time()
         collect(
             space,
             settings,
@@ -191,9 +265,12 @@ def main() -> None:
             "repeatability",
             {
                 **compare(totals(quiet), totals(later)),
-                "minutes_between_starts": round((time.time() - start) / 60, 1),
+                "minutes_between_starts": round((later_start - start) / 60, 1),
             },
         )
+        if args.sweeps > 1:
+            record("repeatability_by_sweeps", compare_estimates(quiet, later, calibrations))
+            record("states_averaged", states_averaged(quiet, later, calibrations))
     if "loaded" in args.parts:
         loaded = out / "loaded.csv"
         with Load(args.load_core, 3600):
@@ -209,6 +286,8 @@ def main() -> None:
                 calibrations_ms=calibrations,
             )
         record("under_load", compare(totals(quiet), totals(loaded)))
+        if args.sweeps > 1:
+            record("under_load_by_sweeps", compare_estimates(quiet, loaded, calibrations))
     if "verify" in args.parts:
         rows = read_rows(quiet)
         archs = [ArchConfig.from_dict(json.loads(r["config"])) for r in rows]

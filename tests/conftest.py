@@ -128,3 +128,31 @@ def outside_tiny_space():
         decoder_ende_attention_heads=[4],
         decoder_arbitrary_ende_attn=[-1],
     )
+
+
+def recording_timer(calls: list, slow=lambda n: 1.0):
+    """A fake timer: latency = the proxy cost, x slow(call number); records what it timed."""
+
+    from hat.latency.measure import Latency
+    from hat.latency.plan import proxy_cost
+
+    def timer(model, measure):
+        calls.append((model.arch, measure.iters, measure.warmup))
+        ms = (
+            proxy_cost(model.arch, measure.sentence_length, measure.beam, 32)
+            / 1e4
+            * slow(len(calls))
+        )
+        return Latency(
+            ms * 0.3,
+            ms * 0.7,
+            0.0,
+            0.0,
+            "cpu",
+            1,
+            measure.sentence_length,
+            measure.beam,
+            measure.iters,
+        )
+
+    return timer

@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import assert_one_line_error, outside_tiny_space, run_cli, tiny_space
+from conftest import (
+    assert_one_line_error,
+    outside_tiny_space,
+    recording_timer,
+    run_cli,
+    tiny_space,
+)
 
 from hat.errors import HatError
 from hat.latency.dataset import collect, recheck
@@ -307,31 +313,6 @@ def test_oob_shrinkage_keeps_a_real_correction_and_shrinks_noise():
     assert oob_shrinkage(noise, boots, x, torch.zeros(60)) == 0.25
 
 
-def _recording_timer(calls: list, slow=lambda n: 1.0):
-    """A fake timer: latency = the proxy cost, x slow(call number); records what it timed."""
-
-    def timer(model, measure):
-        calls.append((model.arch, measure.iters, measure.warmup))
-        ms = (
-            proxy_cost(model.arch, measure.sentence_length, measure.beam, 32)
-            / 1e4
-            * slow(len(calls))
-        )
-        return Latency(
-            ms * 0.3,
-            ms * 0.7,
-            0.0,
-            0.0,
-            "cpu",
-            1,
-            measure.sentence_length,
-            measure.beam,
-            measure.iters,
-        )
-
-    return timer
-
-
 def test_interleaving_alternates_in_random_order_and_cancels_a_burst():
     import random
 
@@ -346,7 +327,7 @@ def test_interleaving_alternates_in_random_order_and_cancels_a_burst():
         sub,
         [ref],
         measure,
-        _recording_timer(calls, lambda n: 3.0 if n in burst else 1.0),
+        recording_timer(calls, lambda n: 3.0 if n in burst else 1.0),
         random.Random(0),
     )
     assert len(res.order) == 8 and all(
@@ -368,13 +349,13 @@ def test_interleaving_alternates_in_random_order_and_cancels_a_burst():
         1,
         1,
     ]  # full dry runs first, one after a switch
-    quiet = [_recording_timer([])(m, measure).total_ms for m in (sub, ref)]
+    quiet = [recording_timer([])(m, measure).total_ms for m in (sub, ref)]
     assert res.ratios[0] == pytest.approx(quiet[0] / quiet[1])  # the burst cancels
     assert res.normalized_ms([quiet[1]]) == pytest.approx(quiet[0])  # ratio x calibration
     orders = set()
     for seed in range(8):
         orders.add(
-            tuple(interleaved(sub, [ref], measure, _recording_timer([]), random.Random(seed)).order)
+            tuple(interleaved(sub, [ref], measure, recording_timer([]), random.Random(seed)).order)
         )
     assert len(orders) > 1  # the order inside a round is random
 
@@ -421,21 +402,21 @@ def test_by_default_each_round_is_a_pair_of_single_runs_without_dry_runs_after_t
     calls: list = []
     slow = {5: 3.0, 6: 3.0, 9: 4.0}  # a burst over pair 3 (both runs), one slow run in pair 5
     res = interleaved(
-        sub, [ref], measure, _recording_timer(calls, lambda n: slow.get(n, 1.0)), random.Random(1)
+        sub, [ref], measure, recording_timer(calls, lambda n: slow.get(n, 1.0)), random.Random(1)
     )
     assert len(res.order) == 14 and all(
         sorted(res.order[i : i + 2]) == ["ref0", "sub"] for i in range(0, 14, 2)
     )
     assert [c[1] for c in calls] == [1] * 14  # one timed run per model per round
     assert [c[2] for c in calls] == [3, 3] + [0] * 12  # dry runs only before the first pair
-    quiet = [_recording_timer([])(m, measure).total_ms for m in (sub, ref)]
+    quiet = [recording_timer([])(m, measure).total_ms for m in (sub, ref)]
     assert res.ratios[0] == pytest.approx(quiet[0] / quiet[1])  # both bursts drop out
 
 
 def test_slow_and_quiet_datasets_agree_on_normalized_latency(tmp_path: Path):
     space, settings = tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32)
     quiet, slow = tmp_path / "quiet.csv", tmp_path / "slow.csv"
-    collect(space, settings, FAST, quiet, size=6, progress=False, timer=_recording_timer([]))
+    collect(space, settings, FAST, quiet, size=6, progress=False, timer=recording_timer([]))
     row = read_rows(quiet)[0]
     calibrations = [float(row["calibration_ms"]), float(row["calibration2_ms"])]
     collect(
@@ -445,7 +426,7 @@ def test_slow_and_quiet_datasets_agree_on_normalized_latency(tmp_path: Path):
         slow,
         size=6,
         progress=False,
-        timer=_recording_timer([], lambda n: 1.5),
+        timer=recording_timer([], lambda n: 1.5),
         calibrations_ms=calibrations,
     )  # a slow hour, the device's quiet calibration
     q, s = load_table(quiet), load_table(slow)
@@ -465,7 +446,7 @@ def test_csv_header_keeps_hats_columns_first_and_hats_reader_loads_it(tmp_path: 
         path,
         size=4,
         progress=False,
-        timer=_recording_timer([]),
+        timer=recording_timer([]),
     )
     with open(path, newline="") as f:
         header = next(csv.reader(f))
@@ -493,7 +474,7 @@ def test_older_csv_without_the_new_columns_loads_and_is_not_resumed(tmp_path: Pa
         path,
         size=4,
         progress=False,
-        timer=_recording_timer([]),
+        timer=recording_timer([]),
     )
     old = EXTRA_COLUMNS[:12]  # hat's columns before reference interleaving
     rows = read_rows(path)
@@ -512,7 +493,7 @@ def test_older_csv_without_the_new_columns_loads_and_is_not_resumed(tmp_path: Pa
             path,
             size=5,
             progress=False,
-            timer=_recording_timer([]),
+            timer=recording_timer([]),
         )
 
 
@@ -560,7 +541,7 @@ def test_predictor_learns_normalized_latency_and_reports_its_spread(tmp_path: Pa
         path,
         size=20,
         progress=False,
-        timer=_recording_timer([], lambda n: 1.0 + 0.05 * (n % 7)),
+        timer=recording_timer([], lambda n: 1.0 + 0.05 * (n % 7)),
     )  # a drifting device
     result = run_cli(
         "latency-predictor",
@@ -612,11 +593,11 @@ def test_a_file_keeps_one_calibration(tmp_path: Path):
         path,
         size=3,
         progress=False,
-        timer=_recording_timer([]),
+        timer=recording_timer([]),
         calibrations_ms=[7.0],
     )
     collect(
-        space, settings, MIDDLE, path, size=4, progress=False, timer=_recording_timer([])
+        space, settings, MIDDLE, path, size=4, progress=False, timer=recording_timer([])
     )  # resumes at 7.0
     rows = read_rows(path)
     assert {r["calibration_ms"] for r in rows} == {"7.0"} and not rows[0]["reference2"]
@@ -629,7 +610,7 @@ def test_a_file_keeps_one_calibration(tmp_path: Path):
             path,
             size=5,
             progress=False,
-            timer=_recording_timer([]),
+            timer=recording_timer([]),
             calibrations_ms=[9.0],
         )
     with pytest.raises(HatError, match="1 calibration.s. given for 2 reference"):
@@ -765,7 +746,7 @@ def test_latency_dataset_cli_reference_and_calibrations(tmp_path: Path):
 def test_a_file_resumes_only_with_its_settings_and_rechecks_with_them(tmp_path: Path):
     path = tmp_path / "lat.csv"
     space, settings = tiny_space(), ModelSettings(vocab_size=50, qkv_dim=32)
-    collect(space, settings, FAST, path, size=3, progress=False, timer=_recording_timer([]))
+    collect(space, settings, FAST, path, size=3, progress=False, timer=recording_timer([]))
     before = path.read_bytes()
     for changed in (
         dataclasses.replace(FAST, iters=3),
@@ -783,7 +764,8 @@ def test_a_file_resumes_only_with_its_settings_and_rechecks_with_them(tmp_path: 
         dataclasses.replace(FAST, iters=9, warmup=4),
         n=2,
         progress=False,
-        timer=_recording_timer(calls),
+        timer=recording_timer(calls),
     )
-    assert {c[1] for c in calls} == {1} and len(calls) == 2 * 2 * 3  # the file's 2 rounds of 1 run
-    assert {c[2] for c in calls} == {1, 0}  # the file's dry runs, before the first round only
+    # the file's 2 runs, in its 2 sweeps of one round of 1 run, each after the file's 1 dry run
+    assert {c[1] for c in calls} == {1} and len(calls) == 2 * 2 * 3
+    assert {c[2] for c in calls} == {1}

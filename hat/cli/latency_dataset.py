@@ -144,6 +144,11 @@ def run(args: argparse.Namespace) -> None:
             f"drift factor median {report['drift_factor_median']:.2f}, "
             f"max {report['drift_factor_max']:.2f} (taken out of normalized_ms)"
         )
+    if "sweep_spread_median_pct" in report:
+        print(
+            f"sweeps of a row: normalized latency spread {report['sweep_spread_median_pct']:.1f}% "
+            f"median (max {report['sweep_spread_max_pct']:.1f}%)"
+        )
     if args.recheck:
         check = recheck(
             args.lat_dataset_path, settings, measure, args.recheck, args.seed, not args.latsilent

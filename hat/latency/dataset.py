@@ -2,7 +2,8 @@
 
 Re-running the same command resumes: the plan (`hat.latency.plan`) is the same, and rows
 already in the file are skipped. Each row is appended and flushed as soon as it is measured,
-timed interleaved with fixed reference SubTransformers (`hat.latency.timing`).
+timed interleaved with fixed reference SubTransformers (`hat.latency.timing`), in one sweep or
+several (`--lat-sweeps`, `hat.latency.sweeps`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from hat.errors import HatError
+from hat.fsutil import json_sha256
 from hat.latency.measure import warn_if_loaded
 from hat.latency.plan import plan_configs, reference_archs
 from hat.latency.rows import (
@@ -34,8 +36,10 @@ from hat.latency.rows import (
     row_config,
     row_for,
 )
+from hat.latency.sweeps import SweepJournal, journal_path
 from hat.latency.table import drift_report
 from hat.latency.timing import (
+    Interleaved,
     MeasureSettings,
     Timer,
     calibrate,
@@ -43,6 +47,7 @@ from hat.latency.timing import (
     dataset_measure,
     device_name,
     interleaved,
+    merge,
     protocol_timer,
 )
 from hat.space import ArchConfig, SearchSpace
@@ -127,6 +132,7 @@ def collect(
         "dtype": measure.dtype,
         "warmup": measure.warmup,
         "rounds": measure.round_count,
+        "sweeps": measure.sweep_count,
         **{cols[0]: config_json(a) for cols, a in zip(REFERENCE_COLUMNS, archs, strict=False)},
     }
     recorded = {
@@ -136,12 +142,18 @@ def collect(
         "iters": measure.iters,
         "protocol": measure.protocol,
     }
+    sweeps = measure.sweep_count  # checked before anything is timed
     done, stored = (
         _resume(path, plan, archs, recorded)
         if path.exists() and path.stat().st_size
         else (set(), [])
     )
     todo = [i for i in range(len(plan)) if i not in done]
+    journal = SweepJournal(
+        journal_path(path),
+        json_sha256({**recorded, "references": [env.get(c[0]) for c in REFERENCE_COLUMNS]}),
+    )
+    parts = journal.load(plan) if sweeps > 1 and todo else {}
     references = [Transformer(a, settings) for a in archs]
     if calibrations_ms is not None and len(calibrations_ms) != len(references):
         raise HatError(
@@ -172,34 +184,51 @@ def collect(
         if new_file:
             writer.writeheader()
         bar = tqdm(
-            total=len(plan),
-            initial=len(done),
-            desc="latency dataset",
-            unit="config",
+            total=len(plan) * sweeps,
+            initial=len(done) * sweeps + sum(1 for cid, _ in parts if cid not in done),
+            desc="latency dataset" + (f" ({sweeps} sweeps)" if sweeps > 1 else ""),
+            unit="timing",
             disable=not progress or None,
         )
-        for cid in todo:
-            res = interleaved(
-                Transformer(plan[cid], settings),
-                references,
-                measure,
-                timer,
-                random.Random(seed * 1_000_003 + cid),
-            )
-            row = row_for(
-                plan[cid], cid, res.latency, res.reference_ms, env, res.ratios, calibrations
-            )
-            writer.writerow(row)
-            f.flush()
-            os.fsync(f.fileno())
-            bar.update(1)
-            bar.set_postfix(
-                ms=f"{res.latency.total_ms:.1f}",
-                norm=f"{row['normalized_ms']:.1f}",
-                drift=f"{res.reference_ms[0] / calibrations[0]:.2f}",
-            )
-            if on_row:
-                on_row(row)
+        for sweep in range(sweeps):
+            for cid in todo:
+                res = parts.get((cid, sweep))
+                if res is None:
+                    res = interleaved(
+                        Transformer(plan[cid], settings),
+                        references,
+                        measure.sweep(sweep),
+                        timer,
+                        random.Random((seed * 1_000_003 + cid) * 1_009**sweep),
+                    )
+                    bar.update(1)
+                    bar.set_postfix(
+                        ms=f"{res.latency.total_ms:.1f}",
+                        norm=f"{res.normalized_ms(calibrations):.1f}",
+                        drift=f"{res.reference_ms[0] / calibrations[0]:.2f}",
+                    )
+                    if sweeps > 1:
+                        journal.append(cid, sweep, plan[cid], res)
+                        parts[(cid, sweep)] = res
+                if sweep < sweeps - 1:
+                    continue
+                timed = [parts[(cid, s)] for s in range(sweep)] + [res]
+                pooled = merge(timed)
+                row = row_for(
+                    plan[cid],
+                    cid,
+                    pooled.latency,
+                    pooled.reference_ms,
+                    env,
+                    pooled.ratios,
+                    calibrations,
+                    [t.normalized_ms(calibrations) for t in timed],
+                )
+                writer.writerow(row)
+                f.flush()
+                os.fsync(f.fileno())
+                if on_row:
+                    on_row(row)
         bar.close()
     return drift_report(read_rows(path))
 
@@ -225,21 +254,35 @@ def recheck(
     picked = random.Random(seed).sample(rows, min(n, len(rows)))
     archs, calibrations = references_in(rows[0], path)
     references = [Transformer(a, settings) for a in archs]
+    models = [Transformer(row_config(row, path), settings) for row in picked]
+    bar = tqdm(
+        total=len(picked) * measure.sweep_count if references else len(picked),
+        desc="re-measure",
+        unit="timing",
+        disable=not progress or None,
+    )
+    if references:
+        timed: list[list[Interleaved]] = [[] for _ in picked]
+        for sweep in range(measure.sweep_count):
+            for row, model, parts in zip(picked, models, timed, strict=True):
+                rng = random.Random((seed + int(row["config_id"])) * 1_009**sweep)
+                parts.append(interleaved(model, references, measure.sweep(sweep), timer, rng))
+                bar.update(1)
+        pooled = [merge(parts) for parts in timed]
+        totals = [p.latency.total_ms for p in pooled]
+    else:  # an older file: no reference to interleave with
+        totals = []
+        for model in models:
+            totals.append(timer(model, measure).total_ms)
+            bar.update(1)
+    bar.close()
     raw, norm = [], []
-    for row in tqdm(picked, desc="re-measure", unit="config", disable=not progress or None):
-        model = Transformer(row_config(row, path), settings)
-        if not references:  # an older file: no reference to interleave with
-            total = timer(model, measure).total_ms
-        else:
-            res = interleaved(
-                model, references, measure, timer, random.Random(seed + int(row["config_id"]))
-            )
-            total = res.latency.total_ms
+    for i, (row, total) in enumerate(zip(picked, totals, strict=True)):
         first = float(row["latency_mean_encoder"]) + float(row["latency_mean_decoder"])
         raw.append(abs(total - first) / first * 100)
         if references and calibrations and row.get("normalized_ms"):
             first = float(row["normalized_ms"])
-            norm.append(abs(res.normalized_ms(calibrations) - first) / first * 100)
+            norm.append(abs(pooled[i].normalized_ms(calibrations) - first) / first * 100)
     report = {
         "rechecked": len(raw),
         "median_rel_diff_pct": statistics.median(raw),

@@ -6,7 +6,9 @@ interchangeable; then hat's extras: the full config (JSON), its id in the sampli
 timing of a fixed reference SubTransformer measured around the row, the environment, and the
 measurement: protocol and settings, the reference's config and quiet-device calibration, the
 row's latency / reference ratio and its normalized latency (`hat.latency.timing.normalize`);
-then the same for a second reference where the dataset has two (small first, then large).
+then the same for a second reference where the dataset has two (small first, then large);
+last, the number of sweeps the row was timed in and each sweep's normalized latency
+(space-separated; `hat.latency.sweeps`).
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ EXTRA_COLUMNS = [
     "calibration2_ms",
     "reference2_ms",
     "latency_ratio2",
+    "sweeps",
+    "sweep_normalized_ms",
 ]
 # per-row values; the other extra columns describe the device and protocol (same on every row)
 PER_ROW = (
@@ -69,6 +73,7 @@ PER_ROW = (
     "normalized_ms",
     "reference2_ms",
     "latency_ratio2",
+    "sweep_normalized_ms",
 )
 ENVIRONMENT_COLUMNS = tuple(c for c in EXTRA_COLUMNS if c not in PER_ROW)
 # the columns of each reference, first and second: config, calibration, timing, ratio
@@ -103,9 +108,10 @@ def row_for(
     env: dict[str, str],
     ratios: Sequence[float] | None = None,
     calibrations_ms: Sequence[float] | None = None,
+    sweeps_ms: Sequence[float] = (),
 ) -> dict:
     """A CSV row; with the ratios to the references and their calibrations, the normalized
-    latency."""
+    latency; with several sweeps, each sweep's normalized latency (`sweeps_ms`)."""
     values = dict(zip(HAT_FEATURE_NAMES, hat_features(arch), strict=True))
     values.update(
         latency_mean_encoder=lat.encoder_ms,
@@ -131,7 +137,19 @@ def row_for(
         ):
             values.update({cal: round(c, 4), ratio: round(r, 6)})
         values["normalized_ms"] = round(normalize(ratios, calibrations_ms), 4)
+    if len(sweeps_ms) > 1:
+        values["sweep_normalized_ms"] = " ".join(f"{ms:.4f}" for ms in sweeps_ms)
     return values
+
+
+def sweep_normalized_ms(row: Mapping[str, str], path: str | Path) -> list[float]:
+    """Each sweep's normalized latency of a row (empty for a row timed in one sweep)."""
+    try:
+        return [float(x) for x in (row.get("sweep_normalized_ms") or "").split()]
+    except ValueError:
+        raise HatError(
+            f"{path}: sweep_normalized_ms {row['sweep_normalized_ms']!r} is not numbers"
+        ) from None
 
 
 def references_in(
@@ -178,6 +196,7 @@ def _check_row(row: dict[str, str], path: str | Path, line: int) -> None:
         raise HatError(f"{path}:{line}: config_id {row['config_id']!r} is not an integer")
     if row.get("config"):
         row_config(row, path, line)
+    sweep_normalized_ms(row, f"{path}:{line}")
 
 
 def parse_rows(text: str, path: str | Path, allow_empty: bool = False) -> list[dict[str, str]]:

@@ -11,7 +11,13 @@ import numpy as np
 
 from hat.errors import HatError
 from hat.latency.features import HAT_FEATURE_NAMES
-from hat.latency.rows import ENVIRONMENT_COLUMNS, REFERENCE_COLUMNS, read_rows, row_config
+from hat.latency.rows import (
+    ENVIRONMENT_COLUMNS,
+    REFERENCE_COLUMNS,
+    read_rows,
+    row_config,
+    sweep_normalized_ms,
+)
 from hat.space import ArchConfig
 
 
@@ -101,5 +107,14 @@ def drift_report(rows: list[dict[str, str]]) -> dict:
         cal = float(rows[0]["calibration_ms"])
         report.update(
             calibration_ms=cal, drift_factor_median=med / cal, drift_factor_max=max(distinct) / cal
+        )
+    spreads = [
+        (max(ms) - min(ms)) / min(ms) * 100
+        for ms in (sweep_normalized_ms(r, "") for r in rows)
+        if len(ms) > 1
+    ]
+    if spreads:  # the sweeps of a row as repeated measurements: the dataset's own repeatability
+        report.update(
+            sweep_spread_median_pct=statistics.median(spreads), sweep_spread_max_pct=max(spreads)
         )
     return report

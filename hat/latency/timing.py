@@ -78,6 +78,29 @@ class MeasureSettings:
         "(follows size-dependent slowdowns); middle: the space's middle one (fewer runs)",
         choices=REFERENCE_KINDS,
     )
+    sweeps: int = setting(
+        2,
+        "passes of a latency dataset over its SubTransformers, latiter split among them (at "
+        "most one run each) and pooled per row, so each row samples the host at several moments "
+        "(verify times its few candidates in one)",
+        key="lat-sweeps",
+    )
+
+    @property
+    def sweep_count(self) -> int:
+        """Sweeps of a dataset: `sweeps`, at most one per timed run."""
+        if self.sweeps < 1:
+            raise HatError(f"--lat-sweeps must be at least 1, got {self.sweeps}")
+        return min(self.sweeps, self.iters)
+
+    def sweep(self, index: int) -> MeasureSettings:
+        """The settings of sweep `index` of `sweep_count`: its share of the timed runs (and of
+        the rounds, when set)."""
+        n = self.sweep_count
+        rounds = max(1, _share(self.rounds, n, index)) if self.rounds else None
+        return dataclasses.replace(
+            self, iters=_share(self.iters, n, index), rounds=rounds, sweeps=1
+        )
 
     def time(self, model: Transformer) -> Latency:
         """Time `model`, deployed on this runtime, with the latency protocol and these settings."""
@@ -107,7 +130,12 @@ class MeasureSettings:
         return "int8" if self.runtime == "torch-int8" else "float32"
 
 
-RECORDED_INTS = ("sentence_length", "beam", "iters", "warmup", "threads", "rounds")
+def _share(total: int, parts: int, index: int) -> int:
+    """Part `index` of `total` split into `parts` near-equal integers."""
+    return total // parts + (index < total % parts)
+
+
+RECORDED_INTS = ("sentence_length", "beam", "iters", "warmup", "threads", "rounds", "sweeps")
 RECORDED_STRS = ("runtime", "cores", "protocol")
 
 
@@ -168,13 +196,64 @@ class Interleaved:
     """A SubTransformer timed in alternation with the references."""
 
     latency: Latency  # the SubTransformer's timings, pooled over the rounds
-    reference_ms: tuple[float, ...]  # each reference's total latency over the same rounds
-    ratios: tuple[float, ...]  # per reference: median over the rounds of sub / reference runs
+    reference_latencies: tuple[Latency, ...]  # each reference's timings over the same rounds
+    round_ratios: tuple[tuple[float, ...], ...]  # per reference: each round's sub / reference
     order: list[str]  # what was timed, in order: "sub", or "ref" + the reference's index
+
+    @property
+    def reference_ms(self) -> tuple[float, ...]:
+        """Each reference's total latency over the rounds."""
+        return tuple(r.total_ms for r in self.reference_latencies)
+
+    @property
+    def ratios(self) -> tuple[float, ...]:
+        """Per reference: the median over the rounds of the sub / reference ratio."""
+        return tuple(statistics.median(r) for r in self.round_ratios)
 
     def normalized_ms(self, calibrations_ms: Sequence[float]) -> float:
         """The latency on the quiet device (`normalize` of the ratios)."""
         return normalize(self.ratios, calibrations_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, every run kept (`from_dict` reads it back)."""
+
+        def lat(x: Latency) -> dict[str, Any]:
+            return {**dataclasses.asdict(x), "runs_ms": list(x.runs_ms)}
+
+        return {
+            "latency": lat(self.latency),
+            "reference_latencies": [lat(r) for r in self.reference_latencies],
+            "round_ratios": [list(r) for r in self.round_ratios],
+            "order": self.order,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Interleaved:
+        def lat(x: Mapping[str, Any]) -> Latency:
+            return Latency(**{**x, "runs_ms": tuple(x["runs_ms"])})
+
+        return cls(
+            lat(d["latency"]),
+            tuple(lat(r) for r in d["reference_latencies"]),
+            tuple(tuple(r) for r in d["round_ratios"]),
+            list(d["order"]),
+        )
+
+
+def merge(parts: Sequence[Interleaved]) -> Interleaved:
+    """One Interleaved from sweeps of the same SubTransformer: timings pooled, the rounds'
+    ratios together (so each ratio is the median over every sweep's rounds)."""
+    if len(parts) == 1:
+        return parts[0]
+    return Interleaved(
+        pool([p.latency for p in parts]),
+        tuple(pool(list(r)) for r in zip(*(p.reference_latencies for p in parts), strict=True)),
+        tuple(
+            tuple(x for r in rs for x in r)
+            for rs in zip(*(p.round_ratios for p in parts), strict=True)
+        ),
+        [o for p in parts for o in p.order],
+    )
 
 
 def normalize(ratios: Sequence[float], calibrations_ms: Sequence[float]) -> float:
@@ -250,14 +329,14 @@ def interleaved(
         for name, net, out in items:
             order.append(name)
             out.append(timer(net, m))
-    ratios = tuple(
-        statistics.median(
+    round_ratios = tuple(
+        tuple(
             statistics.median(s.run_totals) / statistics.median(f.run_totals)
             for s, f in zip(sub, ref, strict=True)
         )
         for ref in refs
     )
-    return Interleaved(pool(sub), tuple(pool(ref).total_ms for ref in refs), ratios, order)
+    return Interleaved(pool(sub), tuple(pool(ref) for ref in refs), round_ratios, order)
 
 
 class DriftFreeTimer:
