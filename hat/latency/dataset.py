@@ -105,6 +105,11 @@ def _resume(
     return done, calibrations
 
 
+def _sweep_rng(base: int, sweep: int) -> random.Random:
+    """The interleaving order's generator of a row's sweep (sweep 0: seeded by `base` alone)."""
+    return random.Random(base * 1_009**sweep)
+
+
 def collect(
     space: SearchSpace,
     settings: ModelSettings,
@@ -199,7 +204,7 @@ def collect(
                         references,
                         measure.sweep(sweep),
                         timer,
-                        random.Random((seed * 1_000_003 + cid) * 1_009**sweep),
+                        _sweep_rng(seed * 1_000_003 + cid, sweep),
                     )
                     bar.update(1)
                     bar.set_postfix(
@@ -265,7 +270,7 @@ def recheck(
         timed: list[list[Interleaved]] = [[] for _ in picked]
         for sweep in range(measure.sweep_count):
             for row, model, parts in zip(picked, models, timed, strict=True):
-                rng = random.Random((seed + int(row["config_id"])) * 1_009**sweep)
+                rng = _sweep_rng(seed + int(row["config_id"]), sweep)
                 parts.append(interleaved(model, references, measure.sweep(sweep), timer, rng))
                 bar.update(1)
         pooled = [merge(parts) for parts in timed]

@@ -217,12 +217,9 @@ class Interleaved:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, every run kept (`from_dict` reads it back)."""
 
-        def lat(x: Latency) -> dict[str, Any]:
-            return {**dataclasses.asdict(x), "runs_ms": list(x.runs_ms)}
-
         return {
-            "latency": lat(self.latency),
-            "reference_latencies": [lat(r) for r in self.reference_latencies],
+            "latency": dataclasses.asdict(self.latency),
+            "reference_latencies": [dataclasses.asdict(r) for r in self.reference_latencies],
             "round_ratios": [list(r) for r in self.round_ratios],
             "order": self.order,
         }
