@@ -45,7 +45,7 @@ from hat.settings import from_flags
 from hat.space import ArchConfig, SearchSpace
 from hat.train.checkpoints import load_supernet
 from hat.train.distributed import DistInfo
-from hat.train.trainer import TrainConfig, Trainer, loss_change
+from hat.train.trainer import TrainConfig, Trainer
 from hat.transformer import ModelSettings, Transformer
 
 # The references train with the standard SubTransformer recipe (Adam, inverse sqrt, 2,048 tokens)
@@ -109,7 +109,7 @@ def train_reference(
     trainer = Trainer(Transformer(arch, settings), cfg, data, None, DistInfo(device=device))
     trainer.resume()
     valid = trainer.train()
-    change = loss_change(trainer.state.valid_losses)
+    change, converged = trainer.convergence
     bleu = translate_dataset(
         trainer.model,
         data.split("valid"),
@@ -123,7 +123,7 @@ def train_reference(
         "valid_loss": valid["model_loss"],
         "valid_bleu": bleu,
         "updates": trainer.state.updates,
-        "converged": change is not None and change < args.converge,
+        "converged": converged,
         "last_change": change,
     }
     done.write_text(json.dumps(result))

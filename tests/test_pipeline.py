@@ -294,6 +294,8 @@ def test_seeds_train_every_model_twice_and_report_mean_and_spread(tmp_path: Path
         values = list(m["test_bleu"].values())
         assert m["test_bleu_mean"] == pytest.approx(sum(values) / 2, abs=0.01)
         assert m["test_bleu_spread"] == pytest.approx(max(values) - min(values), abs=0.01)
+        assert set(m["training"]) == {"1", "2"}
+        assert all(t["updates"] == 12 and t["converged"] is None for t in m["training"].values())
     assert " ± " in report and "above the frontier" in report
     assert len(doc["frontier"]) == 2
 
@@ -326,3 +328,17 @@ def test_baselines_are_hats_two_families():
     assert all(a.encoder_embed_dim == 64 and a.decoder_ffn_embed_dim[0] == 80 for a in layers)
     assert len({b.name for b in found}) == len(found) == 5
     assert [b.arch for b in baselines(space, 2)] == [dims[0], dims[2], layers[1]]
+
+
+def test_convergence_tolerance_stops_the_subtransformers_not_the_supernet(tmp_path: Path):
+    run = tmp_path / "run"
+    report = run_pipeline(run, "--convergence-tolerance=0.9", "--validate-interval-updates=2")
+    supernet = json.loads((run / "supernet/done.json").read_text())["result"]
+    assert supernet["updates"] == 25 and supernet["converged"] is None
+    doc = json.loads((run / "results.json").read_text())
+    for m in doc["models"]:
+        (training,) = m["training"].values()
+        # validated every 2 updates: at update 4 the loss changed by less than 90% since update 2
+        assert training["converged"] is True and training["updates"] < 12, m["name"]
+        assert training["loss_change"] < 0.9 and training["valid_loss"] > 0
+    assert " converged (validation loss changed less than" in report

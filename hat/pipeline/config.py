@@ -77,7 +77,9 @@ class PipelineConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     supernet_max_update: int = setting(3000, "SuperTransformer updates")
     subtransformer_max_update: int = setting(
-        1500, "updates of each found SubTransformer and each baseline (from scratch)"
+        1500,
+        "updates of each found SubTransformer and each baseline (from scratch; the cap when "
+        "--convergence-tolerance stops them once converged)",
     )
     finetune_inherited: bool = setting(
         False,
@@ -153,6 +155,13 @@ class PipelineConfig:
                 self.supernet_max_update,
                 self.subtransformer_max_update,
             )
+
+    @property
+    def supernet_train(self) -> TrainConfig:
+        """The SuperTransformer's recipe: the shared one for its fixed `supernet-max-update`
+        (`convergence-tolerance` stops only the SubTransformers: a supernet's sampled
+        validation loss does not say when its SubTransformers are trained)."""
+        return replace(self.train, convergence_tolerance=0.0)
 
     @property
     def model_seeds(self) -> list[int]:

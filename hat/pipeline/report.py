@@ -359,6 +359,7 @@ def results_document(results: dict, rows: list[dict], environment: dict) -> dict
             "test_bleu": r.get("bleu_by_seed") or {str(results["seed"]): r["bleu"]},
             "test_bleu_mean": r["bleu"],
             "test_bleu_spread": r.get("bleu_spread", 0.0),
+            "training": _training(results["models"][r["model"]]),
             "config": ArchConfig.from_dict(r["arch"]).to_hat_dict(),
         }
         for r in rows
@@ -378,6 +379,39 @@ def results_document(results: dict, rows: list[dict], environment: dict) -> dict
             },
         },
     }
+
+
+def _training(by_seed: dict) -> dict[str, dict]:
+    """Per training seed: updates done, last validation loss, the loss's relative change over
+    the last 20% of the updates, and whether that met --convergence-tolerance (None: not set)."""
+    return {
+        str(seed): {
+            "updates": t["updates"],
+            "valid_loss": t["valid"].get("model_loss", t["valid"].get("loss")),
+            "loss_change": t.get("loss_change"),
+            "converged": t.get("converged"),
+        }
+        for seed, t in by_seed.items()
+    }
+
+
+def training_summary(results: dict) -> list[str]:
+    """A line on how long the models trained: their updates and, with
+    --convergence-tolerance, how many runs converged (or hit the update cap)."""
+    runs = [t for by_seed in results["models"].values() for t in by_seed.values()]
+    runs = list({t["checkpoint"]: t for t in runs}.values())  # a shared stage once
+    if not runs:
+        return []
+    updates = sorted(t["updates"] for t in runs)
+    line = f"Training: {len(runs)} runs, {updates[0]:,}-{updates[-1]:,} updates"
+    verdicts = [t.get("converged") for t in runs]
+    if any(v is not None for v in verdicts):
+        line += (
+            f"; {sum(bool(v) for v in verdicts)} of {len(runs)} converged (validation loss "
+            "changed less than --convergence-tolerance over the last 20% of the updates), the "
+            "others stopped at their update cap"
+        )
+    return [line + ".", ""]
 
 
 def write_report(results: dict, rows: list[dict], run_dir: Path, environment: dict) -> Path:
@@ -410,6 +444,7 @@ def write_report(results: dict, rows: list[dict], run_dir: Path, environment: di
             if (drifts := [r["drift"] for r in rows if r.get("drift") is not None])
             else []
         ),
+        *training_summary(results),
         comparison(rows),
         "",
         *frontier_table(rows),

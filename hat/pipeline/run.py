@@ -49,7 +49,7 @@ from hat.supernet import SuperTransformer
 from hat.train.checkpoints import load_model, load_supernet
 from hat.train.distributed import DistInfo
 from hat.train.sampling import ConfigSampler
-from hat.train.trainer import Trainer
+from hat.train.trainer import TrainConfig, Trainer
 from hat.transformer import Transformer
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,8 @@ class Pipeline:
             "data": self.stage("data", self.prepare_data, self._data_settings()),
         }
         model = dataclasses.asdict(c.settings(results["data"]["vocab_size"]))
-        recipe = {"model": model, "train": dataclasses.asdict(c.train)}
+        recipe = {"model": model, "train": dataclasses.asdict(c.train)}  # SubTransformers'
+        supernet_recipe = {**recipe, "train": dataclasses.asdict(c.supernet_train)}
         results["latency"] = self.stage(
             "latency",
             self.collect_latency,
@@ -143,7 +144,7 @@ class Pipeline:
         supernet = TrainingJob(
             "supernet",
             {
-                **recipe,
+                **supernet_recipe,
                 "space": c.space.to_hat_dict(),
                 "updates": c.supernet_max_update,
                 "sampling": dataclasses.asdict(c.sampling),
@@ -254,24 +255,30 @@ class Pipeline:
         self,
         model,
         save_dir: Path,
+        recipe: TrainConfig,
         updates: int,
         sampler: ConfigSampler | None = None,
         seed: int | None = None,
     ) -> dict:
-        c = self.cfg
+        """Train with `recipe` for `updates` (or until converged, when it says so): the
+        updates done, the last validation, the loss's change over the last 20% of the updates
+        and whether that met the tolerance (None without one), the checkpoint."""
         train_cfg = dataclasses.replace(
-            c.train,
+            recipe,
             save_dir=str(save_dir),
             max_update=updates,
-            seed=c.train.seed if seed is None else seed,
+            seed=recipe.seed if seed is None else seed,
         )
         trainer = Trainer(model, train_cfg, self._data(), sampler, self.world)
         trainer.resume()
         valid = trainer.train()
         checkpoint = save_dir / "checkpoint_last.pt"
+        change, converged = trainer.convergence
         return {
             "updates": trainer.state.updates,
             "valid": {k: v for k, v in valid.items() if k.endswith("loss")},
+            "loss_change": change,
+            "converged": converged if train_cfg.convergence_tolerance else None,
             "checkpoint": str(checkpoint),
             "sha256": file_sha256(checkpoint),
         }
@@ -282,7 +289,7 @@ class Pipeline:
         net = SuperTransformer(self.cfg.space, self.cfg.settings(data.vocab_size))
         s = self.cfg.sampling
         sampler = ConfigSampler(self.cfg.space, s.sampling, self.cfg.train.seed, s.sandwich_random)
-        return self._train(net, out, self.cfg.supernet_max_update, sampler)
+        return self._train(net, out, self.cfg.supernet_train, self.cfg.supernet_max_update, sampler)
 
     def collect_latency(self, out: Path) -> dict:
         settings = self.cfg.settings(self._data().vocab_size)
@@ -390,7 +397,8 @@ class Pipeline:
             updates = max(1, math.ceil(updates * self.cfg.finetune_fraction))
         else:
             model = Transformer(arch, settings)
-        return {"arch": arch.to_dict(), "seed": seed, **self._train(model, out, updates, seed=seed)}
+        trained = self._train(model, out, self.cfg.train, updates, seed=seed)
+        return {"arch": arch.to_dict(), "seed": seed, **trained}
 
     # --- training jobs ----------------------------------------------------------------------
     def _inherited(self, name: str) -> bool:

@@ -354,8 +354,8 @@ class Trainer:
         if not (c.stop_time_hours or c.convergence_tolerance):
             return False
         time_up = float(bool(c.stop_time_hours) and self._elapsed() >= c.stop_time_hours * 3600)
-        change = loss_change(s.valid_losses) if c.convergence_tolerance else None
-        converged = float(change is not None and change < c.convergence_tolerance)
+        change, converged = self.convergence if c.convergence_tolerance else (None, False)
+        converged = float(converged)
         time_up, converged = all_reduce_sum([time_up, converged], self.world)  # every rank agrees
         if converged and not self._converged_logged and self.world.is_main:
             self._converged_logged = True
@@ -368,6 +368,13 @@ class Trainer:
                 100 * c.convergence_tolerance,
             )
         return time_up > 0 or converged > 0
+
+    @property
+    def convergence(self) -> tuple[float | None, bool]:
+        """The validation loss's relative change over the last 20% of the updates (None before
+        a validation that early) and whether it is below --convergence-tolerance."""
+        change = loss_change(self.state.valid_losses)
+        return change, change is not None and change < self.cfg.convergence_tolerance
 
     def _elapsed(self) -> float:
         return self.state.wall_seconds + time.time() - self._start_time
