@@ -127,6 +127,17 @@ def test_pipeline_runs_every_stage_and_resumes_to_the_same_report(tmp_path: Path
                 run_pipeline(killed)
     assert run_pipeline(killed) == straight
 
+    # searching in the same SuperTransformer, given instead of trained, gives the same report
+    supernet = run / "supernet/checkpoint_last.pt"
+    adopted = tmp_path / "adopted"
+    assert run_pipeline(adopted, f"--supernet-checkpoint={supernet}") == straight
+    assert json.loads((adopted / "supernet/done.json").read_text())["result"]["updates"] == 25
+    other = build_parser().parse_args(
+        tiny_args(run) + [f"--supernet-checkpoint={supernet}", "--dropout=0.3"]
+    )
+    with pytest.raises(HatError, match=r"does not fit this run: model setting dropout differ"):
+        Pipeline(pipeline_config(other), timer=fake_timer).adopt_supernet(tmp_path)
+
 
 def test_training_side_by_side_matches_one_at_a_time(tmp_path: Path, caplog):
     """Two worker processes train the supernet and the baselines, then the found models: the
@@ -312,6 +323,8 @@ def test_mixed_precision_settings(tmp_path: Path):
         pipeline_config(parse(tiny_args(tmp_path) + ["--fp16"]))
     with pytest.raises(HatError, match="at least 16 rows"):
         pipeline_config(parse(tiny_args(tmp_path) + ["--lat-dataset-size=15"]))
+    with pytest.raises(HatError, match="--supernet-checkpoint .*nope.pt: no such file"):
+        pipeline_config(parse(tiny_args(tmp_path) + [f"--supernet-checkpoint={tmp_path}/nope.pt"]))
 
 
 def test_baselines_are_hats_two_families():

@@ -33,6 +33,7 @@ from hat.transformer import ModelSettings
 # the pipeline's own keys, by group
 _TRAINING = (
     "supernet_max_update",
+    "supernet_checkpoint",
     "subtransformer_max_update",
     "finetune_inherited",
     "finetune_fraction",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from hat.errors import HatError
 from hat.generate import MAX_LEN_A, MAX_LEN_B
@@ -76,6 +77,11 @@ class PipelineConfig:
     train: TrainConfig = field(default_factory=TrainConfig)  # one recipe; max_update per job
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     supernet_max_update: int = setting(3000, "SuperTransformer updates")
+    supernet_checkpoint: str | None = setting(
+        None,
+        "search in this trained SuperTransformer (a `hat train` checkpoint of this run's space, "
+        "model settings and vocabulary: checked) instead of training one",
+    )
     subtransformer_max_update: int = setting(
         1500,
         "updates of each found SubTransformer and each baseline (from scratch; the cap when "
@@ -142,6 +148,8 @@ class PipelineConfig:
             )
         if self.train.precision == "fp16" and self.measure.device != "cuda":
             raise HatError("--fp16 trains on the GPU: add --latgpu, or use --bf16 on the CPU")
+        if self.supernet_checkpoint and not Path(self.supernet_checkpoint).is_file():
+            raise HatError(f"--supernet-checkpoint {self.supernet_checkpoint}: no such file")
         if not 0 < self.finetune_fraction <= 1:
             raise HatError("--finetune-fraction must be in (0, 1]")
         self.space.sample(random.Random(0))  # fails clearly on a space without choices

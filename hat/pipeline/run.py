@@ -30,6 +30,7 @@ import torch
 from hat.data.dataset import DataDir
 from hat.data.preprocess import preprocess
 from hat.data.toy import write_toy_task
+from hat.errors import HatError
 from hat.evaluate import translate_dataset
 from hat.fsutil import atomic_write, changed_keys, file_sha256, json_sha256
 from hat.latency.dataset import collect
@@ -153,9 +154,17 @@ class Pipeline:
         )
         plain = baselines(c.space, c.baselines)
         base = {b.name: b.arch.to_dict() for b in plain}
-        # the baselines need no search: they train beside the SuperTransformer
-        trained = self.train_jobs([supernet, *self._model_jobs(base, recipe)])
-        results["supernet"] = trained.pop("supernet")
+        if c.supernet_checkpoint:
+            results["supernet"] = self.stage(
+                "supernet",
+                self.adopt_supernet,
+                {"checkpoint": file_sha256(c.supernet_checkpoint), "model": model},
+                ("data",),
+            )
+            trained = self.train_jobs(self._model_jobs(base, recipe))
+        else:  # the baselines need no search: they train beside the SuperTransformer
+            trained = self.train_jobs([supernet, *self._model_jobs(base, recipe)])
+            results["supernet"] = trained.pop("supernet")
         results["search"] = self.stage(
             "search",
             self.search,
@@ -290,6 +299,36 @@ class Pipeline:
         s = self.cfg.sampling
         sampler = ConfigSampler(self.cfg.space, s.sampling, self.cfg.train.seed, s.sandwich_random)
         return self._train(net, out, self.cfg.supernet_train, self.cfg.supernet_max_update, sampler)
+
+    def adopt_supernet(self, out: Path) -> dict:
+        """`supernet-checkpoint`, checked to hold this run's space, model settings and
+        sentencepiece vocabulary, copied in as this run's SuperTransformer."""
+        source = Path(self.cfg.supernet_checkpoint)
+        net, payload = load_supernet(source)
+        data = self._data()
+        ours = self.cfg.settings(data.vocab_size).to_dict()
+        differ = [f"model setting {k}" for k in changed_keys(payload["settings"], ours)]
+        if net.space.to_hat_dict() != self.cfg.space.to_hat_dict():
+            differ.insert(0, "the search space")
+        if payload.get("spm_model") != (data.path / "spm.model").read_bytes():
+            differ.append("the sentencepiece vocabulary")
+        if differ:
+            raise HatError(
+                f"--supernet-checkpoint {source} does not fit this run: {', '.join(differ)} "
+                f"differ (train it with these settings on this run's data, {data.path}, or on "
+                f"`hat preprocess` of the same text and vocabulary size)"
+            )
+        checkpoint = out / "checkpoint_last.pt"
+        with atomic_write(checkpoint, "wb", encoding=None) as f, open(source, "rb") as src:
+            shutil.copyfileobj(src, f)
+        valid = payload.get("valid") or {}
+        return {
+            "updates": payload["train_state"]["updates"],
+            "valid": {k: v for k, v in valid.items() if k.endswith("loss")},
+            "adopted": str(source.resolve()),
+            "checkpoint": str(checkpoint),
+            "sha256": file_sha256(checkpoint),
+        }
 
     def collect_latency(self, out: Path) -> dict:
         settings = self.cfg.settings(self._data().vocab_size)
