@@ -37,6 +37,7 @@ import torch
 from hat.cli.train import build_parser
 from hat.data.dataset import DataDir
 from hat.evaluate import translate_dataset
+from hat.fsutil import atomic_write
 from hat.generate import MAX_LEN_B
 from hat.latency.metrics import kendall_tau, spearman
 from hat.profile import analytic_params
@@ -170,6 +171,9 @@ def main() -> None:
         "--max-len-b", type=int, default=MAX_LEN_B, help="validation BLEU: output length cap"
     )
     p.add_argument("--work-dir", default="runs/ranking")
+    p.add_argument(
+        "--out", help="also write the summary JSON here (hat pipeline's --ranking-study reads it)"
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
         "--shard", metavar="I/K", help="only train the references i with i %% K == I, then exit"
@@ -235,6 +239,9 @@ def main() -> None:
         },
     }
     print(json.dumps(summary))
+    if args.out:
+        with atomic_write(args.out) as f:
+            json.dump(summary, f, indent=1)
 
 
 if __name__ == "__main__":

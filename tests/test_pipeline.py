@@ -323,6 +323,11 @@ def test_mixed_precision_settings(tmp_path: Path):
         pipeline_config(parse(tiny_args(tmp_path) + ["--fp16"]))
     with pytest.raises(HatError, match="at least 16 rows"):
         pipeline_config(parse(tiny_args(tmp_path) + ["--lat-dataset-size=15"]))
+    (tmp_path / "bad.json").write_text('{"references": 3}')
+    with pytest.raises(HatError, match="--ranking-study .*bad.json: not a ranking study"):
+        pipeline_config(parse(tiny_args(tmp_path) + [f"--ranking-study={tmp_path}/bad.json"]))
+    with pytest.raises(HatError, match="--ranking-study .*none.json: cannot read it"):
+        pipeline_config(parse(tiny_args(tmp_path) + [f"--ranking-study={tmp_path}/none.json"]))
     with pytest.raises(HatError, match="--supernet-checkpoint .*nope.pt: no such file"):
         pipeline_config(parse(tiny_args(tmp_path) + [f"--supernet-checkpoint={tmp_path}/nope.pt"]))
 
@@ -343,9 +348,29 @@ def test_baselines_are_hats_two_families():
     assert [b.arch for b in baselines(space, 2)] == [dims[0], dims[2], layers[1]]
 
 
+RANKING = {  # bench/supernet_ranking.py's summary, in short
+    "references": 4,
+    "converged": 3,
+    "rank_by": {
+        truth: {
+            "supernet_sandwich": {"overall": 0.67, "within_depth_mean": 1.0},
+            "proxy_params": {"overall": 0.33, "within_depth_mean": None},
+        }
+        for truth in ("bleu", "loss")
+    },
+}
+
+
 def test_convergence_tolerance_stops_the_subtransformers_not_the_supernet(tmp_path: Path):
     run = tmp_path / "run"
-    report = run_pipeline(run, "--convergence-tolerance=0.9", "--validate-interval-updates=2")
+    study = tmp_path / "ranking.json"
+    study.write_text(json.dumps(RANKING))
+    report = run_pipeline(
+        run,
+        "--convergence-tolerance=0.9",
+        "--validate-interval-updates=2",
+        f"--ranking-study={study}",
+    )
     supernet = json.loads((run / "supernet/done.json").read_text())["result"]
     assert supernet["updates"] == 25 and supernet["converged"] is None
     doc = json.loads((run / "results.json").read_text())
@@ -355,3 +380,7 @@ def test_convergence_tolerance_stops_the_subtransformers_not_the_supernet(tmp_pa
         assert training["converged"] is True and training["updates"] < 12, m["name"]
         assert training["loss_change"] < 0.9 and training["valid_loss"] > 0
     assert " converged (validation loss changed less than" in report
+    assert doc["ranking"] == RANKING  # the ranking study's taus, in the report too
+    assert (
+        "## Supernet ranking" in report and "| supernet_sandwich | 0.67 | 1.00 | 0.67 |" in report
+    )

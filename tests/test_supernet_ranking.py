@@ -49,10 +49,15 @@ def test_ranking_study_converges_references_and_ranks_within_depths(tmp_path: Pa
         assert set(ranks["proxy_params"]["within_depth"]) == {"1", "2"}
         assert ranks["proxy_depth"]["within_depth"] == {"1": None, "2": None}  # constant there
 
+    out = tmp_path / "ranking.json"
     again = subprocess.run(
-        [*bench, "--converge", "0.5", "--no-train"], capture_output=True, text=True, timeout=300
+        [*bench, "--converge", "0.5", "--no-train", f"--out={out}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert again.returncode == 0 and json.loads(again.stdout.splitlines()[-1]) == summary
+    assert json.loads(out.read_text()) == summary  # what hat pipeline --ranking-study reads
     other = subprocess.run(
         [*bench, "--converge", "0.2"], capture_output=True, text=True, timeout=300
     )

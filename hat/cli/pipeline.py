@@ -41,7 +41,7 @@ _TRAINING = (
     "train_jobs",
 )
 _SEARCH = ("latency_constraint", "latency_constraint_fraction", "verify_top")
-_TEST = ("gen_beam", "lenpen", "max_len_a", "max_len_b", "baselines")
+_TEST = ("gen_beam", "lenpen", "max_len_a", "max_len_b", "baselines", "ranking_study")
 
 
 def build_parser() -> HatArgumentParser:

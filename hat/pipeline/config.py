@@ -3,6 +3,7 @@ single commands, nested, plus the pipeline's own (data, update counts, budgets, 
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from dataclasses import dataclass, field, replace
@@ -68,6 +69,20 @@ class DataConfig:
             raise HatError(f"--no-toy needs raw parallel text: missing {', '.join(missing)}")
 
 
+def read_ranking_study(path: str | Path) -> dict:
+    """The summary `bench/supernet_ranking.py --out` writes (one-line error otherwise)."""
+    try:
+        study = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise HatError(f"--ranking-study {path}: cannot read it as JSON ({e})") from None
+    if not isinstance(study, dict) or not isinstance(study.get("rank_by"), dict):
+        raise HatError(
+            f"--ranking-study {path}: not a ranking study's summary (no rank_by; write it with "
+            f"bench/supernet_ranking.py --out)"
+        )
+    return study
+
+
 @dataclass
 class PipelineConfig:
     space: SearchSpace
@@ -118,6 +133,11 @@ class PipelineConfig:
     max_len_a: float = setting(MAX_LEN_A, "max output length = a * source + b")
     max_len_b: int = setting(MAX_LEN_B, "")
     baselines: int = setting(4, "plain Transformers scaled down from the largest")
+    ranking_study: str | None = setting(
+        None,
+        "the supernet-ranking study's JSON (bench/supernet_ranking.py --out): its Kendall taus "
+        "go into the report and results.json",
+    )
 
     def __post_init__(self) -> None:
         self.train = replace(self.train, **RUN_POLICY)
@@ -150,6 +170,8 @@ class PipelineConfig:
             raise HatError("--fp16 trains on the GPU: add --latgpu, or use --bf16 on the CPU")
         if self.supernet_checkpoint and not Path(self.supernet_checkpoint).is_file():
             raise HatError(f"--supernet-checkpoint {self.supernet_checkpoint}: no such file")
+        if self.ranking_study:
+            read_ranking_study(self.ranking_study)
         if not 0 < self.finetune_fraction <= 1:
             raise HatError("--finetune-fraction must be in (0, 1]")
         self.space.sample(random.Random(0))  # fails clearly on a space without choices

@@ -372,6 +372,7 @@ def results_document(results: dict, rows: list[dict], environment: dict) -> dict
         "models": models,
         "frontier": frontier(rows),
         "predictor": {"rows": results["latency"]["rows"], "test": results["predictor"]["test"]},
+        "ranking": results.get("ranking"),
         "search": {
             "evaluated": results["search"]["evaluated"],
             "verified": {
@@ -412,6 +413,29 @@ def training_summary(results: dict) -> list[str]:
             "others stopped at their update cap"
         )
     return [line + ".", ""]
+
+
+def ranking_table(study: dict) -> list[str]:
+    """The supernet-ranking study: each scorer's Kendall tau against the from-scratch
+    references, over all of them and within decoder depths (mean), by BLEU and by loss."""
+    truths = [t for t in ("bleu", "loss") if t in study["rank_by"]]
+    scorers = list(study["rank_by"][truths[0]]) if truths else []
+    head = " | ".join(f"tau by {t}: all | within depths" for t in truths)
+    lines = [
+        f"{study.get('references', '?')} reference SubTransformers trained from scratch "
+        f"({study.get('converged', '?')} converged), ranked by validation BLEU and loss; "
+        "Kendall tau of each scorer's order (within depths: the mean over decoder depths):",
+        "",
+        f"| scorer | {head} |",
+        "|---|" + "---|---|" * len(truths),
+    ]
+    for name in scorers:
+        cells = [
+            f"{_fmt(a.get('overall'), 2)} | {_fmt(a.get('within_depth_mean'), 2)}"
+            for a in (study["rank_by"][t][name] for t in truths)
+        ]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    return [*lines, ""]
 
 
 def write_report(results: dict, rows: list[dict], run_dir: Path, environment: dict) -> Path:
@@ -479,6 +503,11 @@ def write_report(results: dict, rows: list[dict], run_dir: Path, environment: di
                 "",
             ]
             if (verify := verify_table(s))
+            else []
+        ),
+        *(
+            ["## Supernet ranking", "", *ranking_table(results["ranking"])]
+            if "ranking" in results
             else []
         ),
         "## Architectures",

@@ -39,7 +39,7 @@ from hat.latency.predictor import load_predictor
 from hat.latency.table import load_table
 from hat.latency.timing import DriftFreeTimer, Timer, protocol_timer
 from hat.pipeline.baselines import baselines
-from hat.pipeline.config import PipelineConfig
+from hat.pipeline.config import PipelineConfig, read_ranking_study
 from hat.pipeline.jobs import TrainingJob, run_side_by_side, side_by_side
 from hat.profile import count_flops
 from hat.search.evolution import Evolution, LatencyCheck
@@ -208,6 +208,8 @@ class Pipeline:
             ],
         )
         results["baselines"] = {b.name: b.family for b in plain}
+        if c.ranking_study:
+            results["ranking"] = read_ranking_study(c.ranking_study)
         return results
 
     def _data_settings(self) -> dict:
