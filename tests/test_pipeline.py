@@ -75,9 +75,12 @@ def slow_timer(model, measure) -> Latency:
     )
 
 
-def run_pipeline(run_dir: Path, *extra: str, timer=fake_timer) -> str:
+def run_pipeline(run_dir: Path, *extra: str, timer=fake_timer) -> str | None:
+    """The report (None when --stop-after ended the run)."""
     cfg = pipeline_config(build_parser().parse_args(tiny_args(run_dir) + list(extra)))
     results = Pipeline(cfg, timer=timer, progress=False).run()
+    if "stopped_after" in results:
+        return None
     env = {"device": "test", "torch": "x", "sentence_length": 6, "beam": 5}
     return write_report(results, summary_rows(results), run_dir, env).read_text()
 
@@ -126,6 +129,16 @@ def test_pipeline_runs_every_stage_and_resumes_to_the_same_report(tmp_path: Path
             with pytest.raises(KeyboardInterrupt):
                 run_pipeline(killed)
     assert run_pipeline(killed) == straight
+
+    # in steps (--stop-after), the same report
+    staged = tmp_path / "staged"
+    assert run_pipeline(staged, "--stop-after=predictor") is None
+    assert (staged / "predictor/done.json").exists() and not (staged / "supernet").exists()
+    assert run_pipeline(staged, "--stop-after=supernet") is None
+    assert (staged / "supernet/done.json").exists() and not (staged / "search").exists()
+    assert run_pipeline(staged, "--stop-after=search") is None
+    assert (staged / "search/done.json").exists() and not (staged / "evaluate").exists()
+    assert run_pipeline(staged) == straight
 
     # searching in the same SuperTransformer, given instead of trained, gives the same report
     supernet = run / "supernet/checkpoint_last.pt"
@@ -384,3 +397,12 @@ def test_convergence_tolerance_stops_the_subtransformers_not_the_supernet(tmp_pa
     assert (
         "## Supernet ranking" in report and "| supernet_sandwich | 0.67 | 1.00 | 0.67 |" in report
     )
+
+
+def test_command_line_stops_after_the_predictor(tmp_path: Path, capsys):
+    from hat.cli.pipeline import main
+
+    assert main(tiny_args(tmp_path / "run") + ["--stop-after=predictor"]) == 0
+    assert "stopped after the predictor stage (--stop-after)" in capsys.readouterr().out
+    assert (tmp_path / "run/predictor/done.json").exists()
+    assert not (tmp_path / "run/report.md").exists()

@@ -32,6 +32,7 @@ from hat.transformer import ModelSettings
 
 # the pipeline's own keys, by group
 _TRAINING = (
+    "stop_after",
     "supernet_max_update",
     "supernet_checkpoint",
     "subtransformer_max_update",
@@ -80,6 +81,12 @@ def run(args: argparse.Namespace) -> None:
     if cfg.measure.device == "cuda" and not torch.cuda.is_available():
         raise HatError("--latgpu: no CUDA device is available here")
     results = Pipeline(cfg).run()
+    if "stopped_after" in results:
+        print(
+            f"stopped after the {results['stopped_after']} stage (--stop-after): the same "
+            f"command without it goes on from there"
+        )
+        return
     rows = summary_rows(results)
     env = {
         "device": device_name(cfg.measure.device),

@@ -37,6 +37,7 @@ PER_JOB = (
     "stop_time_hours",
     *RUN_POLICY,
 )
+STOP_POINTS = ("predictor", "supernet", "search")  # where --stop-after may end a run
 RAW_KEYS = ("source_lang", "target_lang", "trainpref", "validpref", "testpref")
 
 
@@ -133,6 +134,13 @@ class PipelineConfig:
     max_len_a: float = setting(MAX_LEN_A, "max output length = a * source + b")
     max_len_b: int = setting(MAX_LEN_B, "")
     baselines: int = setting(4, "plain Transformers scaled down from the largest")
+    stop_after: str | None = setting(
+        None,
+        "stop once this stage is done: predictor (the device timed, nothing trained yet), "
+        "supernet (the SuperTransformer and the baselines trained) or search; the same "
+        "command without it goes on from there",
+        choices=STOP_POINTS,
+    )
     ranking_study: str | None = setting(
         None,
         "the supernet-ranking study's JSON (bench/supernet_ranking.py --out): its Kendall taus "

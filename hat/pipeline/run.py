@@ -118,7 +118,8 @@ class Pipeline:
         return result
 
     def run(self) -> dict:
-        """Every stage in order; the results the report is made of."""
+        """Every stage in order (up to `stop-after`, then with "stopped_after" set); the
+        results the report is made of."""
         self.dir.mkdir(parents=True, exist_ok=True)
         c = self.cfg
         results = {
@@ -142,6 +143,8 @@ class Pipeline:
         results["predictor"] = self.stage(
             "predictor", self.train_predictor, {"seed": c.train.seed}, ["latency"]
         )
+        if c.stop_after == "predictor":
+            return {**results, "stopped_after": "predictor"}
         supernet = TrainingJob(
             "supernet",
             {
@@ -165,6 +168,8 @@ class Pipeline:
         else:  # the baselines need no search: they train beside the SuperTransformer
             trained = self.train_jobs([supernet, *self._model_jobs(base, recipe)])
             results["supernet"] = trained.pop("supernet")
+        if c.stop_after == "supernet":
+            return {**results, "stopped_after": "supernet"}
         results["search"] = self.stage(
             "search",
             self.search,
@@ -178,6 +183,8 @@ class Pipeline:
             },
             ["data", "supernet", "predictor"],
         )
+        if c.stop_after == "search":
+            return {**results, "stopped_after": "search"}
         found = {f"hat@{r['budget_ms']:.1f}ms": r["arch"] for r in results["search"]["results"]}
         trained.update(self.train_jobs(self._model_jobs({**base, **found}, recipe)))
         shared = self._model_stages({**base, **found})
