@@ -15,7 +15,7 @@ next to two free proxies: #params (bigger = better) and decoder depth (deeper = 
     python bench/supernet_ranking.py --data data/binary/multi30k_en_de \\
         --supernet uniform=runs/m30k_super/checkpoint_last.pt \\
         --supernet sandwich=runs/m30k_sandwich/checkpoint_last.pt \\
-        --per-depth 3 --updates 6000 --work-dir runs/ranking
+        --per-depth 3 --updates 12000 --work-dir runs/ranking
 
 From-scratch runs resume after a kill (their checkpoints live in --work-dir) and a finished one
 is reused only when its recipe matches. On a GPU they are launch-bound: train them in parallel
@@ -161,7 +161,7 @@ def main() -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--supernet", action="append", required=True, metavar="NAME=CHECKPOINT")
     p.add_argument("--per-depth", type=int, default=3, help="references per decoder depth")
-    p.add_argument("--updates", type=int, default=6000, help="cap on a reference's updates")
+    p.add_argument("--updates", type=int, default=12000, help="cap on a reference's updates")
     p.add_argument(
         "--converge", type=float, default=0.01, help="converged: loss change over the last 20%%"
     )
