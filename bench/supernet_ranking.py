@@ -21,6 +21,11 @@ From-scratch runs resume after a kill (their checkpoints live in --work-dir) and
 is reused only when its recipe matches. On a GPU they are launch-bound: train them in parallel
 processes with `--shard I/K` (each trains every K-th reference and exits), then run once
 without it (`--no-train` ranks over the references finished so far).
+
+`--finetune NAME` also trains a few references (`--finetune-refs`) from supernet NAME's
+inherited weights, with the same recipe and criterion, and reports their BLEU, loss and updates
+next to the from-scratch runs: whether the pipeline's --finetune-inherited reaches the same
+BLEU (issue #15, item 4).
 """
 
 from __future__ import annotations
@@ -37,13 +42,14 @@ import torch
 from hat.cli.train import build_parser
 from hat.data.dataset import DataDir
 from hat.evaluate import translate_dataset
-from hat.fsutil import atomic_write
+from hat.fsutil import atomic_write, file_sha256
 from hat.generate import MAX_LEN_B
 from hat.latency.metrics import kendall_tau, spearman
 from hat.profile import analytic_params
 from hat.search.fitness import Fitness
 from hat.settings import from_flags
 from hat.space import ArchConfig, SearchSpace
+from hat.supernet import SuperTransformer
 from hat.train.checkpoints import load_supernet
 from hat.train.distributed import DistInfo
 from hat.train.trainer import TrainConfig, Trainer
@@ -71,11 +77,19 @@ def reference_configs(space: SearchSpace, per_depth: int, seed: int) -> list[Arc
 
 
 def train_reference(
-    arch: ArchConfig, settings: ModelSettings, data: DataDir, out: Path, args: argparse.Namespace
+    arch: ArchConfig,
+    settings: ModelSettings,
+    data: DataDir,
+    out: Path,
+    args: argparse.Namespace,
+    inherit: tuple[str, SuperTransformer] | None = None,
 ) -> dict:
-    """Train `arch` from scratch until converged (or --updates); its validation loss and BLEU."""
+    """Train `arch` until converged (or --updates): from scratch, or from the weights it
+    inherits from `inherit` (its checkpoint's name and the supernet); its validation loss and
+    BLEU."""
     recipe = {
         "arch": arch.to_dict(),
+        **({"inherited_from": file_sha256(inherit[0])} if inherit else {}),
         "max_update": args.updates,
         "converge": args.converge,
         "validate_every": args.validate_every,
@@ -107,7 +121,8 @@ def train_reference(
         progress_bar=False,
     )
     device = torch.device(args.device)
-    trainer = Trainer(Transformer(arch, settings), cfg, data, None, DistInfo(device=device))
+    model = inherit[1].export(arch) if inherit else Transformer(arch, settings)
+    trainer = Trainer(model, cfg, data, None, DistInfo(device=device))
     trainer.resume()
     valid = trainer.train()
     change, converged = trainer.convergence
@@ -129,6 +144,46 @@ def train_reference(
     }
     done.write_text(json.dumps(result))
     return result
+
+
+def finetune_comparison(
+    archs: list[ArchConfig],
+    scratch: dict[int, dict],
+    loaded: dict[str, tuple[SuperTransformer, dict]],
+    settings: ModelSettings,
+    data: DataDir,
+    args: argparse.Namespace,
+) -> dict:
+    """--finetune-refs trained from --finetune's inherited weights with the references' recipe
+    and criterion, next to their from-scratch runs: validation BLEU, loss and updates of both."""
+    if args.finetune not in loaded:
+        sys.exit(f"error: --finetune {args.finetune}: no --supernet of that name")
+    n = len(archs)
+    picked = args.finetune_refs or [n // 3, 2 * n // 3]
+    missing = [i for i in picked if i not in scratch]
+    if missing:
+        sys.exit(f"error: --finetune-refs {missing}: no finished reference with that index")
+    path = dict(s.split("=", 1) for s in args.supernet)[args.finetune]
+    net = loaded[args.finetune][0]
+    rows = []
+    for i in picked:
+        out = Path(args.work_dir) / f"ref{i}_finetune_{args.finetune}"
+        if args.no_train and not (out / "result.json").exists():
+            continue
+        tuned = train_reference(
+            archs[i], settings.for_subtransformer(archs[i]), data, out, args, (path, net)
+        )
+        rows.append(
+            {
+                "ref": i,
+                **{
+                    f"{kind}_{k}": r[k]
+                    for kind, r in (("scratch", scratch[i]), ("finetuned", tuned))
+                    for k in ("valid_bleu", "valid_loss", "updates", "converged")
+                },
+            }
+        )
+    return {"supernet": args.finetune, "refs": rows}
 
 
 def _tau(score: list[float], truth: list[float]) -> float | None:
@@ -183,6 +238,19 @@ def main() -> None:
         action="store_true",
         help="rank over the references already finished (e.g. shards stopped by a time limit)",
     )
+    p.add_argument(
+        "--finetune",
+        metavar="NAME",
+        help="also train --finetune-refs from this supernet's inherited weights until converged "
+        "(the same recipe) and compare with from scratch (the pipeline's --finetune-inherited)",
+    )
+    p.add_argument(
+        "--finetune-refs",
+        type=int,
+        nargs="+",
+        metavar="I",
+        help="references to fine-tune (default: two, at a third and two thirds of the list)",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     data = DataDir(args.data)
@@ -199,13 +267,14 @@ def main() -> None:
                 archs[i], settings.for_subtransformer(archs[i]), data, work / f"ref{i}", args
             )
         return
-    refs, kept = [], []
+    refs, kept, refs_by_index = [], [], {}
     for i, arch in enumerate(archs):
         out, t = work / f"ref{i}", time.time()
         if args.no_train and not (out / "result.json").exists():
             continue
         refs.append(train_reference(arch, settings.for_subtransformer(arch), data, out, args))
         kept.append(arch)
+        refs_by_index[i] = refs[-1]
         row = {"ref": i, "params": analytic_params(arch, space.qkv_dim), "arch": str(arch)}
         print(json.dumps({**row, **refs[-1], "seconds": round(time.time() - t, 1)}), flush=True)
     if not refs:
@@ -238,6 +307,10 @@ def main() -> None:
             for name, (_, payload) in loaded.items()
         },
     }
+    if args.finetune:
+        summary["finetune"] = finetune_comparison(
+            archs, refs_by_index, loaded, settings, data, args
+        )
     print(json.dumps(summary))
     if args.out:
         with atomic_write(args.out) as f:

@@ -58,6 +58,22 @@ def test_ranking_study_converges_references_and_ranks_within_depths(tmp_path: Pa
     )
     assert again.returncode == 0 and json.loads(again.stdout.splitlines()[-1]) == summary
     assert json.loads(out.read_text()) == summary  # what hat pipeline --ranking-study reads
+    tuned = subprocess.run(
+        [*bench, "--converge", "0.5", "--finetune", "a", "--finetune-refs", "0", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert tuned.returncode == 0, tuned.stderr
+    finetune = json.loads(tuned.stdout.splitlines()[-1])["finetune"]
+    assert finetune["supernet"] == "a" and [r["ref"] for r in finetune["refs"]] == [0, 3]
+    by_index = {r["ref"]: r for r in refs}
+    for r in finetune["refs"]:  # next to the same reference from scratch
+        assert r["scratch_valid_bleu"] == by_index[r["ref"]]["valid_bleu"]
+        assert r["scratch_updates"] == by_index[r["ref"]]["updates"]
+        assert 0 < r["finetuned_updates"] <= 40 and r["finetuned_valid_loss"] > 0
+    result = json.loads((tmp_path / "refs/ref3_finetune_a/result.json").read_text())
+    assert len(result["recipe"]["inherited_from"]) == 64  # the supernet's sha256
     other = subprocess.run(
         [*bench, "--converge", "0.2"], capture_output=True, text=True, timeout=300
     )
