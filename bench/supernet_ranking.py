@@ -149,29 +149,26 @@ def train_reference(
 def finetune_comparison(
     archs: list[ArchConfig],
     scratch: dict[int, dict],
-    loaded: dict[str, tuple[SuperTransformer, dict]],
+    supernet: tuple[str, SuperTransformer],
     settings: ModelSettings,
     data: DataDir,
     args: argparse.Namespace,
 ) -> dict:
-    """--finetune-refs trained from --finetune's inherited weights with the references' recipe
-    and criterion, next to their from-scratch runs: validation BLEU, loss and updates of both."""
-    if args.finetune not in loaded:
-        sys.exit(f"error: --finetune {args.finetune}: no --supernet of that name")
+    """--finetune-refs trained from the inherited weights of `supernet` (its checkpoint, the
+    net) with the references' recipe and criterion, next to their from-scratch runs:
+    validation BLEU, loss and updates of both (unfinished references left out)."""
     n = len(archs)
     picked = args.finetune_refs or [n // 3, 2 * n // 3]
     missing = [i for i in picked if i not in scratch]
     if missing:
-        sys.exit(f"error: --finetune-refs {missing}: no finished reference with that index")
-    path = dict(s.split("=", 1) for s in args.supernet)[args.finetune]
-    net = loaded[args.finetune][0]
+        print(f"--finetune-refs {missing}: not finished from scratch, left out", file=sys.stderr)
     rows = []
-    for i in picked:
+    for i in (i for i in picked if i in scratch):
         out = Path(args.work_dir) / f"ref{i}_finetune_{args.finetune}"
         if args.no_train and not (out / "result.json").exists():
             continue
         tuned = train_reference(
-            archs[i], settings.for_subtransformer(archs[i]), data, out, args, (path, net)
+            archs[i], settings.for_subtransformer(archs[i]), data, out, args, supernet
         )
         rows.append(
             {
@@ -254,7 +251,10 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     data = DataDir(args.data)
-    loaded = {name: load_supernet(path) for name, path in (s.split("=", 1) for s in args.supernet)}
+    given = dict(s.split("=", 1) for s in args.supernet)
+    if args.finetune and args.finetune not in given:
+        sys.exit(f"error: --finetune {args.finetune}: no --supernet of that name")
+    loaded = {name: load_supernet(path) for name, path in given.items()}
     supernets = {name: net for name, (net, _) in loaded.items()}
     first = next(iter(supernets.values()))
     space, settings = first.space, first.settings
@@ -309,7 +309,12 @@ def main() -> None:
     }
     if args.finetune:
         summary["finetune"] = finetune_comparison(
-            archs, refs_by_index, loaded, settings, data, args
+            archs,
+            refs_by_index,
+            (given[args.finetune], supernets[args.finetune]),
+            settings,
+            data,
+            args,
         )
     print(json.dumps(summary))
     if args.out:

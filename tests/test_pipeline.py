@@ -145,11 +145,12 @@ def test_pipeline_runs_every_stage_and_resumes_to_the_same_report(tmp_path: Path
     adopted = tmp_path / "adopted"
     assert run_pipeline(adopted, f"--supernet-checkpoint={supernet}") == straight
     assert json.loads((adopted / "supernet/done.json").read_text())["result"]["updates"] == 25
-    other = build_parser().parse_args(
-        tiny_args(run) + [f"--supernet-checkpoint={supernet}", "--dropout=0.3"]
-    )
+    mismatch = tmp_path / "mismatch"  # refused as soon as the data is there
     with pytest.raises(HatError, match=r"does not fit this run: model setting dropout differ"):
-        Pipeline(pipeline_config(other), timer=fake_timer).adopt_supernet(tmp_path)
+        run_pipeline(mismatch, f"--supernet-checkpoint={supernet}", "--dropout=0.3")
+    assert (mismatch / "data/done.json").exists() and not (mismatch / "latency").exists()
+    with pytest.raises(HatError, match="is this run's own supernet stage"):
+        run_pipeline(run, f"--supernet-checkpoint={supernet}")
 
 
 def test_training_side_by_side_matches_one_at_a_time(tmp_path: Path, caplog):
@@ -336,9 +337,10 @@ def test_mixed_precision_settings(tmp_path: Path):
         pipeline_config(parse(tiny_args(tmp_path) + ["--fp16"]))
     with pytest.raises(HatError, match="at least 16 rows"):
         pipeline_config(parse(tiny_args(tmp_path) + ["--lat-dataset-size=15"]))
-    (tmp_path / "bad.json").write_text('{"references": 3}')
-    with pytest.raises(HatError, match="--ranking-study .*bad.json: not a ranking study"):
-        pipeline_config(parse(tiny_args(tmp_path) + [f"--ranking-study={tmp_path}/bad.json"]))
+    for bad in ('{"references": 3}', '{"rank_by": {"bleu": {"supernet_a": 0.5}}}'):
+        (tmp_path / "bad.json").write_text(bad)
+        with pytest.raises(HatError, match="--ranking-study .*bad.json: not a ranking study"):
+            pipeline_config(parse(tiny_args(tmp_path) + [f"--ranking-study={tmp_path}/bad.json"]))
     with pytest.raises(HatError, match="--ranking-study .*none.json: cannot read it"):
         pipeline_config(parse(tiny_args(tmp_path) + [f"--ranking-study={tmp_path}/none.json"]))
     with pytest.raises(HatError, match="--supernet-checkpoint .*nope.pt: no such file"):

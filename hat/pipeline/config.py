@@ -76,10 +76,15 @@ def read_ranking_study(path: str | Path) -> dict:
         study = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise HatError(f"--ranking-study {path}: cannot read it as JSON ({e})") from None
-    if not isinstance(study, dict) or not isinstance(study.get("rank_by"), dict):
+    ranks = study.get("rank_by") if isinstance(study, dict) else None
+    shaped = isinstance(ranks, dict) and all(
+        isinstance(by, dict) and all(isinstance(a, dict) for a in by.values())
+        for by in ranks.values()
+    )
+    if not shaped:
         raise HatError(
-            f"--ranking-study {path}: not a ranking study's summary (no rank_by; write it with "
-            f"bench/supernet_ranking.py --out)"
+            f"--ranking-study {path}: not a ranking study's summary (rank_by: truth -> scorer "
+            f"-> taus; write it with bench/supernet_ranking.py --out)"
         )
     return study
 
@@ -176,8 +181,15 @@ class PipelineConfig:
             )
         if self.train.precision == "fp16" and self.measure.device != "cuda":
             raise HatError("--fp16 trains on the GPU: add --latgpu, or use --bf16 on the CPU")
-        if self.supernet_checkpoint and not Path(self.supernet_checkpoint).is_file():
-            raise HatError(f"--supernet-checkpoint {self.supernet_checkpoint}: no such file")
+        if self.supernet_checkpoint:
+            given = Path(self.supernet_checkpoint)
+            if not given.is_file():
+                raise HatError(f"--supernet-checkpoint {given}: no such file")
+            if given.resolve().is_relative_to((Path(self.run_dir) / "supernet").resolve()):
+                raise HatError(
+                    f"--supernet-checkpoint {given} is this run's own supernet stage, which "
+                    f"is replaced when the stage reruns: copy it out of {self.run_dir} first"
+                )
         if self.ranking_study:
             read_ranking_study(self.ranking_study)
         if not 0 < self.finetune_fraction <= 1:

@@ -405,12 +405,12 @@ def training_summary(results: dict) -> list[str]:
         return []
     updates = sorted(t["updates"] for t in runs)
     line = f"Training: {len(runs)} runs, {updates[0]:,}-{updates[-1]:,} updates"
-    verdicts = [t.get("converged") for t in runs]
-    if any(v is not None for v in verdicts):
+    verdicts = [t.get("converged") for t in runs if t.get("converged") is not None]
+    if verdicts:
         line += (
-            f"; {sum(bool(v) for v in verdicts)} of {len(runs)} converged (validation loss "
-            "changed less than --convergence-tolerance over the last 20% of the updates), the "
-            "others stopped at their update cap"
+            f"; {sum(verdicts)} of {len(verdicts)} with a convergence test converged (validation "
+            "loss changed less than --convergence-tolerance over the last 20% of the updates), "
+            "the others stopped first (update cap)"
         )
     return [line + ".", ""]
 
@@ -419,7 +419,7 @@ def ranking_table(study: dict) -> list[str]:
     """The supernet-ranking study: each scorer's Kendall tau against the from-scratch
     references, over all of them and within decoder depths (mean), by BLEU and by loss."""
     truths = [t for t in ("bleu", "loss") if t in study["rank_by"]]
-    scorers = list(study["rank_by"][truths[0]]) if truths else []
+    scorers = list(dict.fromkeys(name for t in truths for name in study["rank_by"][t]))
     head = " | ".join(f"tau by {t}: all | within depths" for t in truths)
     lines = [
         f"{study.get('references', '?')} reference SubTransformers trained from scratch "
@@ -432,7 +432,7 @@ def ranking_table(study: dict) -> list[str]:
     for name in scorers:
         cells = [
             f"{_fmt(a.get('overall'), 2)} | {_fmt(a.get('within_depth_mean'), 2)}"
-            for a in (study["rank_by"][t][name] for t in truths)
+            for a in (study["rank_by"][t].get(name, {}) for t in truths)
         ]
         lines.append(f"| {name} | {' | '.join(cells)} |")
     return [*lines, ""]

@@ -126,6 +126,8 @@ class Pipeline:
             "seed": c.train.seed,
             "data": self.stage("data", self.prepare_data, self._data_settings()),
         }
+        if c.supernet_checkpoint:
+            self._given_supernet()  # fails now, not after the latency dataset
         model = dataclasses.asdict(c.settings(results["data"]["vocab_size"]))
         recipe = {"model": model, "train": dataclasses.asdict(c.train)}  # SubTransformers'
         supernet_recipe = {**recipe, "train": dataclasses.asdict(c.supernet_train)}
@@ -161,7 +163,11 @@ class Pipeline:
             results["supernet"] = self.stage(
                 "supernet",
                 self.adopt_supernet,
-                {"checkpoint": file_sha256(c.supernet_checkpoint), "model": model},
+                {
+                    "checkpoint": file_sha256(c.supernet_checkpoint),
+                    "model": model,
+                    "space": c.space.to_hat_dict(),
+                },
                 ("data",),
             )
             trained = self.train_jobs(self._model_jobs(base, recipe))
@@ -309,17 +315,22 @@ class Pipeline:
         sampler = ConfigSampler(self.cfg.space, s.sampling, self.cfg.train.seed, s.sandwich_random)
         return self._train(net, out, self.cfg.supernet_train, self.cfg.supernet_max_update, sampler)
 
-    def adopt_supernet(self, out: Path) -> dict:
-        """`supernet-checkpoint`, checked to hold this run's space, model settings and
-        sentencepiece vocabulary, copied in as this run's SuperTransformer."""
+    def _given_supernet(self) -> dict:
+        """The payload of `supernet-checkpoint`, checked to hold this run's search space, model
+        settings and sentencepiece vocabulary (the data stage must be done)."""
         source = Path(self.cfg.supernet_checkpoint)
         net, payload = load_supernet(source)
         data = self._data()
         ours = self.cfg.settings(data.vocab_size).to_dict()
-        differ = [f"model setting {k}" for k in changed_keys(payload["settings"], ours)]
+        differ = [f"model setting {k}" for k in changed_keys(net.settings.to_dict(), ours)]
         if net.space.to_hat_dict() != self.cfg.space.to_hat_dict():
             differ.insert(0, "the search space")
-        if payload.get("spm_model") != (data.path / "spm.model").read_bytes():
+        if not payload.get("spm_model"):
+            raise HatError(
+                f"--supernet-checkpoint {source} holds no sentencepiece vocabulary (not written "
+                f"by `hat train`?): cannot check that it fits this run's data"
+            )
+        if payload["spm_model"] != (data.path / "spm.model").read_bytes():
             differ.append("the sentencepiece vocabulary")
         if differ:
             raise HatError(
@@ -327,12 +338,19 @@ class Pipeline:
                 f"differ (train it with these settings on this run's data, {data.path}, or on "
                 f"`hat preprocess` of the same text and vocabulary size)"
             )
+        return payload
+
+    def adopt_supernet(self, out: Path) -> dict:
+        """`supernet-checkpoint` (checked by `_given_supernet`), copied in as this run's
+        SuperTransformer."""
+        source = Path(self.cfg.supernet_checkpoint)
+        payload = self._given_supernet()
         checkpoint = out / "checkpoint_last.pt"
         with atomic_write(checkpoint, "wb", encoding=None) as f, open(source, "rb") as src:
             shutil.copyfileobj(src, f)
         valid = payload.get("valid") or {}
         return {
-            "updates": payload["train_state"]["updates"],
+            "updates": (payload.get("train_state") or {}).get("updates"),
             "valid": {k: v for k, v in valid.items() if k.endswith("loss")},
             "adopted": str(source.resolve()),
             "checkpoint": str(checkpoint),
