@@ -116,35 +116,38 @@ def test_pipeline_runs_every_stage_and_resumes_to_the_same_report(tmp_path: Path
     killed = tmp_path / "killed"
     import hat.pipeline.run as pipeline_run
 
-    kills = [
+    # killed in every stage, and stopped after some (--stop-after): the same report
+    stop = "stop"
+    steps = [
         (pipeline_run, "collect", 0),  # as the latency stage starts
+        (stop, "predictor", "supernet"),  # done: the device timed; not yet: any training
         (Trainer, "_update", 10),  # in the supernet's training (25 updates)
         (Trainer, "_update", 20),  # in the first baseline's (12 updates)
         (Fitness, "loss", 5),  # in the search
+        (stop, "search", "evaluate"),
         (Trainer, "_update", 15),  # in the second found model's
     ]
-    for owner, name, calls in kills:
+    for owner, name, calls in steps:
+        if owner is stop:
+            assert run_pipeline(killed, f"--stop-after={name}") is None
+            assert (killed / name / "done.json").exists() and not (killed / calls).exists()
+            continue
         with monkeypatch.context() as m:
             fail_after(m, owner, name, calls)
             with pytest.raises(KeyboardInterrupt):
                 run_pipeline(killed)
     assert run_pipeline(killed) == straight
 
-    # in steps (--stop-after), the same report
-    staged = tmp_path / "staged"
-    assert run_pipeline(staged, "--stop-after=predictor") is None
-    assert (staged / "predictor/done.json").exists() and not (staged / "supernet").exists()
-    assert run_pipeline(staged, "--stop-after=supernet") is None
-    assert (staged / "supernet/done.json").exists() and not (staged / "search").exists()
-    assert run_pipeline(staged, "--stop-after=search") is None
-    assert (staged / "search/done.json").exists() and not (staged / "evaluate").exists()
-    assert run_pipeline(staged) == straight
-
-    # searching in the same SuperTransformer, given instead of trained, gives the same report
+    # searching in the same SuperTransformer, given instead of trained, finds the same models
     supernet = run / "supernet/checkpoint_last.pt"
     adopted = tmp_path / "adopted"
-    assert run_pipeline(adopted, f"--supernet-checkpoint={supernet}") == straight
+    assert run_pipeline(adopted, f"--supernet-checkpoint={supernet}", "--stop-after=search") is None
     assert json.loads((adopted / "supernet/done.json").read_text())["result"]["updates"] == 25
+
+    def found(r: Path) -> list:
+        return json.loads((r / "search/done.json").read_text())["result"]["results"]
+
+    assert found(adopted) == found(run)
     mismatch = tmp_path / "mismatch"  # refused as soon as the data is there
     with pytest.raises(HatError, match=r"does not fit this run: model setting dropout differ"):
         run_pipeline(mismatch, f"--supernet-checkpoint={supernet}", "--dropout=0.3")
