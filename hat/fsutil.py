@@ -120,6 +120,12 @@ def json_sha256(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def complete_lines(data: bytes) -> bytes:
+    """An append-only file's complete lines: `data` up to its last newline (a kill during an
+    append can leave the last line torn)."""
+    return data[: data.rfind(b"\n") + 1]
+
+
 def changed_keys(old: dict, new: dict) -> list[str]:
     """The top-level keys whose values differ between two fingerprints (sorted)."""
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from hat.errors import HatError
-from hat.fsutil import json_sha256
+from hat.fsutil import complete_lines, json_sha256
 from hat.latency.measure import warn_if_loaded
 from hat.latency.plan import plan_configs, reference_archs
 from hat.latency.rows import (
@@ -61,7 +61,7 @@ def _resume(
     references' and timed with these `recorded` settings before anything is written; only then
     is a half-written last line (a kill during a write) cut off."""
     data = path.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
+    complete = complete_lines(data)
     done: set[int] = set()
     calibrations: list[float] = []
     if complete:

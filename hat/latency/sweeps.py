@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from hat.errors import HatError
+from hat.fsutil import complete_lines
 from hat.latency.timing import Interleaved
 from hat.space import ArchConfig
 
@@ -41,7 +42,7 @@ class SweepJournal:
         if not self.path.exists():
             return {}
         data = self.path.read_bytes()
-        complete = data[: data.rfind(b"\n") + 1]
+        complete = complete_lines(data)
         parts: dict[tuple[int, int], Interleaved] = {}
         for number, line in enumerate(complete.decode("utf-8", "replace").splitlines(), 1):
             where = f"{self.path}:{number}"

@@ -216,7 +216,6 @@ class Interleaved:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, every run kept (`from_dict` reads it back)."""
-
         return {
             "latency": dataclasses.asdict(self.latency),
             "reference_latencies": [dataclasses.asdict(r) for r in self.reference_latencies],
