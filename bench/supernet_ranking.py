@@ -31,6 +31,7 @@ BLEU (issue #15, item 4).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import sys
@@ -41,10 +42,12 @@ import torch
 
 from hat.cli.train import build_parser
 from hat.data.dataset import DataDir
+from hat.errors import HatError
 from hat.evaluate import translate_dataset
 from hat.fsutil import atomic_write, file_sha256
 from hat.generate import MAX_LEN_B
 from hat.latency.metrics import kendall_tau, spearman
+from hat.ledger import Ledger
 from hat.profile import analytic_params
 from hat.search.fitness import Fitness
 from hat.settings import from_flags
@@ -76,40 +79,12 @@ def reference_configs(space: SearchSpace, per_depth: int, seed: int) -> list[Arc
     return refs
 
 
-def train_reference(
-    arch: ArchConfig,
-    settings: ModelSettings,
-    data: DataDir,
-    out: Path,
-    args: argparse.Namespace,
-    inherit: tuple[str, SuperTransformer] | None = None,
-) -> dict:
-    """Train `arch` until converged (or --updates): from scratch, or from the weights it
-    inherits from `inherit` (its checkpoint's name and the supernet); its validation loss and
-    BLEU."""
-    recipe = {
-        "arch": arch.to_dict(),
-        **({"inherited_from": file_sha256(inherit[0])} if inherit else {}),
-        "max_update": args.updates,
-        "converge": args.converge,
-        "validate_every": args.validate_every,
-        "seed": args.seed,
-        "precision": args.precision,
-        "max_len_b": args.max_len_b,
-        "data": str(Path(args.data).resolve()),
-    }
-    done = out / "result.json"
-    if done.exists():
-        result = json.loads(done.read_text())
-        if result.get("recipe") != recipe:
-            sys.exit(f"error: {done} was trained with another recipe: use another --work-dir")
-        return result
-    torch.manual_seed(args.seed)
+def reference_train_config(args: argparse.Namespace) -> TrainConfig:
+    """The references' training settings: the standard recipe, trained until converged."""
     standard = build_parser().parse_args([f"--configs={STANDARD_RECIPE}"])
-    cfg = from_flags(
+    return from_flags(
         TrainConfig,
         vars(standard),
-        save_dir=str(out),
         max_update=args.updates,
         convergence_tolerance=args.converge,
         validate_interval_updates=args.validate_every,
@@ -120,6 +95,64 @@ def train_reference(
         precision=args.precision,
         progress_bar=False,
     )
+
+
+def reference_recipe(
+    arch: ArchConfig,
+    settings: ModelSettings,
+    data: DataDir,
+    args: argparse.Namespace,
+    inherited_from: str | None = None,
+) -> dict:
+    """What a reference's result depends on (as JSON reads it back): its arch and model
+    settings, the training settings, the data's contents (not their paths), the supernet it
+    starts from and the BLEU test's output length."""
+    train = dataclasses.asdict(reference_train_config(args))
+    del train["save_dir"]
+    recipe = {
+        "arch": arch.to_dict(),
+        **({"inherited_from": file_sha256(inherited_from)} if inherited_from else {}),
+        "model": settings.to_dict(),
+        "train": train,
+        "max_len_b": args.max_len_b,
+        "data": data.content_sha256("train", "valid"),
+    }
+    return json.loads(json.dumps(recipe))
+
+
+def finished_reference(out: Path, recipe: dict, args: argparse.Namespace) -> dict | None:
+    """A finished run of `recipe`: in its work dir (refused if trained with another recipe;
+    added to the --ledger if missing there) or in the --ledger; None if there is none."""
+    ledger = Ledger(args.ledger) if args.ledger else None
+    found = ledger.find(recipe) if ledger else None
+    done = out / "result.json"
+    if done.exists():
+        result = json.loads(done.read_text())
+        if result.get("recipe") != recipe:
+            sys.exit(f"error: {done} was trained with another recipe: use another --work-dir")
+        if ledger and found is None:
+            ledger.add(recipe, {k: v for k, v in result.items() if k != "recipe"})
+        return result
+    return None if found is None else {"recipe": recipe, **found}
+
+
+def train_reference(
+    arch: ArchConfig,
+    settings: ModelSettings,
+    data: DataDir,
+    out: Path,
+    args: argparse.Namespace,
+    inherit: tuple[str, SuperTransformer] | None = None,
+) -> dict:
+    """Train `arch` until converged (or --updates): from scratch, or from the weights it
+    inherits from `inherit` (its checkpoint's name and the supernet); its validation loss and
+    BLEU. A run finished before (work dir or --ledger) is reused, not trained again."""
+    recipe = reference_recipe(arch, settings, data, args, inherit[0] if inherit else None)
+    result = finished_reference(out, recipe, args)
+    if result is not None:
+        return result
+    torch.manual_seed(args.seed)
+    cfg = dataclasses.replace(reference_train_config(args), save_dir=str(out))
     device = torch.device(args.device)
     model = inherit[1].export(arch) if inherit else Transformer(arch, settings)
     trainer = Trainer(model, cfg, data, None, DistInfo(device=device))
@@ -142,7 +175,10 @@ def train_reference(
         "converged": converged,
         "last_change": change,
     }
-    done.write_text(json.dumps(result))
+    if args.ledger:  # first: a kill between the two leaves the result where it outlives out/
+        Ledger(args.ledger).add(recipe, {k: v for k, v in result.items() if k != "recipe"})
+    with atomic_write(out / "result.json") as f:
+        json.dump(result, f)
     return result
 
 
@@ -165,11 +201,11 @@ def finetune_comparison(
     rows = []
     for i in (i for i in picked if i in scratch):
         out = Path(args.work_dir) / f"ref{i}_finetune_{args.finetune}"
-        if args.no_train and not (out / "result.json").exists():
+        sub = settings.for_subtransformer(archs[i])
+        recipe = reference_recipe(archs[i], sub, data, args, supernet[0])
+        if args.no_train and finished_reference(out, recipe, args) is None:
             continue
-        tuned = train_reference(
-            archs[i], settings.for_subtransformer(archs[i]), data, out, args, supernet
-        )
+        tuned = train_reference(archs[i], sub, data, out, args, supernet)
         rows.append(
             {
                 "ref": i,
@@ -224,6 +260,12 @@ def main() -> None:
     )
     p.add_argument("--work-dir", default="runs/ranking")
     p.add_argument(
+        "--ledger",
+        metavar="FILE",
+        help="append each finished reference's result here (JSON lines) and reuse the ones "
+        "there whose recipe matches: commit it, and a study survives the loss of --work-dir",
+    )
+    p.add_argument(
         "--out", help="also write the summary JSON here (hat pipeline's --ranking-study reads it)"
     )
     p.add_argument("--seed", type=int, default=1)
@@ -270,9 +312,13 @@ def main() -> None:
     refs, kept, refs_by_index = [], [], {}
     for i, arch in enumerate(archs):
         out, t = work / f"ref{i}", time.time()
-        if args.no_train and not (out / "result.json").exists():
+        sub = settings.for_subtransformer(arch)
+        if (
+            args.no_train
+            and finished_reference(out, reference_recipe(arch, sub, data, args), args) is None
+        ):
             continue
-        refs.append(train_reference(arch, settings.for_subtransformer(arch), data, out, args))
+        refs.append(train_reference(arch, sub, data, out, args))
         kept.append(arch)
         refs_by_index[i] = refs[-1]
         row = {"ref": i, "params": analytic_params(arch, space.qkv_dim), "arch": str(arch)}
@@ -323,4 +369,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except HatError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

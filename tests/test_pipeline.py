@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -411,3 +412,44 @@ def test_command_line_stops_after_the_predictor(tmp_path: Path, capsys):
     assert "stopped after the predictor stage (--stop-after)" in capsys.readouterr().out
     assert (tmp_path / "run/predictor/done.json").exists()
     assert not (tmp_path / "run/report.md").exists()
+
+
+def test_a_results_ledger_keeps_the_trained_models_beyond_the_run_dir(tmp_path: Path, caplog):
+    run, ledger = tmp_path / "run", tmp_path / "ledger.jsonl"
+    first = run_pipeline(run, f"--results-ledger={ledger}", "--seeds", "2")  # not --seed's 1
+    records = [json.loads(line) for line in ledger.read_text().splitlines()]
+    trained = {d.name for d in (run / "models").iterdir()}
+    assert len(records) == len(trained)  # each model added once it was trained and tested
+    doc = json.loads((run / "results.json").read_text())
+    assert sorted({m["test_bleu"]["2"] for m in doc["models"]}) == sorted(
+        {r["result"]["test_bleu"] for r in records}
+    )
+    for r in records:
+        assert r["inputs"]["test"]["len_penalty"] == 1.0 and len(r["inputs"]["data"]) == 64
+    assert all(t["ledger"] is None for m in doc["models"] for t in m["training"].values())
+
+    run_pipeline(run, f"--results-ledger={ledger}", "--seeds", "2", "--lenpen", "1.2")  # tested
+    assert len(ledger.read_text().splitlines()) == 2 * len(trained)
+    for name in trained:  # the run dir's models lost (a new machine): the ledger has them
+        shutil.rmtree(run / "models" / name)
+    with caplog.at_level("INFO"):
+        again = run_pipeline(run, f"--results-ledger={ledger}", "--seeds", "2")
+    assert caplog.text.count("trained before, taken from") == len(trained)
+    assert f"; {len(trained)} taken from the results ledger" in again
+    assert (
+        again.replace(
+            f"; {len(trained)} taken from the results ledger (trained by an earlier run)", ""
+        )
+        == first
+    )
+    doc = json.loads((run / "results.json").read_text())
+    assert all(t["ledger"] == str(ledger) for m in doc["models"] for t in m["training"].values())
+    assert not list((run / "models").glob("*/checkpoint_last.pt"))  # nothing trained
+    assert len(ledger.read_text().splitlines()) == 2 * len(trained)
+    with pytest.raises(HatError, match="not the trained model .*holds no test BLEU"):
+        run_pipeline(run, f"--results-ledger={ledger}", "--seeds", "2", "--lenpen", "1.3")
+    from hat.cli.pipeline import main
+
+    ledger.write_text("{}\n")  # not a ledger: refused before any stage
+    assert main([*tiny_args(tmp_path / "new"), f"--results-ledger={ledger}"]) == 2
+    assert not (tmp_path / "new").exists()

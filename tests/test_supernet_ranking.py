@@ -2,6 +2,7 @@
 against supernets and the free proxies, over all references and within each depth."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,11 @@ def test_ranking_study_converges_references_and_ranks_within_depths(tmp_path: Pa
     bench += [f"--supernet=a={supernet / 'checkpoint_last.pt'}", "--per-depth", "2"]
     bench += ["--updates", "40", "--validate-every", "4", "--max-len-b", "12"]
     bench += ["--work-dir", str(tmp_path / "refs")]
-    run = subprocess.run([*bench, "--converge", "0.5"], capture_output=True, text=True, timeout=600)
+
+    def run_bench(*flags: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*bench, *flags], capture_output=True, text=True, timeout=600)
+
+    run = run_bench("--converge", "0.5")
     assert run.returncode == 0, run.stderr
     lines = [json.loads(x) for x in run.stdout.splitlines()]
     refs, summary = lines[:-1], lines[-1]
@@ -50,20 +55,10 @@ def test_ranking_study_converges_references_and_ranks_within_depths(tmp_path: Pa
         assert ranks["proxy_depth"]["within_depth"] == {"1": None, "2": None}  # constant there
 
     out = tmp_path / "ranking.json"
-    again = subprocess.run(
-        [*bench, "--converge", "0.5", "--no-train", f"--out={out}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    again = run_bench("--converge", "0.5", "--no-train", f"--out={out}")
     assert again.returncode == 0 and json.loads(again.stdout.splitlines()[-1]) == summary
     assert json.loads(out.read_text()) == summary  # what hat pipeline --ranking-study reads
-    tuned = subprocess.run(
-        [*bench, "--converge", "0.5", "--finetune", "a", "--finetune-refs", "0", "3"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    tuned = run_bench("--converge", "0.5", "--finetune", "a", "--finetune-refs", "0", "3")
     assert tuned.returncode == 0, tuned.stderr
     finetune = json.loads(tuned.stdout.splitlines()[-1])["finetune"]
     assert finetune["supernet"] == "a" and [r["ref"] for r in finetune["refs"]] == [0, 3]
@@ -74,7 +69,31 @@ def test_ranking_study_converges_references_and_ranks_within_depths(tmp_path: Pa
         assert 0 < r["finetuned_updates"] <= 40 and r["finetuned_valid_loss"] > 0
     result = json.loads((tmp_path / "refs/ref3_finetune_a/result.json").read_text())
     assert len(result["recipe"]["inherited_from"]) == 64  # the supernet's sha256
-    other = subprocess.run(
-        [*bench, "--converge", "0.2"], capture_output=True, text=True, timeout=300
-    )
+    other = run_bench("--converge", "0.2")
     assert other.returncode == 1 and "another recipe" in other.stderr
+
+    # the ledger: results appended there outlive the work dir, and only their own recipe's
+    ledger = tmp_path / "ledger.jsonl"
+    shutil.rmtree(tmp_path / "refs")
+    first = run_bench("--converge", "0.5", f"--ledger={ledger}")
+    assert first.returncode == 0, first.stderr
+    assert len(ledger.read_text().splitlines()) == 4  # one line per finished reference
+    with ledger.open("a") as f:
+        f.write('{"recipe": {"arch"')  # torn by a kill mid-append: ignored
+    shutil.rmtree(tmp_path / "refs")
+    reused = run_bench("--converge", "0.5", f"--ledger={ledger}")
+    assert reused.returncode == 0, reused.stderr
+    assert reused.stdout.splitlines()[-1] == first.stdout.splitlines()[-1]  # nothing retrained
+    assert not (tmp_path / "refs").exists()
+    moved = run_bench("--converge", "0.4", f"--ledger={ledger}", "--no-train")
+    assert moved.returncode == 1 and "no finished reference" in moved.stderr
+    # appended after the torn line: that is cut, and the rest stays readable
+    shard = run_bench("--converge", "0.4", f"--ledger={ledger}", "--shard", "0/4")
+    assert shard.returncode == 0 and ledger.read_text().count("\n") == 5
+    assert all(json.loads(line)["inputs"]["arch"] for line in ledger.read_text().splitlines())
+    ledger.write_text("[]\n")
+    broken = run_bench("--converge", "0.5", f"--ledger={ledger}", "--no-train")
+    assert (
+        broken.returncode == 2
+        and broken.stderr == f"error: results ledger {ledger}: line 1 is not a record\n"
+    )

@@ -40,6 +40,7 @@ _TRAINING = (
     "finetune_fraction",
     "seeds",
     "train_jobs",
+    "results_ledger",
 )
 _SEARCH = ("latency_constraint", "latency_constraint_fraction", "verify_top")
 _TEST = ("gen_beam", "lenpen", "max_len_a", "max_len_b", "baselines", "ranking_study")

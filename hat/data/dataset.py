@@ -13,6 +13,7 @@ import torch
 from hat.data.preprocess import FORMAT_VERSION
 from hat.data.tokenizer import EOS_ID, PAD_ID, Tokenizer
 from hat.errors import HatError
+from hat.fsutil import file_sha256, json_sha256
 
 
 class TokenArray:
@@ -172,6 +173,12 @@ class DataDir:
             for lang in (self.source_lang, self.target_lang)
             for part in ("tokens", "offsets")
         ]
+
+    def content_sha256(self, *splits: str) -> str:
+        """The identity of what a model trained on `splits` sees: the tokenizer and those
+        splits' token arrays (not where they live, so copies of one dataset agree)."""
+        files = [self.path / "spm.model", *(f for s in splits for f in self.split_files(s))]
+        return json_sha256([file_sha256(f) for f in files])
 
     def split(self, name: str) -> ParallelDataset:
         if name not in self.metadata["splits"]:

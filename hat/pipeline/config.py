@@ -13,6 +13,7 @@ from hat.errors import HatError
 from hat.generate import MAX_LEN_A, MAX_LEN_B
 from hat.latency.metrics import MIN_SPLIT_ROWS
 from hat.latency.timing import MeasureSettings
+from hat.ledger import Ledger
 from hat.search.evolution import EvolutionConfig
 from hat.settings import setting
 from hat.space import SearchSpace
@@ -146,6 +147,13 @@ class PipelineConfig:
         "command without it goes on from there",
         choices=STOP_POINTS,
     )
+    results_ledger: str | None = setting(
+        None,
+        "append each trained found model and baseline (its training inputs, test BLEU and "
+        "training summary, by seed) to this JSON-lines file, and reuse those whose inputs match "
+        "instead of training them: commit it, and a long study survives the loss of its run "
+        "directory",
+    )
     ranking_study: str | None = setting(
         None,
         "the supernet-ranking study's JSON (bench/supernet_ranking.py --out): its Kendall taus "
@@ -192,6 +200,8 @@ class PipelineConfig:
                 )
         if self.ranking_study:
             read_ranking_study(self.ranking_study)
+        if self.results_ledger:
+            Ledger(self.results_ledger).check()
         if not 0 < self.finetune_fraction <= 1:
             raise HatError("--finetune-fraction must be in (0, 1]")
         self.space.sample(random.Random(0))  # fails clearly on a space without choices

@@ -384,13 +384,15 @@ def results_document(results: dict, rows: list[dict], environment: dict) -> dict
 
 def _training(by_seed: dict) -> dict[str, dict]:
     """Per training seed: updates done, last validation loss, the loss's relative change over
-    the last 20% of the updates, and whether that met --convergence-tolerance (None: not set)."""
+    the last 20% of the updates, whether that met --convergence-tolerance (None: not set), and
+    the results ledger the run was taken from (None: trained in this run)."""
     return {
         str(seed): {
             "updates": t["updates"],
             "valid_loss": t["valid"].get("model_loss", t["valid"].get("loss")),
             "loss_change": t.get("loss_change"),
             "converged": t.get("converged"),
+            "ledger": t.get("ledger"),
         }
         for seed, t in by_seed.items()
     }
@@ -412,6 +414,9 @@ def training_summary(results: dict) -> list[str]:
             "loss changed less than --convergence-tolerance over the last 20% of the updates), "
             "the others stopped first (update cap)"
         )
+    reused = sum(1 for t in runs if t.get("ledger"))
+    if reused:
+        line += f"; {reused} taken from the results ledger (trained by an earlier run)"
     return [line + ".", ""]
 
 

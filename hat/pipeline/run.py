@@ -38,6 +38,7 @@ from hat.latency.fit import fit_predictor
 from hat.latency.predictor import load_predictor
 from hat.latency.table import load_table
 from hat.latency.timing import DriftFreeTimer, Timer, protocol_timer
+from hat.ledger import Ledger
 from hat.pipeline.baselines import baselines
 from hat.pipeline.config import PipelineConfig, read_ranking_study
 from hat.pipeline.jobs import TrainingJob, run_side_by_side, side_by_side
@@ -192,7 +193,8 @@ class Pipeline:
         if c.stop_after == "search":
             return {**results, "stopped_after": "search"}
         found = {f"hat@{r['budget_ms']:.1f}ms": r["arch"] for r in results["search"]["results"]}
-        trained.update(self.train_jobs(self._model_jobs({**base, **found}, recipe)))
+        model_jobs = self._model_jobs({**base, **found}, recipe)
+        trained.update(self.train_jobs(model_jobs))
         shared = self._model_stages({**base, **found})
         stage_of = {name: shared[name] for name in [*found, *base]}  # the report's order
         seeded = {
@@ -202,17 +204,15 @@ class Pipeline:
             name: dict(zip(c.model_seeds, (trained[t] for t in seeded[stage]), strict=True))
             for name, stage in stage_of.items()
         }
+        jobs = {j.stage: j for j in model_jobs}
         results["evaluate"] = self.stage(
             "evaluate",
-            lambda d: self.evaluate(stage_of, d),
+            lambda d: self.evaluate(stage_of, jobs, trained, d),
             {
                 "trained_as": stage_of,
                 "seeds": c.model_seeds,
-                "gen_beam": c.gen_beam,
-                "lenpen": c.lenpen,
-                "max_len": [c.max_len_a, c.max_len_b],
+                "test": self._test_settings(),
                 "measure": dataclasses.asdict(c.measure),
-                "max_tokens": c.train.max_tokens,
             },
             [
                 "data",
@@ -452,19 +452,71 @@ class Pipeline:
             "without_cache": len(budgets) * (c.evo_iter + 1) * c.population_size,
         }
 
-    def train_model(self, arch_dict: dict, inherited: bool, seed: int, out: Path) -> dict:
-        """One found model or baseline: from scratch, or fine-tuned from the supernet."""
-        arch = ArchConfig.from_dict(arch_dict)
+    def train_model(self, job: TrainingJob, out: Path) -> dict:
+        """One found model or baseline: from scratch, or fine-tuned from the supernet. With a
+        results ledger: taken from it when it holds the job's inputs; otherwise trained, then
+        tested at once and added to it (so a killed study keeps every finished model)."""
+        ledger = self._ledger()
+        if ledger and (done := ledger.find(self._ledger_inputs(job))) is not None:
+            log.info("%s: trained before, taken from %s", job.stage, ledger.path)
+            done = {k: v for k, v in done.items() if k != "test_bleu"}  # evaluate's to report
+            return {
+                **done,
+                "checkpoint": str(out / "checkpoint_last.pt"),
+                "ledger": str(ledger.path),
+            }
+        arch = ArchConfig.from_dict(job.arch)
         settings = self.cfg.settings(self._data().vocab_size)  # records the supernet dims
-        torch.manual_seed(seed)
+        torch.manual_seed(job.seed)
         updates = self.cfg.subtransformer_max_update
-        if inherited:
+        if job.inherited:
             model = load_supernet(self.dir / "supernet/checkpoint_last.pt")[0].export(arch)
             updates = max(1, math.ceil(updates * self.cfg.finetune_fraction))
         else:
             model = Transformer(arch, settings)
-        trained = self._train(model, out, self.cfg.train, updates, seed=seed)
-        return {"arch": arch.to_dict(), "seed": seed, **trained}
+        trained = self._train(model, out, self.cfg.train, updates, seed=job.seed)
+        result = {"arch": arch.to_dict(), "seed": job.seed, **trained}
+        if ledger:
+            tested = {**result, "test_bleu": self._test_bleu(model, out)}
+            ledger.add(self._ledger_inputs(job), tested)
+        return result
+
+    # --- the results ledger and the test ----------------------------------------------------
+    def _ledger(self) -> Ledger | None:
+        return Ledger(self.cfg.results_ledger) if self.cfg.results_ledger else None
+
+    def _ledger_inputs(self, job: TrainingJob) -> dict:
+        """What a trained model's ledger record depends on: its training settings (arch, seed,
+        recipe), the data's contents, the supernet it starts from and the test settings."""
+        supernet = self.dir / "supernet/checkpoint_last.pt"
+        return {
+            "training": job.settings,
+            "data": self._data().content_sha256("train", "valid", "test"),
+            "supernet": file_sha256(supernet) if job.inherited else None,
+            "test": self._test_settings(),
+        }
+
+    def _test_settings(self) -> dict:
+        """How the test split is translated (`translate_dataset`'s keywords)."""
+        c = self.cfg
+        return {
+            "beam": c.gen_beam,
+            "len_penalty": c.lenpen,
+            "max_len_a": c.max_len_a,
+            "max_len_b": c.max_len_b,
+            "max_tokens": c.train.max_tokens,
+        }
+
+    def _test_bleu(self, model: Transformer, out: Path) -> float:
+        """SacreBLEU of `model` on the test split (its translations written into `out`)."""
+        data = self._data()
+        model.to(self.device)
+        test = data.split("test")
+        tr = translate_dataset(
+            model, test, data.tokenizer, **self._test_settings(), device=self.device
+        )
+        tr.write(out, "test", data.source_lang, data.target_lang)
+        return round(tr.sacrebleu, 2)
 
     # --- training jobs ----------------------------------------------------------------------
     def _inherited(self, name: str) -> bool:
@@ -512,7 +564,7 @@ class Pipeline:
         if job.arch is None:
             fn = self.train_supernet
         else:
-            fn = functools.partial(self.train_model, job.arch, job.inherited, job.seed)
+            fn = functools.partial(self.train_model, job)
         return self.stage(job.stage, fn, job.settings, job.upstream)
 
     def train_jobs(self, jobs: list[TrainingJob]) -> dict[str, dict]:
@@ -525,21 +577,31 @@ class Pipeline:
             run_side_by_side(self.run_job, pending, workers)
         return {j.stage: self.run_job(j) for j in jobs}
 
-    def evaluate(self, stage_of: dict[str, str], out: Path) -> dict:
+    def evaluate(
+        self,
+        stage_of: dict[str, str],
+        jobs: dict[str, TrainingJob],
+        trained: dict[str, dict],
+        out: Path,
+    ) -> dict:
         """BLEU, latency, #params and FLOPs of each model (a shared stage is evaluated once).
+        Test BLEU comes from the results ledger when it holds the model (translated by the run
+        that trained it, into that model's stage directory), else from its checkpoint
+        (translations in `out`).
         All are timed here, one after the other, each interleaved with the latency dataset's
         references, so their latencies are normalized like the budgets."""
         data = self._data()
-        test = data.split("test")
+        settings = self.cfg.settings(data.vocab_size)
         ref = reference_of(load_predictor(str(self.dir / "predictor/predictor.pt")).meta)
         timing = DriftFreeTimer(
             self.cfg.measure,
             self.timer,
-            [Transformer(a, self.cfg.settings(data.vocab_size)) for a in ref.get("references", [])],
+            [Transformer(a, settings) for a in ref.get("references", [])],
             ref.get("calibrations_ms", []),
             self.cfg.train.seed,
             ref.get("references_timed_ms"),
         )
+        ledger = self._ledger()
         by_stage: dict[str, dict] = {}
         results = {}
         for name, stage in stage_of.items():
@@ -548,33 +610,40 @@ class Pipeline:
                 continue
             bleu = {}
             for seed in self.cfg.model_seeds:
-                model, _ = load_model(
-                    self.dir / self.seed_stage(stage, seed) / "checkpoint_last.pt"
-                )
-                model.to(self.device)
-                tr = translate_dataset(
-                    model,
-                    test,
-                    data.tokenizer,
-                    beam=self.cfg.gen_beam,
-                    max_tokens=self.cfg.train.max_tokens,
-                    len_penalty=self.cfg.lenpen,
-                    max_len_a=self.cfg.max_len_a,
-                    max_len_b=self.cfg.max_len_b,
-                    device=self.device,
-                )
-                tr.write(
-                    out / self.seed_stage(name, seed), "test", data.source_lang, data.target_lang
-                )
-                bleu[str(seed)] = round(tr.sacrebleu, 2)
+                job = jobs[self.seed_stage(stage, seed)]
+                done = ledger.find(self._ledger_inputs(job)) if ledger else None
+                if done is None:
+                    tested = self._checkpoint_bleu(
+                        job, trained[job.stage], out / self.seed_stage(name, seed)
+                    )
+                    done = {**trained[job.stage], "test_bleu": tested}
+                    if ledger:
+                        ledger.add(self._ledger_inputs(job), done)
+                bleu[str(seed)] = done["test_bleu"]
+            model = Transformer(ArchConfig.from_dict(job.arch), settings)
+            size = {
+                "params": model.num_params(),
+                "flops": count_flops(model, self.cfg.measure.sentence_length),
+            }  # before the timing, which may move the model to the GPU
             results[name] = by_stage[stage] = {
                 **bleu_summary(bleu),
                 **_latency_columns(timing.time(model)),
-                "params": model.num_params(),
-                "flops": count_flops(model, self.cfg.measure.sentence_length),
+                **size,
                 "arch": model.arch.to_dict(),
             }
         return results
+
+    def _checkpoint_bleu(self, job: TrainingJob, trained: dict, out: Path) -> float:
+        """Test BLEU of a trained model from its checkpoint (its translations into `out`)."""
+        checkpoint = self.dir / job.stage / "checkpoint_last.pt"
+        if not checkpoint.is_file() or file_sha256(checkpoint) != trained["sha256"]:
+            raise HatError(
+                f"{checkpoint}: not the trained model (the stage was taken from the results "
+                f"ledger, which holds no test BLEU with these test settings): delete "
+                f"{self.dir / job.stage} to train it again"
+            )
+        model, _ = load_model(checkpoint)
+        return self._test_bleu(model, out)
 
 
 def bleu_summary(by_seed: dict[str, float]) -> dict[str, Any]:
