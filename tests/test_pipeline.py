@@ -86,6 +86,20 @@ def run_pipeline(run_dir: Path, *extra: str, timer=fake_timer) -> str | None:
     return write_report(results, summary_rows(results), run_dir, env).read_text()
 
 
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory) -> tuple[Path, str]:
+    """One finished run with the tiny defaults and its report, shared by this module's tests:
+    read it as is, or `copy_run` it to change a setting (a run directory may be moved: its
+    stages find their files under it and check inputs by content)."""
+    run = tmp_path_factory.mktemp("default") / "run"
+    return run, run_pipeline(run)
+
+
+def copy_run(default_run: tuple[Path, str], to: Path) -> Path:
+    shutil.copytree(default_run[0], to)
+    return to
+
+
 def fail_after(monkeypatch, owner, name: str, calls: int) -> None:
     original = getattr(owner, name)
     count = {"n": 0}
@@ -99,9 +113,10 @@ def fail_after(monkeypatch, owner, name: str, calls: int) -> None:
     monkeypatch.setattr(owner, name, wrapper)
 
 
-def test_pipeline_runs_every_stage_and_resumes_to_the_same_report(tmp_path: Path, monkeypatch):
-    straight = run_pipeline(tmp_path / "straight")
-    run = tmp_path / "straight"
+def test_pipeline_runs_every_stage_and_resumes_to_the_same_report(
+    tmp_path: Path, monkeypatch, default_run
+):
+    run, straight = default_run
     for stage in ("data", "supernet", "latency", "predictor", "search", "evaluate"):
         assert (run / stage / "done.json").exists(), stage
     assert all(
@@ -157,10 +172,10 @@ def test_pipeline_runs_every_stage_and_resumes_to_the_same_report(tmp_path: Path
         run_pipeline(run, f"--supernet-checkpoint={supernet}")
 
 
-def test_training_side_by_side_matches_one_at_a_time(tmp_path: Path, caplog):
+def test_training_side_by_side_matches_one_at_a_time(tmp_path: Path, caplog, default_run):
     """Two worker processes train the supernet and the baselines, then the found models: the
     same stages, the same losses, and a rerun skips them all."""
-    serial = run_pipeline(tmp_path / "serial")
+    serial_run, serial = default_run
     with caplog.at_level("INFO"):
         parallel = run_pipeline(tmp_path / "parallel", "--train-jobs=2")
     assert "side by side" in caplog.text and "models/dim_" in caplog.text  # the workers' logs
@@ -171,7 +186,7 @@ def test_training_side_by_side_matches_one_at_a_time(tmp_path: Path, caplog):
             for done in [run / "supernet/done.json", *(run / "models").glob("*/done.json")]
         }
 
-    one, two = losses(tmp_path / "serial"), losses(tmp_path / "parallel")
+    one, two = losses(serial_run), losses(tmp_path / "parallel")
     assert one.keys() == two.keys() and len(one) == 6
     for stage in one:
         for key, value in one[stage].items():
@@ -182,12 +197,11 @@ def test_training_side_by_side_matches_one_at_a_time(tmp_path: Path, caplog):
     assert len((tmp_path / "parallel/pipeline_log.jsonl").read_text().splitlines()) == n
 
 
-def test_evaluation_latency_is_normalized_like_the_budgets(tmp_path: Path):
+def test_evaluation_latency_is_normalized_like_the_budgets(tmp_path: Path, default_run):
     """The models are timed with the latency dataset's reference: on a device 1.5x slower than
     when the dataset was measured, the report's latencies stay, the raw ones and the drift show
     it."""
-    run = tmp_path / "run"
-    run_pipeline(run)
+    run = copy_run(default_run, tmp_path / "run")
     quiet = json.loads((run / "results.json").read_text())["models"]
     report = run_pipeline(run, "--lenpen", "1.2", timer=slow_timer)  # evaluate reruns, slower
     slow = json.loads((run / "results.json").read_text())["models"]
@@ -199,20 +213,26 @@ def test_evaluation_latency_is_normalized_like_the_budgets(tmp_path: Path):
     assert "median drift factor 1.50" in report
 
 
-def test_models_with_the_same_architecture_train_once(tmp_path: Path):
-    run = tmp_path / "run"
+def test_models_with_the_same_architecture_train_once(tmp_path: Path, default_run):
+    run = copy_run(default_run, tmp_path / "run")  # the search and its models rerun
+    before = set((run / "models").iterdir())
     budgets = ["--latency-constraint", "1000", "2000"]  # both beyond the largest: one model
     report = run_pipeline(run, *budgets)
     evaluated = json.loads((run / "evaluate/done.json").read_text())["result"]
     archs = {name: json.dumps(r["arch"], sort_keys=True) for name, r in evaluated.items()}
     assert len(set(archs.values())) < len(archs) == 5  # 2 found + 3 baselines
-    assert len(list((run / "models").iterdir())) == len(set(archs.values()))
+    found = {a for name, a in archs.items() if name.startswith("hat@")}
+    baseline = {a for name, a in archs.items() if not name.startswith("hat@")}
+    assert len(found) == 1 and len(set((run / "models").iterdir()) - before) == len(
+        found - baseline
+    )
     assert report.count("| hat@1000.0ms | HAT |") == report.count("| hat@2000.0ms | HAT |") == 1
 
 
-def test_a_changed_setting_reruns_its_stage_and_everything_after_it(tmp_path: Path, caplog):
-    run = tmp_path / "run"
-    run_pipeline(run)
+def test_a_changed_setting_reruns_its_stage_and_everything_after_it(
+    tmp_path: Path, caplog, default_run
+):
+    run = copy_run(default_run, tmp_path / "run")
 
     def stages_run() -> list[str]:
         return [
@@ -312,8 +332,8 @@ def test_frontier_verdicts_account_for_seed_spread():
     assert v["slow"]["speedup_at_equal_bleu"] == 1.2
 
 
-def test_seeds_train_every_model_twice_and_report_mean_and_spread(tmp_path: Path):
-    run = tmp_path / "run"
+def test_seeds_train_every_model_twice_and_report_mean_and_spread(tmp_path: Path, default_run):
+    run = copy_run(default_run, tmp_path / "run")  # seed 1's models are there: seed 2's train
     report = run_pipeline(run, "--seeds", "1", "2")
     models = {d.name for d in (run / "models").iterdir()}
     assert len(models) == 10 and all(f"{m}.seed2" in models for m in models if "." not in m)
