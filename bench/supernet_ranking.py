@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import random
 import sys
 import time
@@ -40,6 +41,7 @@ from pathlib import Path
 
 import torch
 
+from hat.cli import setup_logging
 from hat.cli.train import build_parser
 from hat.data.dataset import DataDir
 from hat.errors import HatError
@@ -57,6 +59,8 @@ from hat.train.checkpoints import load_supernet
 from hat.train.distributed import DistInfo
 from hat.train.trainer import TrainConfig, Trainer
 from hat.transformer import ModelSettings, Transformer
+
+log = logging.getLogger("supernet_ranking")
 
 # The references train with the standard SubTransformer recipe (Adam, inverse sqrt, 2,048 tokens)
 STANDARD_RECIPE = Path(__file__).resolve().parents[1] / "configs/multi30k/subtransformer/common.yml"
@@ -120,6 +124,11 @@ def reference_recipe(
     return json.loads(json.dumps(recipe))
 
 
+def add_to_ledger(ledger: Ledger, result: dict) -> None:
+    """A reference's result under its recipe (the record's inputs, so not repeated in it)."""
+    ledger.add(result["recipe"], {k: v for k, v in result.items() if k != "recipe"})
+
+
 def finished_reference(out: Path, recipe: dict, args: argparse.Namespace) -> dict | None:
     """A finished run of `recipe`: in its work dir (refused if trained with another recipe;
     added to the --ledger if missing there) or in the --ledger; None if there is none."""
@@ -131,7 +140,7 @@ def finished_reference(out: Path, recipe: dict, args: argparse.Namespace) -> dic
         if result.get("recipe") != recipe:
             sys.exit(f"error: {done} was trained with another recipe: use another --work-dir")
         if ledger and found is None:
-            ledger.add(recipe, {k: v for k, v in result.items() if k != "recipe"})
+            add_to_ledger(ledger, result)
         return result
     return None if found is None else {"recipe": recipe, **found}
 
@@ -150,7 +159,9 @@ def train_reference(
     recipe = reference_recipe(arch, settings, data, args, inherit[0] if inherit else None)
     result = finished_reference(out, recipe, args)
     if result is not None:
+        log.info("%s: finished before (valid BLEU %.2f)", out.name, result["valid_bleu"])
         return result
+    log.info("%s: training %s into %s", out.name, arch, out)
     torch.manual_seed(args.seed)
     cfg = dataclasses.replace(reference_train_config(args), save_dir=str(out))
     device = torch.device(args.device)
@@ -175,8 +186,16 @@ def train_reference(
         "converged": converged,
         "last_change": change,
     }
+    log.info(
+        "%s: %d updates, converged %s, valid loss %.3f, BLEU %.2f",
+        out.name,
+        result["updates"],
+        converged,
+        result["valid_loss"],
+        bleu,
+    )
     if args.ledger:  # first: a kill between the two leaves the result where it outlives out/
-        Ledger(args.ledger).add(recipe, {k: v for k, v in result.items() if k != "recipe"})
+        add_to_ledger(Ledger(args.ledger), result)
     with atomic_write(out / "result.json") as f:
         json.dump(result, f)
     return result
@@ -369,6 +388,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    setup_logging()  # each reference's start and end, and the trainer's lines, on stderr
     try:
         main()
     except HatError as e:
