@@ -253,9 +253,10 @@ def rank_agreement(score: list[float], truth: list[float], depths: list[int]) ->
         idx = [i for i, x in enumerate(depths) if x == d]
         within[d] = _tau([score[i] for i in idx], [truth[i] for i in idx])
     defined = [t for t in within.values() if t is not None]
+    overall = _tau(score, truth)  # None where undefined: so is Spearman's rho (not NaN)
     return {
-        "overall": _tau(score, truth),
-        "spearman": spearman(score, truth) if len(score) > 2 else None,
+        "overall": overall,
+        "spearman": spearman(score, truth) if overall is not None and len(score) > 2 else None,
         "within_depth": within,
         "within_depth_mean": sum(defined) / len(defined) if defined else None,
     }

@@ -2,6 +2,7 @@
 against supernets and the free proxies, over all references and within each depth."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -97,3 +98,66 @@ def test_ranking_study_converges_references_and_ranks_within_depths(tmp_path: Pa
         broken.returncode == 2
         and broken.stderr == f"error: results ledger {ledger}: line 1 is not a record\n"
     )
+
+
+def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
+    tmp_path: Path, toy_bin: Path
+):
+    """bench/ranking_study.sh: the references (two shards side by side), both supernets beside
+    them, then the ranking; rerun without its work dir's references, nothing trains again."""
+    space = tiny_space(decoder_layers=2, decoder_layer_num_choice=[2, 1])
+    cfg = tmp_path / "space.yml"
+    keys = {k: v for k, v in TRAIN_KEYS.items() if k != "cpu"}  # the script passes --cpu
+    cfg.write_text(yaml.safe_dump({**space.to_hat_dict(), **keys}, sort_keys=False))
+    work, ledger = tmp_path / "work", tmp_path / "ledger.jsonl"
+    env = {
+        **os.environ,
+        "SPACE": str(cfg),
+        "DATA": str(toy_bin),
+        "WORK": str(work),
+        "LEDGER": str(ledger),
+        "PER_DEPTH": "2",
+        "UPDATES": "12",
+        "VALIDATE_EVERY": "4",
+        "MAX_LEN_B": "12",
+        "UNIFORM_UPDATES": "8",
+        "SANDWICH_UPDATES": "4",
+        "NICE": "0",
+        "PYTHON": sys.executable,
+    }
+
+    def study(**extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(REPO / "bench/ranking_study.sh")],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    first = study()
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout.splitlines()[-1])
+    assert summary["references"] == 4 and len(ledger.read_text().splitlines()) == 4
+    assert set(summary["rank_by"]["loss"]) == {
+        "supernet_uniform",
+        "supernet_sandwich",
+        "supernet_uniform_equal_updates",  # the uniform supernet's checkpoint at 4 updates
+        "proxy_params",
+        "proxy_depth",
+    }
+    assert summary["supernets"]["uniform"]["updates"] == 8
+    assert summary["supernets"]["uniform_equal_updates"]["updates"] == 4
+    assert json.loads((work / "ranking.json").read_text()) == summary
+    assert "ref3: training" in (work / "logs/refs1.log").read_text()  # shard 1: refs 1, 3
+
+    shutil.rmtree(work / "refs")
+    again = study(STEPS="references ranking")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout.splitlines()[-1]) == summary
+    assert not (work / "refs").exists() and len(ledger.read_text().splitlines()) == 4
+
+    failed = study(SPACE=str(tmp_path / "none.yml"), WORK=str(tmp_path / "other"))
+    assert failed.returncode == 1
+    log = tmp_path / "other/logs/init.log"
+    assert failed.stderr == f"error: the init run failed: see {log}\n" and log.stat().st_size

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Issue #15's ranking study (docs/benchmarks.md, "The ranking study on the CPU", steps 1-3) as
+# one command for any machine: the reference SubTransformers not yet in the ledger, JOBS side by
+# side, and the two supernets beside them (uniform sampling as HAT, sandwich + in-place
+# distillation); then the ranking of every finished reference by each supernet and the free
+# proxies. Every step resumes after a kill; a finished reference is taken from the ledger.
+#
+#   bench/ranking_study.sh                         # this CPU: 2 jobs, one thread each, nice 19
+#   DEVICE=cuda JOBS=16 bench/ranking_study.sh     # a GPU machine: everything side by side
+#   STEPS=references bench/ranking_study.sh        # only some steps (references supernets ranking)
+#
+# Settings (environment): SPACE DATA WORK LEDGER DEVICE JOBS THREADS NICE PER_DEPTH UPDATES
+# VALIDATE_EVERY MAX_LEN_B UNIFORM_UPDATES SANDWICH_UPDATES PRECISION STEPS. DATA is made by
+# `hat preprocess` of Multi30k when missing (needs ../shared/data/multi30k). Logs: WORK/logs/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SPACE=${SPACE:-configs/multi30k/supertransformer/space1.yml}
+DATA=${DATA:-runs/study15/data}
+WORK=${WORK:-runs/study15}
+LEDGER=${LEDGER:-docs/results/multi30k_study/references.jsonl}
+DEVICE=${DEVICE:-cpu}
+JOBS=${JOBS:-2}
+THREADS=${THREADS:-1}
+NICE=${NICE:-19}
+PER_DEPTH=${PER_DEPTH:-3}
+UPDATES=${UPDATES:-12000}
+VALIDATE_EVERY=${VALIDATE_EVERY:-200}
+MAX_LEN_B=${MAX_LEN_B:-200}
+UNIFORM_UPDATES=${UNIFORM_UPDATES:-24000}
+SANDWICH_UPDATES=${SANDWICH_UPDATES:-6000}
+PRECISION=${PRECISION:-fp32}
+STEPS=${STEPS:-references supernets ranking}
+PYTHON=${PYTHON:-python}
+
+mkdir -p "$WORK/logs"
+run() { OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS nice -n "$NICE" "$PYTHON" "$@"; }
+step() { [[ " $STEPS " == *" $1 "* ]]; }
+cpu_flag=()
+[[ $DEVICE == cpu ]] && cpu_flag=(--cpu)
+
+if [[ ! -d $DATA ]]; then
+    echo "data: hat preprocess into $DATA" >&2
+    run -m hat preprocess --configs configs/multi30k/preprocess.yml --destdir "$DATA"
+fi
+init=$WORK/init/checkpoint_last.pt  # the space and model settings, for the references' script
+if [[ ! -f $init ]]; then
+    run train.py --configs="$SPACE" --data "$DATA" --save-dir "$WORK/init" --max-update 1 \
+        "${cpu_flag[@]}" >"$WORK/logs/init.log" 2>&1 ||
+        { echo "error: the init run failed: see $WORK/logs/init.log" >&2 && exit 1; }
+fi
+refs=(bench/supernet_ranking.py --data "$DATA" --per-depth "$PER_DEPTH" --updates "$UPDATES"
+    --validate-every "$VALIDATE_EVERY" --max-len-b "$MAX_LEN_B" --precision "$PRECISION"
+    --work-dir "$WORK/refs" --ledger "$LEDGER" --device "$DEVICE")
+
+pids=()
+if step references; then
+    for ((i = 0; i < JOBS; i++)); do
+        run "${refs[@]}" --supernet "init=$init" --shard "$i/$JOBS" >>"$WORK/logs/refs$i.log" 2>&1 &
+        pids+=($!)
+    done
+fi
+if step supernets; then
+    common=(train.py --configs="$SPACE" --data "$DATA" --keep-last-epochs 1
+        --precision "$PRECISION" --save-interval-updates "$SANDWICH_UPDATES" "${cpu_flag[@]}")
+    run "${common[@]}" --sampling uniform --max-update "$UNIFORM_UPDATES" \
+        --save-dir "$WORK/super_uniform" >>"$WORK/logs/super_uniform.log" 2>&1 &
+    pids+=($!)
+    run "${common[@]}" --sampling sandwich --max-update "$SANDWICH_UPDATES" \
+        --save-dir "$WORK/super_sandwich" >>"$WORK/logs/super_sandwich.log" 2>&1 &
+    pids+=($!)
+fi
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+if ((failed)); then
+    echo "error: a training run failed: see $WORK/logs/" >&2
+    exit 1
+fi
+
+if step ranking; then
+    # uniform at the sandwich's updates (equal updates) and at its own cap (about equal time)
+    equal=$(ls "$WORK"/super_uniform/checkpoint_*_"$SANDWICH_UPDATES".pt 2>/dev/null | head -1)
+    supernets=(--supernet "uniform=$WORK/super_uniform/checkpoint_last.pt"
+        --supernet "sandwich=$WORK/super_sandwich/checkpoint_last.pt")
+    [[ -n $equal ]] && supernets+=(--supernet "uniform_equal_updates=$equal")
+    run "${refs[@]}" "${supernets[@]}" --no-train --out "$WORK/ranking.json" \
+        2>>"$WORK/logs/ranking.log"
+fi
