@@ -9,9 +9,11 @@
 #   DEVICE=cuda JOBS=16 bench/ranking_study.sh     # a GPU machine: everything side by side
 #   STEPS=references bench/ranking_study.sh        # only some steps (references supernets ranking)
 #
-# Settings (environment): SPACE DATA WORK LEDGER DEVICE JOBS THREADS NICE PER_DEPTH UPDATES
-# VALIDATE_EVERY MAX_LEN_B UNIFORM_UPDATES SANDWICH_UPDATES PRECISION STEPS. DATA is made by
-# `hat preprocess` of Multi30k when missing (needs ../shared/data/multi30k). Logs: WORK/logs/.
+# Settings (environment): SPACE DATA WORK LEDGER DEVICE JOBS THREADS NICE UNIFORM_UPDATES
+# SANDWICH_UPDATES STEPS; and, passed on only when set (else bench/supernet_ranking.py's and
+# train.py's defaults, which are the study's), PER_DEPTH UPDATES VALIDATE_EVERY MAX_LEN_B
+# PRECISION. DATA is made by `hat preprocess` of Multi30k when missing (needs
+# ../shared/data/multi30k). Logs: WORK/logs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,13 +25,8 @@ DEVICE=${DEVICE:-cpu}
 JOBS=${JOBS:-2}
 THREADS=${THREADS:-1}
 NICE=${NICE:-19}
-PER_DEPTH=${PER_DEPTH:-3}
-UPDATES=${UPDATES:-12000}
-VALIDATE_EVERY=${VALIDATE_EVERY:-200}
-MAX_LEN_B=${MAX_LEN_B:-200}
 UNIFORM_UPDATES=${UNIFORM_UPDATES:-24000}
 SANDWICH_UPDATES=${SANDWICH_UPDATES:-6000}
-PRECISION=${PRECISION:-fp32}
 STEPS=${STEPS:-references supernets ranking}
 PYTHON=${PYTHON:-python}
 
@@ -38,6 +35,7 @@ run() { OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS nice -n "$NICE" "$PYTH
 step() { [[ " $STEPS " == *" $1 "* ]]; }
 cpu_flag=()
 [[ $DEVICE == cpu ]] && cpu_flag=(--cpu)
+precision=(${PRECISION:+--precision "$PRECISION"})
 
 if [[ ! -d $DATA ]]; then
     echo "data: hat preprocess into $DATA" >&2
@@ -49,9 +47,10 @@ if [[ ! -f $init ]]; then
         "${cpu_flag[@]}" >"$WORK/logs/init.log" 2>&1 ||
         { echo "error: the init run failed: see $WORK/logs/init.log" >&2 && exit 1; }
 fi
-refs=(bench/supernet_ranking.py --data "$DATA" --per-depth "$PER_DEPTH" --updates "$UPDATES"
-    --validate-every "$VALIDATE_EVERY" --max-len-b "$MAX_LEN_B" --precision "$PRECISION"
-    --work-dir "$WORK/refs" --ledger "$LEDGER" --device "$DEVICE")
+refs=(bench/supernet_ranking.py --data "$DATA" --work-dir "$WORK/refs" --ledger "$LEDGER"
+    --device "$DEVICE" "${precision[@]}" ${PER_DEPTH:+--per-depth "$PER_DEPTH"}
+    ${UPDATES:+--updates "$UPDATES"} ${VALIDATE_EVERY:+--validate-every "$VALIDATE_EVERY"}
+    ${MAX_LEN_B:+--max-len-b "$MAX_LEN_B"})
 
 pids=()
 if step references; then
@@ -62,7 +61,7 @@ if step references; then
 fi
 if step supernets; then
     common=(train.py --configs="$SPACE" --data "$DATA" --keep-last-epochs 1
-        --precision "$PRECISION" --save-interval-updates "$SANDWICH_UPDATES" "${cpu_flag[@]}")
+        --save-interval-updates "$SANDWICH_UPDATES" "${cpu_flag[@]}" "${precision[@]}")
     run "${common[@]}" --sampling uniform --max-update "$UNIFORM_UPDATES" \
         --save-dir "$WORK/super_uniform" >>"$WORK/logs/super_uniform.log" 2>&1 &
     pids+=($!)
