@@ -70,7 +70,9 @@ def beam_search(
     bsz, device = src_tokens.shape[0], src_tokens.device
     max_len = max_output_length(model, src_tokens, max_len_a, max_len_b)
     enc = model.encode(src_tokens) if enc is None else enc
-    state = model.start_decoding(enc, beam=beam, max_steps=max_len + 1)  # KV cache: B*K rows
+    # KV cache: one row per sentence for step 0 (a sentence's beams all start from </s>), then
+    # fanned out to B*K rows
+    state = model.start_decoding(enc, beam=1, max_steps=max_len + 1)
     tokens = torch.full((bsz * beam, max_len + 2), PAD_ID, dtype=torch.long, device=device)
     tokens[:, 0] = EOS_ID  # (B*K, T+2): </s> starts every target, as in fairseq
     cum = torch.zeros(bsz, beam, device=device)  # (n, K) summed log-probs
@@ -81,11 +83,17 @@ def beam_search(
 
     for step in range(max_len + 1):
         n = len(sentence_ids)
-        lprobs = model.decode_step(tokens[:, step], state)  # (n*K, V)
+        lprobs = model.decode_step(tokens[:: beam if step == 0 else 1, step], state)  # (n*K, V)
         _mask_specials(lprobs, step, max_len, min_len)
         # 2K candidates: even if K of them are </s>, K others continue. A sentence's 2K best
         # are among its beams' 2K best each: only those get a score (no (n*K, V) sum).
         row_top, row_tok = lprobs.topk(2 * beam, dim=1)  # (n*K, 2K)
+        if step == 0:  # one row per sentence was decoded: its beams get copies
+            row_top, row_tok = (
+                row_top.repeat_interleave(beam, 0),
+                row_tok.repeat_interleave(beam, 0),
+            )
+            state.fan_out(beam)
         cand = (cum.view(-1, 1) + row_top).view(n, 2 * beam * beam)
         top_scores, top_idx = cand.topk(2 * beam, dim=1)  # (n, 2K)
         beam_idx = top_idx // (2 * beam)  # (n, 2K): source beam

@@ -247,6 +247,11 @@ class _OrtState:
     def __init__(self, padding_mask: np.ndarray, ende: list[np.ndarray], past: list[np.ndarray]):
         self.padding_mask, self.ende, self.past, self.step = padding_mask, ende, past, 0
 
+    def fan_out(self, beam: int) -> None:
+        idx = np.repeat(np.arange(self.padding_mask.shape[0]), beam)
+        self.past = [p[idx] for p in self.past]
+        self.padding_mask, self.ende = self.padding_mask[idx], [e[idx] for e in self.ende]
+
     def reorder(self, index: torch.Tensor, rows_changed: bool) -> None:
         idx = index.cpu().numpy()
         self.past = [p[idx] for p in self.past]

@@ -119,6 +119,14 @@ class DecoderState:
         self.caches = [KVCache(capacity) for _ in ende_kv]
         self.step = 0
 
+    def fan_out(self, beam: int) -> None:
+        """From one hypothesis row per sentence to `beam` copies of it (rows b * beam ..)."""
+        sentences = self.ende_kv[0][0].shape[0]
+        index = torch.arange(sentences, device=self.ende_kv[0][0].device)
+        for cache in self.caches:
+            cache.reorder(index.repeat_interleave(beam))
+        self.beam = beam
+
     def reorder(self, index: torch.Tensor, rows_changed: bool) -> None:
         """Select hypothesis rows `index` of the caches (each sentence's `beam` rows stay
         together and come from that sentence's rows). `rows_changed` is True when sentences

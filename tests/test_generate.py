@@ -106,6 +106,25 @@ def test_finished_hypotheses_are_never_extended(trained):
         assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
 
 
+def test_step_zero_decodes_one_row_per_sentence_then_one_per_beam(trained):
+    """A sentence's beams all start from </s>: step 0 decodes it once, then the cache fans out
+    (the search by the book and batched-vs-alone tests show the fanned-out rows are right)."""
+    _, compact, src, _ = trained
+    rows = []
+    original = compact.decode_step
+
+    def spy(tokens, state):
+        rows.append(tokens.shape[0])
+        return original(tokens, state)
+
+    compact.decode_step = spy
+    try:
+        beam_search(compact, src, beam=4, max_len_b=12)
+    finally:
+        del compact.decode_step
+    assert rows[:2] == [len(src), 4 * len(src)]
+
+
 def test_scores_equal_full_recomputation(trained):
     _, compact, src, _ = trained
     results = beam_search(compact, src[:3], beam=3, max_len_b=12)
