@@ -83,7 +83,8 @@ def beam_search(
 
     for step in range(max_len + 1):
         n = len(sentence_ids)
-        lprobs = model.decode_step(tokens[:: beam if step == 0 else 1, step], state)  # (n*K, V)
+        # (n*K, V); (n, V) at step 0
+        lprobs = model.decode_step(tokens[:: beam if step == 0 else 1, step], state)
         _mask_specials(lprobs, step, max_len, min_len)
         # 2K candidates: even if K of them are </s>, K others continue. A sentence's 2K best
         # are among its beams' 2K best each: only those get a score (no (n*K, V) sum).

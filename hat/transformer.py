@@ -121,10 +121,10 @@ class DecoderState:
 
     def fan_out(self, beam: int) -> None:
         """From one hypothesis row per sentence to `beam` copies of it (rows b * beam ..)."""
-        sentences = self.ende_kv[0][0].shape[0]
-        index = torch.arange(sentences, device=self.ende_kv[0][0].device)
+        keys = self.ende_kv[0][0]  # one row per sentence
+        rows = torch.arange(keys.shape[0], device=keys.device).repeat_interleave(beam)
         for cache in self.caches:
-            cache.reorder(index.repeat_interleave(beam))
+            cache.reorder(rows)
         self.beam = beam
 
     def reorder(self, index: torch.Tensor, rows_changed: bool) -> None:
