@@ -248,9 +248,8 @@ class _OrtState:
         self.padding_mask, self.ende, self.past, self.step = padding_mask, ende, past, 0
 
     def fan_out(self, beam: int) -> None:
-        idx = np.repeat(np.arange(self.padding_mask.shape[0]), beam)
-        self.past = [p[idx] for p in self.past]
-        self.padding_mask, self.ende = self.padding_mask[idx], [e[idx] for e in self.ende]
+        rows = self.padding_mask.shape[0]  # every array here has one row per hypothesis
+        self.reorder(torch.arange(rows).repeat_interleave(beam), rows_changed=True)
 
     def reorder(self, index: torch.Tensor, rows_changed: bool) -> None:
         idx = index.cpu().numpy()

@@ -122,9 +122,7 @@ class DecoderState:
     def fan_out(self, beam: int) -> None:
         """From one hypothesis row per sentence to `beam` copies of it (rows b * beam ..)."""
         keys = self.ende_kv[0][0]  # one row per sentence
-        rows = torch.arange(keys.shape[0], device=keys.device).repeat_interleave(beam)
-        for cache in self.caches:
-            cache.reorder(rows)
+        self.reorder(torch.arange(keys.shape[0], device=keys.device).repeat_interleave(beam), False)
         self.beam = beam
 
     def reorder(self, index: torch.Tensor, rows_changed: bool) -> None:

@@ -1,5 +1,6 @@
 """Beam and greedy search with incremental decoding."""
 
+import contextlib
 import copy
 import random
 
@@ -85,20 +86,27 @@ def test_batched_equals_one_by_one(trained):
         assert [h.score for h in alone] == pytest.approx([h.score for h in together[i]], abs=1e-4)
 
 
-def test_finished_hypotheses_are_never_extended(trained):
-    _, compact, src, _ = trained
+@contextlib.contextmanager
+def decode_steps_of(model):
+    """Records (step, tokens fed) of every `model.decode_step` call made inside the block."""
     fed = []
-    original = compact.decode_step
+    original = model.decode_step
 
     def spy(tokens, state):
         fed.append((state.step, tokens.clone()))
         return original(tokens, state)
 
-    compact.decode_step = spy
+    model.decode_step = spy
     try:
-        results = beam_search(compact, src, beam=5, max_len_b=12)
+        yield fed
     finally:
-        del compact.decode_step
+        del model.decode_step
+
+
+def test_finished_hypotheses_are_never_extended(trained):
+    _, compact, src, _ = trained
+    with decode_steps_of(compact) as fed:
+        results = beam_search(compact, src, beam=5, max_len_b=12)
     assert all(not (tokens == EOS_ID).any() for step, tokens in fed if step > 0)
     for hyps in results:
         assert len(hyps) == 5
@@ -110,18 +118,9 @@ def test_step_zero_decodes_one_row_per_sentence_then_one_per_beam(trained):
     """A sentence's beams all start from </s>: step 0 decodes it once, then the cache fans out
     (the search by the book and batched-vs-alone tests show the fanned-out rows are right)."""
     _, compact, src, _ = trained
-    rows = []
-    original = compact.decode_step
-
-    def spy(tokens, state):
-        rows.append(tokens.shape[0])
-        return original(tokens, state)
-
-    compact.decode_step = spy
-    try:
+    with decode_steps_of(compact) as fed:
         beam_search(compact, src, beam=4, max_len_b=12)
-    finally:
-        del compact.decode_step
+    rows = [tokens.shape[0] for _, tokens in fed]
     assert rows[:2] == [len(src), 4 * len(src)]
 
 
