@@ -3,8 +3,9 @@
 References: --per-depth SubTransformers for every decoder depth of the space, spread evenly by
 #params within the depth (so the ranking within a depth is measured, not only across sizes),
 each trained from scratch until converged: its validation loss changed by less than
---converge (1%) over the last 20% of its updates (the trainer's --convergence-tolerance,
-validated every --validate-every updates; --updates caps it). Each is then scored on the
+--converge (1%) over the last 20% of its updates, both the last validation and the mean of
+the last three (the trainer's --convergence-tolerance and --convergence-smoothing; validated
+every --validate-every updates; --updates caps it). Each is then scored on the
 validation split: loss and SacreBLEU (beam 5). The recipe is the standard one of
 configs/multi30k/subtransformer/common.yml.
 Supernets (--supernet NAME=CHECKPOINT, any number): each reference's validation loss with

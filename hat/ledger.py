@@ -54,11 +54,15 @@ class Ledger:
         """Fail in one line now if the file is not a ledger (not hours later, at its first use)."""
         self._read()
 
+    def records(self, inputs: dict) -> list[dict]:
+        """Every record of exactly these inputs, oldest first."""
+        inputs = json.loads(json.dumps(inputs))  # as read back (tuples become lists)
+        return [r for r in self._read()[0] if r["inputs"] == inputs]
+
     def find(self, inputs: dict) -> dict | None:
         """The result recorded for exactly these inputs (the last one), or None."""
-        inputs = json.loads(json.dumps(inputs))  # as read back (tuples become lists)
-        found = [r["result"] for r in self._read()[0] if r["inputs"] == inputs]
-        return found[-1] if found else None
+        found = self.records(inputs)
+        return found[-1]["result"] if found else None
 
     def add(self, inputs: dict, result: dict) -> None:
         """Append one result (a JSON line, flushed to disk), after cutting a line torn by a

@@ -11,6 +11,7 @@ from conftest import tiny_space
 
 from hat.cli.pipeline import build_parser, pipeline_config
 from hat.errors import HatError
+from hat.fsutil import file_sha256
 from hat.latency.measure import Latency
 from hat.latency.plan import proxy_cost
 from hat.pipeline.baselines import DIMENSION, LAYERS, baselines
@@ -473,3 +474,40 @@ def test_a_results_ledger_keeps_the_trained_models_beyond_the_run_dir(tmp_path: 
     ledger.write_text("{}\n")  # not a ledger: refused before any stage
     assert main([*tiny_args(tmp_path / "new"), f"--results-ledger={ledger}"]) == 2
     assert not (tmp_path / "new").exists()
+
+
+def test_a_kept_search_outlives_the_supernet(tmp_path: Path, default_run, caplog):
+    """--search-result keeps each search with its inputs: a run directory that lost its
+    SuperTransformer and search takes the found models from it (nothing trained or searched
+    again, the same report but for where the search came from); other search inputs search."""
+    kept = tmp_path / "search.jsonl"
+    run = copy_run(default_run, tmp_path / "run")
+    assert run_pipeline(run, f"--search-result={kept}") == default_run[1]  # recorded at its end
+    (record,) = [json.loads(line) for line in kept.read_text().splitlines()]
+    supernet = run / "supernet/checkpoint_last.pt"
+    assert record["result"]["supernet_sha256"] == file_sha256(supernet)
+    search_log = (run / "search/search_log.jsonl").read_text().splitlines()
+    assert record["result"]["log"] == [json.loads(line) for line in search_log]
+    searched = json.loads((run / "search/done.json").read_text())["result"]
+
+    shutil.rmtree(run / "supernet")  # a new machine: the checkpoints are gone, the file is not
+    shutil.rmtree(run / "search")
+    with caplog.at_level("INFO"):
+        report = run_pipeline(run, f"--search-result={kept}")
+    assert "the SuperTransformer and the search are not run" in caplog.text
+    assert not (run / "supernet").exists()
+    restored = json.loads((run / "search/done.json").read_text())["result"]
+    assert restored["results"] == searched["results"] and restored["kept"]["file"] == str(kept)
+    assert sorted(p.name for p in (run / "search").glob("hat@*.yml")) == sorted(
+        f"hat@{r['budget_ms']:.1f}ms.yml" for r in searched["results"]
+    )
+    kept_line = re.search(r"\nKept in `.*?this run's\.\n", report)
+    assert kept_line and report.replace(kept_line.group(0), "") == default_run[1]
+    doc = json.loads((run / "results.json").read_text())
+    assert doc["search"]["kept"]["host"] == record["recorded"]["host"]
+    with pytest.raises(HatError, match="--finetune-inherited needs the SuperTransformer"):
+        run_pipeline(run, f"--search-result={kept}", "--finetune-inherited")
+
+    other = run_pipeline(run, f"--search-result={kept}", "--evo-iter=1", "--stop-after=search")
+    assert other is None and (run / "supernet/done.json").exists()  # trained, then searched
+    assert len(kept.read_text().splitlines()) == 2

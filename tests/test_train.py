@@ -463,27 +463,40 @@ def test_bf16_on_the_cpu_bounds_onednn_primitive_cache(monkeypatch):
     assert os.environ[name] == "256"
 
 
-def test_training_stops_once_the_validation_loss_converged(tmp_path: Path, toy_bin: Path):
-    """--convergence-tolerance stops when the validation loss moved less than that fraction
-    since the last validation at or before 80% of the updates; a resumed run keeps the history
-    and stays stopped."""
+def test_loss_change_takes_the_larger_of_the_single_and_the_smoothed_change():
+    """The change over the last 20% of the updates: the last validation against the latest at
+    or before 80% of the updates, and the mean of the last N against the N ending there."""
     from hat.train.trainer import loss_change
 
-    assert loss_change([]) is None and loss_change([[10, 5.0]]) is None
-    assert loss_change([[5, 10.0], [10, 9.0]]) == pytest.approx(0.1)
-    assert loss_change([[4, 10.0], [8, 9.95], [10, 9.9]]) == pytest.approx(0.05 / 9.95)
-    assert loss_change([[4, 10.0], [9, 9.95], [10, 9.9]]) == pytest.approx(0.1 / 10.0)
+    assert loss_change([], 1) is None and loss_change([[10, 5.0]], 1) is None
+    assert loss_change([[5, 10.0], [10, 9.0]], 1) == pytest.approx(0.1)
+    assert loss_change([[4, 10.0], [8, 9.95], [10, 9.9]], 1) == pytest.approx(0.05 / 9.95)
+    assert loss_change([[4, 10.0], [9, 9.95], [10, 9.9]], 1) == pytest.approx(0.1 / 10.0)
+    # a lucky low validation at the early point (update 30 of 38): alone it says 0.6%, the
+    # means of three say 5%; the larger counts
+    history = [[10, 10.0], [20, 9.8], [30, 9.0], [35, 9.3], [36, 9.1], [38, 8.95]]
+    assert loss_change(history, 1) == pytest.approx(0.05 / 9.0)
+    assert loss_change(history, 3) == pytest.approx((9.6 - (9.3 + 9.1 + 8.95) / 3) / 9.6)
+    # and a lucky last validation on a plateau: the single change is the larger
+    plateau = [[10, 9.0], [20, 9.0], [30, 9.0], [35, 9.0], [36, 9.2], [38, 8.8]]
+    assert loss_change(plateau, 3) == pytest.approx(0.2 / 9.0)
+    assert loss_change(history[1:], 3) is None  # two validations at or before update 30.4
 
+
+def test_training_stops_once_the_validation_loss_converged(tmp_path: Path, toy_bin: Path):
+    """--convergence-tolerance stops when the validation loss moved less than that fraction over
+    the last 20% of the updates (the default smoothing: three validations by then); a resumed
+    run keeps the history and stays stopped."""
     cfg, save = write_space_yaml(tmp_path / "space.yml"), tmp_path / "ckpt"
     flags = ("--validate-interval-updates", "5", "--convergence-tolerance", "0.99")
     cmd = _train_cmd(cfg, toy_bin, save, *flags)
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
-    assert "converged at update 10" in first.stderr
+    assert "converged at update 20" in first.stderr  # three validations at or before 80%
     state = torch.load(save / "checkpoint_last.pt", weights_only=True)["train_state"]
-    assert state["updates"] == 10  # of --max-update 40
-    assert [u for u, _ in state["valid_losses"]] == [5, 10]
+    assert state["updates"] == 20  # of --max-update 40
+    assert [u for u, _ in state["valid_losses"]] == [5, 10, 15, 20]
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     after = torch.load(save / "checkpoint_last.pt", weights_only=True)["train_state"]
-    assert after["updates"] == 10 and after["valid_losses"] == state["valid_losses"]
+    assert after["updates"] == 20 and after["valid_losses"] == state["valid_losses"]

@@ -42,7 +42,7 @@ _TRAINING = (
     "train_jobs",
     "results_ledger",
 )
-_SEARCH = ("latency_constraint", "latency_constraint_fraction", "verify_top")
+_SEARCH = ("latency_constraint", "latency_constraint_fraction", "verify_top", "search_result")
 _TEST = ("gen_beam", "lenpen", "max_len_a", "max_len_b", "baselines", "ranking_study")
 
 

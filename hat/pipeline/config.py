@@ -154,6 +154,13 @@ class PipelineConfig:
         "instead of training them: commit it, and a long study survives the loss of its run "
         "directory",
     )
+    search_result: str | None = setting(
+        None,
+        "keep each search's result (found models, budgets, predicted latency, the "
+        "SuperTransformer's sha256) in this JSON-lines file, and take it from there when it "
+        "holds this run's search inputs, skipping the SuperTransformer and the search: commit "
+        "it, and the found models train and are evaluated in later sessions",
+    )
     ranking_study: str | None = setting(
         None,
         "the supernet-ranking study's JSON (bench/supernet_ranking.py --out): its Kendall taus "
@@ -191,7 +198,7 @@ class PipelineConfig:
             raise HatError("--fp16 trains on the GPU: add --latgpu, or use --bf16 on the CPU")
         if self.supernet_checkpoint:
             given = Path(self.supernet_checkpoint)
-            if not given.is_file():
+            if not given.is_file() and not self.search_result:  # else: once the kept is known
                 raise HatError(f"--supernet-checkpoint {given}: no such file")
             if given.resolve().is_relative_to((Path(self.run_dir) / "supernet").resolve()):
                 raise HatError(
@@ -200,8 +207,9 @@ class PipelineConfig:
                 )
         if self.ranking_study:
             read_ranking_study(self.ranking_study)
-        if self.results_ledger:
-            Ledger(self.results_ledger).check()
+        for ledger in (self.results_ledger, self.search_result):
+            if ledger:
+                Ledger(ledger).check()
         if not 0 < self.finetune_fraction <= 1:
             raise HatError("--finetune-fraction must be in (0, 1]")
         self.space.sample(random.Random(0))  # fails clearly on a space without choices

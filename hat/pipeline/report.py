@@ -374,6 +374,7 @@ def results_document(results: dict, rows: list[dict], environment: dict) -> dict
         "predictor": {"rows": results["latency"]["rows"], "test": results["predictor"]["test"]},
         "ranking": results.get("ranking"),
         "search": {
+            "kept": results["search"].get("kept"),
             "evaluated": results["search"]["evaluated"],
             "verified": {
                 f"{r['budget_ms']:g}": r.get("verified", []) for r in results["search"]["results"]
@@ -411,7 +412,8 @@ def training_summary(results: dict) -> list[str]:
     if verdicts:
         line += (
             f"; {sum(verdicts)} of {len(verdicts)} with a convergence test converged (validation "
-            "loss changed less than --convergence-tolerance over the last 20% of the updates), "
+            "loss changed less than --convergence-tolerance over the last 20% of the updates, "
+            "alone and averaged over --convergence-smoothing validations), "
             "the others stopped first (update cap)"
         )
     reused = sum(1 for t in runs if t.get("ledger"))
@@ -494,6 +496,17 @@ def write_report(results: dict, rows: list[dict], run_dir: Path, environment: di
         f"{len(s['results'])} budgets; {s['evaluated']} SubTransformers evaluated with "
         "inherited weights, "
         f"where HAT's loop (no cache) would run {s['without_cache']} evaluations.",
+        *(
+            [
+                "",
+                f"Kept in `{k['file']}` from the search of {k['at']} on {k['host']} (in the "
+                f"SuperTransformer of sha256 {s['supernet_sha256'][:12]}...): its budgets, "
+                "predicted latencies and candidate timings are that run's; every measured "
+                "latency in the tables above is this run's.",
+            ]
+            if (k := s.get("kept"))
+            else []
+        ),
         "",
         "![search convergence](search_convergence.png)",
         "",

@@ -127,11 +127,24 @@ class Pipeline:
             "seed": c.train.seed,
             "data": self.stage("data", self.prepare_data, self._data_settings()),
         }
-        if c.supernet_checkpoint:
-            self._given_supernet()  # fails now, not after the latency dataset
         model = dataclasses.asdict(c.settings(results["data"]["vocab_size"]))
         recipe = {"model": model, "train": dataclasses.asdict(c.train)}  # SubTransformers'
-        supernet_recipe = {**recipe, "train": dataclasses.asdict(c.supernet_train)}
+        supernet = TrainingJob(
+            "supernet",
+            {
+                **recipe,
+                "train": dataclasses.asdict(c.supernet_train),
+                "space": c.space.to_hat_dict(),
+                "updates": c.supernet_max_update,
+                "sampling": dataclasses.asdict(c.sampling),
+            },
+            ("data",),
+        )
+        search_inputs = self._search_inputs(model, supernet)
+        kept = self._kept_search(search_inputs)
+        needs_supernet = kept is None or c.finetune_inherited
+        if c.supernet_checkpoint and needs_supernet:
+            self._given_supernet()  # fails now, not after the latency dataset
         results["latency"] = self.stage(
             "latency",
             self.collect_latency,
@@ -148,19 +161,11 @@ class Pipeline:
         )
         if c.stop_after == "predictor":
             return {**results, "stopped_after": "predictor"}
-        supernet = TrainingJob(
-            "supernet",
-            {
-                **supernet_recipe,
-                "space": c.space.to_hat_dict(),
-                "updates": c.supernet_max_update,
-                "sampling": dataclasses.asdict(c.sampling),
-            },
-            ("data",),
-        )
         plain = baselines(c.space, c.baselines)
         base = {b.name: b.arch.to_dict() for b in plain}
-        if c.supernet_checkpoint:
+        if not needs_supernet:
+            trained = self.train_jobs(self._model_jobs(base, recipe))
+        elif c.supernet_checkpoint:
             results["supernet"] = self.stage(
                 "supernet",
                 self.adopt_supernet,
@@ -177,19 +182,18 @@ class Pipeline:
             results["supernet"] = trained.pop("supernet")
         if c.stop_after == "supernet":
             return {**results, "stopped_after": "supernet"}
-        results["search"] = self.stage(
-            "search",
-            self.search,
-            {
-                "evolution": dataclasses.asdict(c.evolution),
-                "budgets_ms": c.budgets_ms,
-                "budget_fractions": c.budget_fractions,
-                "verify_top": c.verify_top,
-                "measure": dataclasses.asdict(c.measure),
-                "max_tokens": c.train.max_tokens,
-            },
-            ["data", "supernet", "predictor"],
-        )
+        if kept is None:
+            results["search"] = self.stage(
+                "search", self.search, search_inputs["search"], ["data", "supernet", "predictor"]
+            )
+            self._keep_search(search_inputs, results["search"])
+        else:
+            results["search"] = self.stage(
+                "search",
+                functools.partial(self._restore_search, kept),
+                {"kept": json_sha256(kept)},
+                ["data"],
+            )
         if c.stop_after == "search":
             return {**results, "stopped_after": "search"}
         found = {f"hat@{r['budget_ms']:.1f}ms": r["arch"] for r in results["search"]["results"]}
@@ -224,6 +228,78 @@ class Pipeline:
         if c.ranking_study:
             results["ranking"] = read_ranking_study(c.ranking_study)
         return results
+
+    # --- a search kept beyond the run directory ---------------------------------------------
+    def _search_inputs(self, model: dict, supernet: TrainingJob) -> dict:
+        """What a search's result depends on, besides the SuperTransformer's weights (named by
+        their sha256 in a kept result): the space, the model settings, the data's contents, how
+        the SuperTransformer came about (trained here: its recipe) and the search settings.
+        Not the latency predictor: a kept result's budgets are the searching run's."""
+        c = self.cfg
+        return {
+            "space": c.space.to_hat_dict(),
+            "model": model,
+            "data": self._data().content_sha256("train", "valid"),
+            "supernet": "supernet-checkpoint" if c.supernet_checkpoint else supernet.settings,
+            "search": {
+                "evolution": dataclasses.asdict(c.evolution),
+                "budgets_ms": c.budgets_ms,
+                "budget_fractions": c.budget_fractions,
+                "verify_top": c.verify_top,
+                "measure": dataclasses.asdict(c.measure),
+                "max_tokens": c.train.max_tokens,
+            },
+        }
+
+    def _kept_search(self, inputs: dict) -> dict | None:
+        """The result `search-result` keeps for these inputs (the latest; with a
+        `supernet-checkpoint` that is here, the latest searched in it), with where it came
+        from; None when it keeps none (or the setting is off)."""
+        if not self.cfg.search_result:
+            return None
+        records = Ledger(self.cfg.search_result).records(inputs)
+        given = self.cfg.supernet_checkpoint
+        if given and Path(given).is_file():
+            sha = file_sha256(given)
+            records = [r for r in records if r["result"]["supernet_sha256"] == sha]
+        if not records:
+            return None
+        record = records[-1]
+        log.info(
+            "search: kept in %s (searched %s on %s): the SuperTransformer and the search are "
+            "not run",
+            self.cfg.search_result,
+            record["recorded"]["at"],
+            record["recorded"]["host"],
+        )
+        if self.cfg.finetune_inherited and not (given and Path(given).is_file()):
+            raise HatError(
+                f"--search-result {self.cfg.search_result} keeps this search, but "
+                f"--finetune-inherited needs the SuperTransformer it searched in: give it as "
+                f"--supernet-checkpoint (sha256 {record['result']['supernet_sha256'][:12]}...)"
+            )
+        return {**record["result"], "kept": {"file": self.cfg.search_result, **record["recorded"]}}
+
+    def _keep_search(self, inputs: dict, search: dict) -> None:
+        """Add the search's result to `search-result` (once per SuperTransformer), with the
+        SuperTransformer's sha256 and the search's log (the report plots it)."""
+        if not self.cfg.search_result:
+            return
+        ledger = Ledger(self.cfg.search_result)
+        sha = file_sha256(self.dir / "supernet/checkpoint_last.pt")
+        if any(r["result"]["supernet_sha256"] == sha for r in ledger.records(inputs)):
+            return
+        lines = (self.dir / "search/search_log.jsonl").read_text().splitlines()
+        search_log = [json.loads(line) for line in lines]
+        ledger.add(inputs, {**search, "supernet_sha256": sha, "log": search_log})
+
+    def _restore_search(self, kept: dict, out: Path) -> dict:
+        """The search stage from a kept result: its log and found models' YAML into `out`."""
+        with atomic_write(out / "search_log.jsonl") as f:
+            f.writelines(json.dumps(r) + "\n" for r in kept["log"])
+        for found in kept["results"]:
+            write_found(out, found["budget_ms"], ArchConfig.from_dict(found["arch"]))
+        return {k: v for k, v in kept.items() if k != "log"}
 
     def _data_settings(self) -> dict:
         c = self.cfg
@@ -441,9 +517,7 @@ class Pipeline:
         )
         results = []
         for budget, best, verified in chosen:
-            best.arch.to_yaml(
-                out / f"hat@{budget:.1f}ms.yml", header=f"hat pipeline: budget {budget} ms"
-            )
+            write_found(out, budget, best.arch)
             results.append({"budget_ms": budget, **best.to_dict(), "verified": verified})
         c = self.cfg.evolution
         return {
@@ -644,6 +718,11 @@ class Pipeline:
             )
         model, _ = load_model(checkpoint)
         return self._test_bleu(model, out)
+
+
+def write_found(out: Path, budget: float, arch: ArchConfig) -> None:
+    """A found SubTransformer's YAML (train.py's --configs) in the search stage's `out`."""
+    arch.to_yaml(out / f"hat@{budget:.1f}ms.yml", header=f"hat pipeline: budget {budget} ms")
 
 
 def bleu_summary(by_seed: dict[str, float]) -> dict[str, Any]:

@@ -106,6 +106,12 @@ class TrainConfig:
         "stop once the validation loss changed by less than this fraction over the last 20%% "
         "of the updates (0: off; 0.01: converged as the ranking study defines it)",
     )
+    convergence_smoothing: int = setting(
+        3,
+        "--convergence-tolerance also holds for the mean of the last N validations against the "
+        "N ending 20%% of the updates earlier, so one lucky validation does not stop a run that "
+        "still improves (1: the single validations alone)",
+    )
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     adam_betas: tuple[float, float] = setting(
         (0.9, 0.98), "Adam betas, e.g. '(0.9, 0.98)'", parse=_betas, show=str, hat=True
@@ -149,7 +155,7 @@ class TrainConfig:
             self.schedule = replace(self.schedule, max_update=self.max_update)
 
     def check(self) -> None:
-        for name in ("max_tokens", "update_freq"):
+        for name in ("max_tokens", "update_freq", "convergence_smoothing"):
             if getattr(self, name) <= 0:
                 raise HatError(f"--{name.replace('_', '-')} must be positive")
 
@@ -165,16 +171,27 @@ class TrainState:
 
 
 def loss_change(
-    valid_losses: list[list[float]], window: float = CONVERGENCE_WINDOW
+    valid_losses: list[list[float]], smoothing: int, window: float = CONVERGENCE_WINDOW
 ) -> float | None:
-    """Relative change of the validation loss over the last `window` of the updates: from the
-    latest validation at or before update (1 - window) x u to the last one, at update u. None
-    while there is no validation that early."""
+    """Relative change of the validation loss over the last `window` of the updates, the larger
+    of two: the last validation (at update u) against the latest one at or before
+    (1 - window) x u, and the mean of the last `smoothing` validations against the mean of the
+    `smoothing` ending at that earlier one. None while there are too few validations that early."""
     if not valid_losses:
         return None
-    update, loss = valid_losses[-1]
-    earlier = [old for u, old in valid_losses if u <= (1 - window) * update]
-    return abs(earlier[-1] - loss) / earlier[-1] if earlier else None
+    losses = [loss for _, loss in valid_losses]
+    early = sum(u <= (1 - window) * valid_losses[-1][0] for u, _ in valid_losses)  # a prefix
+    if early < smoothing:
+        return None
+
+    def change(before: list[float], now: list[float]) -> float:
+        mean_before = sum(before) / len(before)
+        return abs(mean_before - sum(now) / len(now)) / mean_before
+
+    return max(
+        change(losses[early - 1 : early], losses[-1:]),
+        change(losses[early - smoothing : early], losses[-smoothing:]),
+    )
 
 
 class JsonlLog:
@@ -371,9 +388,10 @@ class Trainer:
 
     @property
     def convergence(self) -> tuple[float | None, bool]:
-        """The validation loss's relative change over the last 20% of the updates (None before
-        a validation that early) and whether it is below --convergence-tolerance."""
-        change = loss_change(self.state.valid_losses)
+        """The validation loss's relative change over the last 20% of the updates (`loss_change`;
+        None before enough validations that early) and whether it is below
+        --convergence-tolerance."""
+        change = loss_change(self.state.valid_losses, self.cfg.convergence_smoothing)
         return change, change is not None and change < self.cfg.convergence_tolerance
 
     def _elapsed(self) -> float:
