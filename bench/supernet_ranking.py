@@ -9,7 +9,10 @@ every --validate-every updates; --updates caps it). Each is then scored on the
 validation split: loss and SacreBLEU (beam 5). The recipe is the standard one of
 configs/multi30k/subtransformer/common.yml.
 Supernets (--supernet NAME=CHECKPOINT, any number): each reference's validation loss with
-inherited weights. Kendall tau (and Spearman rho) of each supernet's order against the
+inherited weights. A few-shot supernet is a comma-separated list of checkpoints, each trained
+on a part of the space (bench/ranking_study.sh: one per decoder depth, started from the uniform
+supernet): a reference is scored by the one whose space holds its decoder depth. Kendall tau
+(and Spearman rho) of each supernet's order against the
 references' BLEU order and loss order, over all references and within each decoder depth,
 next to two free proxies: #params (bigger = better) and decoder depth (deeper = better).
 
@@ -123,6 +126,21 @@ def reference_recipe(
         "data": data.content_sha256("train", "valid"),
     }
     return json.loads(json.dumps(recipe))
+
+
+def few_shot_member(name: str, nets: list[SuperTransformer], arch: ArchConfig) -> SuperTransformer:
+    """The supernet of group `name` that scores `arch`: the one whose space holds its decoder
+    depth (a single supernet scores everything)."""
+    if len(nets) == 1:
+        return nets[0]
+    depth = arch.decoder_layer_num
+    holding = [n for n in nets if depth in n.space.decoder_layer_num_choice]
+    if len(holding) != 1:
+        raise HatError(
+            f"--supernet {name}: {len(holding)} of its {len(nets)} supernets hold decoder depth "
+            f"{depth} (a few-shot supernet needs exactly one per depth)"
+        )
+    return holding[0]
 
 
 def add_to_ledger(ledger: Ledger, result: dict) -> None:
@@ -317,10 +335,14 @@ def main() -> None:
     given = dict(s.split("=", 1) for s in args.supernet)
     if args.finetune and args.finetune not in given:
         sys.exit(f"error: --finetune {args.finetune}: no --supernet of that name")
-    loaded = {name: load_supernet(path) for name, path in given.items()}
-    supernets = {name: net for name, (net, _) in loaded.items()}
-    first = next(iter(supernets.values()))
-    space, settings = first.space, first.settings
+    if args.finetune and "," in given[args.finetune]:
+        sys.exit(f"error: --finetune {args.finetune}: a few-shot supernet (name one checkpoint)")
+    loaded = {name: [load_supernet(p) for p in paths.split(",")] for name, paths in given.items()}
+    supernets = {name: [net for net, _ in group] for name, group in loaded.items()}
+    whole = [group[0] for group in supernets.values() if len(group) == 1]  # the whole space
+    if not whole:
+        sys.exit("error: name at least one supernet of the whole space (one checkpoint)")
+    space, settings = whole[0].space, whole[0].settings
     archs = reference_configs(space, args.per_depth, args.seed)
     work = Path(args.work_dir)
     if args.shard:
@@ -348,9 +370,12 @@ def main() -> None:
         sys.exit("error: no finished reference to rank (train them first)")
     depths = [a.decoder_layer_num for a in kept]
     scores = {}
-    for name, net in supernets.items():  # inherited weights: lower loss = predicted better
-        fitness = Fitness(net, data.split("valid"), max_tokens=4096, device=args.device)
-        scores[f"supernet_{name}"] = [-fitness.loss(a) for a in kept]
+    for name, nets in supernets.items():  # inherited weights: lower loss = predicted better
+        valid = data.split("valid")
+        fitness = {id(n): Fitness(n, valid, max_tokens=4096, device=args.device) for n in nets}
+        scores[f"supernet_{name}"] = [
+            -fitness[id(few_shot_member(name, nets, a))].loss(a) for a in kept
+        ]
     scores["proxy_params"] = [float(analytic_params(a, space.qkv_dim)) for a in kept]
     scores["proxy_depth"] = [float(d) for d in depths]
     truths = {"bleu": [r["valid_bleu"] for r in refs], "loss": [-r["valid_loss"] for r in refs]}
@@ -367,18 +392,19 @@ def main() -> None:
             for truth, values in truths.items()
         },
         "supernets": {
-            name: {
-                "updates": payload["train_state"]["updates"],
-                "wall_s": round(payload["train_state"]["wall_seconds"], 1),
+            name: {  # a few-shot supernet: its parts' (not the supernet they started from)
+                "updates": sum(payload["train_state"]["updates"] for _, payload in group),
+                "wall_s": round(sum(p["train_state"]["wall_seconds"] for _, p in group), 1),
+                "parts": len(group),
             }
-            for name, (_, payload) in loaded.items()
+            for name, group in loaded.items()
         },
     }
     if args.finetune:
         summary["finetune"] = finetune_comparison(
             archs,
             refs_by_index,
-            (given[args.finetune], supernets[args.finetune]),
+            (given[args.finetune], supernets[args.finetune][0]),
             settings,
             data,
             args,

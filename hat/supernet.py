@@ -86,11 +86,16 @@ class SuperTransformer(EncoderDecoder):
             decoder_ende_attention_heads=[space.decoder_attention_heads] * space.decoder_layers,
             decoder_arbitrary_ende_attn=[-1] * space.decoder_layers,
         )
-        self.set_config(largest)
+        # every weight in use; not validated: a part of a space (one decoder depth of a few-shot
+        # supernet) keeps the whole supernet's weights without holding this config
+        self._activate(largest)
 
     def set_config(self, cfg: ArchConfig) -> None:
         """Activate SubTransformer `cfg` (validated against the space)."""
         self.space.validate(cfg)
+        self._activate(cfg)
+
+    def _activate(self, cfg: ArchConfig) -> None:
         self.arch = cfg
         s, e, d = self.settings, cfg.encoder_embed_dim, cfg.decoder_embed_dim
         enc_p = scaled_dropouts(s, e, self.space.encoder_embed_dim)

@@ -3,11 +3,14 @@ against supernets and the free proxies, over all references and within each dept
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
 import yaml
 from conftest import REPO, tiny_space
 from test_train import TRAIN_KEYS
@@ -104,7 +107,8 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
     tmp_path: Path, toy_bin: Path
 ):
     """bench/ranking_study.sh: the references (two shards side by side), both supernets beside
-    them, then the ranking; rerun without its work dir's references, nothing trains again."""
+    them, the few-shot supernet's parts (one per depth), then the ranking; rerun without its
+    work dir's references, nothing trains again."""
     space = tiny_space(decoder_layers=2, decoder_layer_num_choice=[2, 1])
     cfg = tmp_path / "space.yml"
     keys = {k: v for k, v in TRAIN_KEYS.items() if k != "cpu"}  # the script passes --cpu
@@ -122,6 +126,8 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
         "MAX_LEN_B": "12",
         "UNIFORM_UPDATES": "8",
         "SANDWICH_UPDATES": "4",
+        "FEWSHOT_FROM": "4",  # the uniform supernet's checkpoint at 4 updates, then 2 per depth
+        "FEWSHOT_UPDATES": "2",
         "NICE": "0",
         "PYTHON": sys.executable,
     }
@@ -143,10 +149,21 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
         "supernet_uniform",
         "supernet_sandwich",
         "supernet_uniform_equal_updates",  # the uniform supernet's checkpoint at 4 updates
+        "supernet_fewshot",
         "proxy_params",
         "proxy_depth",
     }
     assert summary["supernets"]["uniform"]["updates"] == 8
+    assert summary["supernets"]["fewshot"] == {
+        "updates": 4,  # 2 per part, from the uniform supernet's weights at 4 (not counted)
+        "wall_s": summary["supernets"]["fewshot"]["wall_s"],
+        "parts": 2,
+    }
+    for depth in (1, 2):  # each part trained its own depth only
+        part = torch.load(work / f"fewshot_d{depth}/checkpoint_last.pt", weights_only=True)
+        assert part["space"]["decoder-layer-num-choice"] == [depth]
+        log = (work / f"logs/fewshot_d{depth}.log").read_text()
+        assert re.search(r"resumed from .*checkpoint_last.pt: epoch 1, update 0\n", log)
     assert summary["supernets"]["uniform_equal_updates"]["updates"] == 4
     assert json.loads((work / "ranking.json").read_text()) == summary
     assert "ref3: training" in (work / "logs/refs1.log").read_text()  # shard 1: refs 1, 3
@@ -161,3 +178,26 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
     assert failed.returncode == 1
     log = tmp_path / "other/logs/init.log"
     assert failed.stderr == f"error: the init run failed: see {log}\n" and log.stat().st_size
+
+
+def test_a_few_shot_supernet_scores_each_depth_with_its_own_part():
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from supernet_ranking import few_shot_member
+    finally:
+        sys.path.pop(0)
+    from hat.errors import HatError
+    from hat.supernet import SuperTransformer
+    from hat.transformer import ModelSettings
+
+    def part(*depths: int) -> SuperTransformer:
+        space = tiny_space(decoder_layer_num_choice=list(depths))
+        return SuperTransformer(space, ModelSettings(vocab_size=50, qkv_dim=space.qkv_dim))
+
+    whole, shallow, deep = part(3, 2, 1), part(1), part(3, 2)
+    arch = whole.space.homogeneous(max, decoder_layers=2)
+    assert few_shot_member("whole", [whole], arch) is whole
+    assert few_shot_member("few", [shallow, deep], arch) is deep
+    assert few_shot_member("few", [shallow, deep], whole.space.smallest()) is shallow
+    with pytest.raises(HatError, match="2 of its 3 supernets hold decoder depth 2"):
+        few_shot_member("few", [shallow, deep, part(2)], arch)

@@ -266,8 +266,7 @@ class Pipeline:
             return None
         record = records[-1]
         log.info(
-            "search: kept in %s (searched %s on %s): the SuperTransformer and the search are "
-            "not run",
+            "search: kept in %s (searched %s on %s): not searched again",
             self.cfg.search_result,
             record["recorded"]["at"],
             record["recorded"]["host"],
