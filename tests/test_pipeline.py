@@ -508,6 +508,12 @@ def test_a_kept_search_outlives_the_supernet(tmp_path: Path, default_run, caplog
     with pytest.raises(HatError, match="--finetune-inherited needs the SuperTransformer"):
         run_pipeline(run, f"--search-result={kept}", "--finetune-inherited")
 
+    partial = tmp_path / "partial.jsonl"  # a record without the search's log: one-line error
+    del record["result"]["log"]
+    partial.write_text(json.dumps(record) + "\n")
+    with pytest.raises(HatError, match=f"{partial}: a record of this search lacks log "):
+        run_pipeline(run, f"--search-result={partial}")
+
     other = run_pipeline(run, f"--search-result={kept}", "--evo-iter=1", "--stop-after=search")
     assert other is None and (run / "supernet/done.json").exists()  # trained, then searched
     assert len(kept.read_text().splitlines()) == 2

@@ -55,6 +55,8 @@ from hat.train.trainer import TrainConfig, Trainer
 from hat.transformer import Transformer
 
 log = logging.getLogger(__name__)
+# what a kept search holds beside the search stage's own result
+KEPT_SEARCH_KEYS = {"results", "evaluated", "without_cache", "supernet_sha256", "log"}
 
 
 class Pipeline:
@@ -258,6 +260,13 @@ class Pipeline:
         if not self.cfg.search_result:
             return None
         records = Ledger(self.cfg.search_result).records(inputs)
+        for r in records:
+            if not KEPT_SEARCH_KEYS <= r["result"].keys():
+                raise HatError(
+                    f"--search-result {self.cfg.search_result}: a record of this search lacks "
+                    f"{', '.join(sorted(KEPT_SEARCH_KEYS - r['result'].keys()))} (not written "
+                    f"by hat pipeline?)"
+                )
         given = self.cfg.supernet_checkpoint
         if given and Path(given).is_file():
             sha = file_sha256(given)
