@@ -251,6 +251,7 @@ class Trainer:
             betas=cfg.adam_betas,
             eps=cfg.adam_eps,
             weight_decay=cfg.weight_decay,
+            fused=self._fused_adam,
         )
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule)
         self.autocast, self.scaler = self._precision()
@@ -288,6 +289,12 @@ class Trainer:
         self._start_time = time.time()
 
     # --- setup --------------------------------------------------------------------------
+    @property
+    def _fused_adam(self) -> bool | None:
+        """AdamW's fused kernel on the CPU: one pass over all parameters, ~4x faster steps than
+        the default per-parameter loop (docs/benchmarks.md); the default elsewhere."""
+        return True if self.device.type == "cpu" else None
+
     def _precision(self):
         p = self.cfg.precision
         if p == "fp32":
@@ -335,6 +342,8 @@ class Trainer:
         if payload.get("optimizer") is not None:
             require_entries(payload, path, ("scheduler", "train_state", "rng"))
             load_optimizer_state(self.optimizer, payload["optimizer"], path)
+            for group in self.optimizer.param_groups:  # this run's kernel, not the checkpoint's
+                group["fused"] = self._fused_adam
             move_optimizer_state(self.optimizer, self.device)
             self.scheduler.load_state_dict(payload["scheduler"])
             if self.scaler is not None and payload.get("scaler"):
