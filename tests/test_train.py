@@ -500,3 +500,34 @@ def test_training_stops_once_the_validation_loss_converged(tmp_path: Path, toy_b
     assert again.returncode == 0, again.stderr
     after = torch.load(save / "checkpoint_last.pt", weights_only=True)["train_state"]
     assert after["updates"] == 20 and after["valid_losses"] == state["valid_losses"]
+
+
+def test_a_resumed_run_steps_with_this_runs_adam_kernel(tmp_path: Path, toy_bin: Path):
+    """AdamW's fused kernel on the CPU, also for a checkpoint written with torch's default loop
+    (its optimizer state loads, its kernel setting does not)."""
+    from hat.data.dataset import DataDir
+    from hat.train.distributed import DistInfo
+    from hat.train.trainer import TrainConfig, Trainer
+    from hat.transformer import ModelSettings, Transformer
+
+    data = DataDir(toy_bin)
+
+    def trainer(updates: int) -> Trainer:
+        torch.manual_seed(0)
+        settings = ModelSettings(vocab_size=data.vocab_size, qkv_dim=32)
+        cfg = TrainConfig(save_dir=str(tmp_path), max_update=updates, progress_bar=False)
+        model = Transformer(tiny_space().smallest(), settings)
+        return Trainer(model, cfg, data, None, DistInfo())
+
+    first = trainer(2)
+    assert [g["fused"] for g in first.optimizer.param_groups] == [True]
+    first.train()
+    checkpoint = tmp_path / "checkpoint_last.pt"
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["optimizer"]["param_groups"][0]["fused"] = None  # as the default loop writes it
+    torch.save(payload, checkpoint)
+    resumed = trainer(3)
+    assert resumed.resume() and resumed.state.updates == 2
+    assert [g["fused"] for g in resumed.optimizer.param_groups] == [True]
+    resumed.train()
+    assert resumed.state.updates == 3
