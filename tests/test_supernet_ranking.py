@@ -201,3 +201,24 @@ def test_a_few_shot_supernet_scores_each_depth_with_its_own_part():
     assert few_shot_member("few", [shallow, deep], whole.space.smallest()) is shallow
     with pytest.raises(HatError, match="2 of its 3 supernets hold decoder depth 2"):
         few_shot_member("few", [shallow, deep, part(2)], arch)
+
+
+def test_reference_curves_mark_where_each_criterion_stops(tmp_path: Path):
+    """bench/reference_curves.py: each reference's validation history from its checkpoint,
+    and the first validation at which the criterion stops it, alone and smoothed."""
+    arch = tiny_space().smallest().to_dict()
+    falling = [[100 * i, 5.0 - 0.075 * i] for i in range(1, 8)]
+    noisy = [*falling, [800, 4.30], [900, 4.40], [1000, 4.28]]  # a lucky low at 800
+    for name, history in (("ref0", noisy), ("ref1", noisy[:3])):
+        (tmp_path / name).mkdir()
+        state = {"train_state": {"valid_losses": history}, "arch": arch}
+        torch.save(state, tmp_path / name / "checkpoint_last.pt")
+    out = tmp_path / "curves.png"
+    cmd = [sys.executable, str(REPO / "bench/reference_curves.py"), "--work-dir", str(tmp_path)]
+    run = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    rows = {r["ref"]: r for r in map(json.loads, run.stdout.splitlines())}
+    # at 1,000 the last validation moved 0.5% since 800, the means of three 2.6%
+    assert rows["ref0"]["stops"] == {"1": {"update": 1000, "loss": 4.28}, "3": None}
+    assert rows["ref1"]["stops"] == {"1": None, "3": None} and rows["ref1"]["validations"] == 3
+    assert out.read_bytes().startswith(b"\x89PNG")
