@@ -370,8 +370,8 @@ def main() -> None:
         sys.exit("error: no finished reference to rank (train them first)")
     depths = [a.decoder_layer_num for a in kept]
     scores = {}
+    valid = data.split("valid")
     for name, nets in supernets.items():  # inherited weights: lower loss = predicted better
-        valid = data.split("valid")
         fitness = {id(n): Fitness(n, valid, max_tokens=4096, device=args.device) for n in nets}
         scores[f"supernet_{name}"] = [
             -fitness[id(few_shot_member(name, nets, a))].loss(a) for a in kept

@@ -188,7 +188,7 @@ class Pipeline:
             results["search"] = self.stage(
                 "search", self.search, search_inputs["search"], ["data", "supernet", "predictor"]
             )
-            self._keep_search(search_inputs, results["search"])
+            self._keep_search(search_inputs, results["search"], results["supernet"]["sha256"])
         else:
             results["search"] = self.stage(
                 "search",
@@ -268,7 +268,8 @@ class Pipeline:
                     f"by hat pipeline?)"
                 )
         given = self.cfg.supernet_checkpoint
-        if given and Path(given).is_file():
+        present = bool(given) and Path(given).is_file()
+        if present:
             sha = file_sha256(given)
             records = [r for r in records if r["result"]["supernet_sha256"] == sha]
         if not records:
@@ -280,7 +281,7 @@ class Pipeline:
             record["recorded"]["at"],
             record["recorded"]["host"],
         )
-        if self.cfg.finetune_inherited and not (given and Path(given).is_file()):
+        if self.cfg.finetune_inherited and not present:
             raise HatError(
                 f"--search-result {self.cfg.search_result} keeps this search, but "
                 f"--finetune-inherited needs the SuperTransformer it searched in: give it as "
@@ -288,13 +289,12 @@ class Pipeline:
             )
         return {**record["result"], "kept": {"file": self.cfg.search_result, **record["recorded"]}}
 
-    def _keep_search(self, inputs: dict, search: dict) -> None:
-        """Add the search's result to `search-result` (once per SuperTransformer), with the
-        SuperTransformer's sha256 and the search's log (the report plots it)."""
+    def _keep_search(self, inputs: dict, search: dict, sha: str) -> None:
+        """Add the search's result to `search-result` (once per SuperTransformer: `sha`, its
+        checkpoint's sha256), with the search's log (the report plots it)."""
         if not self.cfg.search_result:
             return
         ledger = Ledger(self.cfg.search_result)
-        sha = file_sha256(self.dir / "supernet/checkpoint_last.pt")
         if any(r["result"]["supernet_sha256"] == sha for r in ledger.records(inputs)):
             return
         lines = (self.dir / "search/search_log.jsonl").read_text().splitlines()
