@@ -23,6 +23,7 @@ from hat.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from hat.data.tokenizer import PAD_ID
 from hat.errors import HatError
 from hat.nn.attention import KVCache
+from hat.nn.dropout import dropout
 from hat.nn.elastic import ElasticEmbedding, SinusoidalPositions
 from hat.nn.layers import DecoderLayer, EncoderLayer
 from hat.settings import setting
@@ -178,7 +179,7 @@ class EncoderDecoder(nn.Module):
         x = table(src_tokens, dim) * math.sqrt(dim) + self.encoder_positions(
             0, src_tokens.shape[1], dim
         )
-        x = F.dropout(x, self.encoder_dropout, self.training)
+        x = dropout(x, self.encoder_dropout, self.training)
         keep = max(self.arch.ende_layers(i) for i in range(self.arch.decoder_layer_num))
         states = []
         for layer in self.encoder_layers[: self.arch.encoder_layer_num]:
@@ -195,7 +196,7 @@ class EncoderDecoder(nn.Module):
         x = self.embed_tokens(tokens, dim) * math.sqrt(dim) + self.decoder_positions(
             start, tokens.shape[1], dim
         )
-        return F.dropout(x, self.decoder_dropout, self.training)
+        return dropout(x, self.decoder_dropout, self.training)
 
     def _active_decoder_layers(self) -> list[DecoderLayer]:
         return list(self.decoder_layers[: self.arch.decoder_layer_num])

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hat.nn.attention import KVCache, MultiheadAttention
+from hat.nn.dropout import dropout
 
 
 def _init_linear(layer: nn.Linear) -> nn.Linear:
@@ -46,11 +47,11 @@ class _Layer(nn.Module):
 
     def _sublayer(self, x: torch.Tensor, norm: nn.Module, fn) -> torch.Tensor:
         y = fn(norm(x) if self.normalize_before else x)
-        x = x + F.dropout(y, self.dropout, self.training)
+        x = x + dropout(y, self.dropout, self.training)
         return x if self.normalize_before else norm(x)
 
     def _ffn(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.dropout(F.relu(self.fc1(x)), self.activation_dropout, self.training))
+        return self.fc2(dropout(F.relu(self.fc1(x)), self.activation_dropout, self.training))
 
 
 class EncoderLayer(_Layer):

@@ -51,7 +51,14 @@ def distillation_loss(
 
 class _ProjectedNLL(torch.autograd.Function):
     """(loss, nll) of rows `x` (N, D) against `weight` (V, D) and targets (N,), blockwise; with
-    `grads`, the gradients are formed on the way and scaled in backward."""
+    `grads`, the gradients are formed on the way and scaled in backward.
+
+    Four passes over a block's logits z: max, subtract, exp, sum. The smoothing term's mean of
+    z over the vocabulary is x . mean(weight); the gradient softmax(z) - (1 - eps) onehot - eps/V
+    is taken as exp(z - max) with the target's entry lowered by (1 - eps) * sum, its division by
+    the sum moved to the (rows x D) side of each matmul, and -eps/V added once for all rows
+    (a rank-one term: -eps/V * sum(weight) to each row's gradient, -eps/V * sum(x) to each row
+    of the weight's)."""
 
     @staticmethod
     def forward(
@@ -67,23 +74,31 @@ class _ProjectedNLL(torch.autograd.Function):
         autocast = torch.is_autocast_enabled(x.device.type)
         grad_x = torch.empty_like(x) if grads else None
         grad_w = torch.zeros_like(weight, dtype=torch.float32) if grads else None
-        nll = torch.zeros((), dtype=torch.float64, device=x.device)
-        smooth = torch.zeros((), dtype=torch.float64, device=x.device)
+        lse_sum = torch.zeros((), dtype=torch.float64, device=x.device)
+        picked_sum = torch.zeros((), dtype=torch.float64, device=x.device)
         for start in range(0, x.shape[0], rows):
             xb, tb = x[start : start + rows], target[start : start + rows, None]
             z = F.linear(xb, weight).float()  # (n, V) logits
-            lse = torch.logsumexp(z, dim=1, keepdim=True)
-            nll += (lse - z.gather(1, tb)).sum().double()
-            smooth += (lse.squeeze(1) - z.mean(dim=1)).sum().double()
-            if grads:  # d loss / d z = softmax(z) - (1 - eps) onehot(target) - eps / V
-                g = z.sub_(lse).exp_().sub_(eps / vocab)
-                g.scatter_add_(1, tb, g.new_full(tb.shape, eps - 1.0))
-                grad_x[start : start + rows] = g @ weight
+            top = z.amax(dim=1, keepdim=True)
+            picked_sum += z.gather(1, tb).sum().double()
+            e = z.sub_(top).exp_()  # exp(z - max), in place
+            total = e.sum(dim=1, keepdim=True)
+            lse_sum += (top + total.log()).sum().double()
+            if grads:  # softmax(z) - (1 - eps) onehot, with the division by `total` moved
+                e.scatter_add_(1, tb, total * (eps - 1.0))
+                inverse = total.reciprocal()
+                grad_x[start : start + rows] = (e @ weight) * inverse
                 if autocast:  # in lower precision, as autograd's backward of the matmul would
-                    grad_w += g.t() @ xb
+                    grad_w += e.t() @ (xb * inverse)
                 else:
-                    grad_w.addmm_(g.t(), xb)
-        if grads:
+                    grad_w.addmm_(e.t(), xb * inverse)
+        x_sum = x.sum(dim=0, dtype=torch.float32)
+        w_mean = weight.mean(dim=0, dtype=torch.float32)
+        nll = lse_sum - picked_sum
+        smooth = lse_sum - (x_sum.double() @ w_mean.double())  # sum of lse - mean of z
+        if grads:  # the -eps/V of every logit's gradient
+            grad_x -= eps * w_mean.to(grad_x.dtype)  # eps / V * sum(weight)
+            grad_w -= (eps / vocab) * x_sum
             ctx.save_for_backward(grad_x, grad_w.to(weight.dtype))
         loss = ((1.0 - eps) * nll + eps * smooth).float()
         nll = nll.float()
