@@ -260,7 +260,7 @@ def train_side_by_side(
     r = recipe()
     per_round = -(-args.updates // args.rounds)
     train = {
-        e: dict.fromkeys(("tokens", "seconds", "updates", "wall", "rss"), 0.0)
+        e: {**dict.fromkeys(("tokens", "seconds", "updates", "wall", "rss"), 0.0), "rounds": []}
         for e in ("hat", "fairseq")
     }
     for k in range(args.rounds):
@@ -291,6 +291,7 @@ def train_side_by_side(
                 tok, sec = fairseq_round_speed(text, first + 1, last)
             t = train[engine]
             t["tokens"], t["seconds"] = t["tokens"] + tok, t["seconds"] + sec
+            t["rounds"].append(round(tok / sec))
             t["updates"] += last - first - 1  # the timed ones
             t["wall"], t["rss"] = t["wall"] + wall, max(t["rss"], rss)
     return train
@@ -310,6 +311,10 @@ def training_result(train: dict, hat_ckpt: Path, fs_as_hat: Path, data: DataDir)
         }
     th, tf = result["train_hat"], result["train_fairseq"]
     result["train_speedup"] = round(th["tokens_per_s"] / tf["tokens_per_s"], 3)
+    result["train_speedup_per_round"] = [
+        round(h / f, 3)
+        for h, f in zip(train["hat"]["rounds"], train["fairseq"]["rounds"], strict=True)
+    ]
     result["train_wall_speedup"] = round(tf["rounds_wall_s"] / th["rounds_wall_s"], 3)
     result["valid_loss_ratio"] = round(th["valid"]["loss"] / tf["valid"]["loss"], 4)
     return result

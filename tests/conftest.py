@@ -11,6 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+TOY_TASK = {"train": 3000, "valid": 200, "test": 100}  # sentences of the session's toy corpus
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -46,7 +47,7 @@ def toy_raw(tmp_path_factory) -> Path:
     from hat.data.toy import write_toy_task
 
     out = tmp_path_factory.mktemp("toy") / "raw"
-    write_toy_task(out, train=3000, valid=200, test=200, seed=7)
+    write_toy_task(out, **TOY_TASK, seed=7)
     return out
 
 

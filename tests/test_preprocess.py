@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, run_cli, write_parallel
+from conftest import TOY_TASK, assert_one_line_error, run_cli, write_parallel
 
 from hat.data.dataset import DataDir
 from hat.data.preprocess import preprocess
@@ -17,11 +17,7 @@ def test_layout_metadata_and_mmap(toy_bin: Path, toy_raw: Path):
     meta = json.loads((toy_bin / "metadata.json").read_text())
     assert meta["source_lang"] == "en" and meta["target_lang"] == "de"
     assert meta["special_ids"] == {"bos": BOS_ID, "pad": PAD_ID, "eos": EOS_ID, "unk": UNK_ID}
-    assert {s: meta["splits"][s]["pairs"] for s in ("train", "valid", "test")} == {
-        "train": 3000,
-        "valid": 200,
-        "test": 200,
-    }
+    assert {s: meta["splits"][s]["pairs"] for s in ("train", "valid", "test")} == TOY_TASK
     assert meta["sentencepiece"]["model_type"] == "bpe" and meta["vocab_size"] == 600
     pieces = (toy_bin / "vocab.txt").read_text(encoding="utf-8").splitlines()
     assert pieces[:4] == ["<s>", "<pad>", "</s>", "<unk>"] and len(pieces) == 600
@@ -30,7 +26,7 @@ def test_layout_metadata_and_mmap(toy_bin: Path, toy_raw: Path):
     assert isinstance(train.src.tokens, np.memmap)
     assert train.src.tokens.dtype == np.uint16
     assert train.src.sizes.sum() == meta["splits"]["train"]["source_tokens"]
-    assert len(train) == 3000
+    assert len(train) == TOY_TASK["train"]
     assert not list(toy_bin.parent.glob(".*.tmp"))  # no temp dir left behind
 
 

@@ -12,7 +12,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from conftest import REPO, assert_one_line_error, outside_tiny_space, run_cli, tiny_space
+from conftest import (
+    REPO,
+    TOY_TASK,
+    assert_one_line_error,
+    outside_tiny_space,
+    run_cli,
+    tiny_space,
+)
 
 from hat.errors import HatError
 from hat.train import criterion
@@ -245,12 +252,13 @@ def test_subtransformer_from_scratch_generate_and_average(
     )
     assert result.returncode == 0, result.stderr
     score = json.loads(result.stdout.strip().splitlines()[-1])
-    assert score["sentences"] == 200 and 0 <= score["bleu"] <= 100
-    assert score["sentences_per_second"] == pytest.approx(200 / score["seconds"])
-    assert score["tokens_per_second"] * score["seconds"] >= 200  # at least </s> per sentence
+    sentences = TOY_TASK["test"]
+    assert score["sentences"] == sentences and 0 <= score["bleu"] <= 100
+    assert score["sentences_per_second"] == pytest.approx(sentences / score["seconds"])
+    assert score["tokens_per_second"] * score["seconds"] >= sentences  # at least </s> each
     refs = (out / "test.ref.de").read_text(encoding="utf-8").splitlines()
     assert refs == (toy_raw / "test.de").read_text(encoding="utf-8").splitlines()
-    assert len((out / "test.hyp.de").read_text(encoding="utf-8").splitlines()) == 200
+    assert len((out / "test.hyp.de").read_text(encoding="utf-8").splitlines()) == sentences
     normal = run_cli(
         "generate",
         "--data",
