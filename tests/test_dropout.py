@@ -1,9 +1,11 @@
-"""The CPU dropout: its drop rate, its independence, its gradient, and a seed that fixes it."""
+"""The CPU dropout: its drop rate, its independence, its gradient, a seed that fixes it, and
+the attention weights' dropout on the CPU."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from hat.nn.attention import MultiheadAttention
 from hat.nn.dropout import dropout, keep_mask
 
 
@@ -42,3 +44,24 @@ def test_a_seed_fixes_the_mask_and_eval_or_zero_p_is_the_identity():
     assert not torch.equal(dropout(x, 0.2, True), a)  # the generator moved on
     assert dropout(x, 0.2, training=False) is x and dropout(x, 0.0, True) is x
     assert torch.equal(dropout(x, 1.0, True), F.dropout(x, 1.0, True))  # all dropped
+
+
+def test_attention_dropout_on_cpu_keeps_the_expectation(monkeypatch):
+    """Training on the CPU drops attention weights with hat's mask (plain matmuls, whose causal
+    and padding masks combine as the fused kernel's): calls differ, their mean is the evaluation
+    output (the weights' expectation is unchanged), and the gradient reaches the inputs."""
+    torch.manual_seed(0)
+    attn = MultiheadAttention(16, 16, 4, dropout=0.3)
+    x = torch.randn(2, 6, 16, requires_grad=True)
+    padding = torch.tensor([[False] * 6, [False] * 4 + [True] * 2])
+    with torch.no_grad():
+        expected = attn.eval()(x, padding, causal=True)
+        monkeypatch.setattr(attn, "fused", False)
+        assert torch.allclose(attn(x, padding, causal=True), expected, atol=1e-6)
+        attn.train()
+        a, b = attn(x, padding, causal=True), attn(x, padding, causal=True)
+        mean = sum(attn(x, padding, causal=True) for _ in range(300)) / 300
+    assert not torch.allclose(a, b)
+    assert torch.allclose(mean, expected, atol=0.07)
+    attn(x, padding, causal=True).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0

@@ -2,7 +2,9 @@
 as HAT), on `F.scaled_dot_product_attention`, with a KV cache for decoding.
 
 Decoding steps (a query of one token per row, or one per beam in the cross-attention) use plain
-matmuls: on CPU torch's fused kernel is 1.3-2.6x slower at those shapes (docs/benchmarks.md)."""
+matmuls: on CPU torch's fused kernel is 1.3-2.6x slower at those shapes (docs/benchmarks.md).
+So does training on CPU with attention dropout: torch's kernel then takes its own math path,
+whose Bernoulli mask costs more than hat's (`hat.nn.dropout`)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from hat.nn.dropout import dropout
 
 
 class KVCache:
@@ -72,15 +76,21 @@ def attention_math(
     v: torch.Tensor,
     mask: torch.Tensor | None,
     causal: bool = False,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d)) v written with matmuls (for exporters); mask: True = attend."""
+    """softmax(q k^T / sqrt(d)) v written with matmuls (for exporters); mask: True = attend;
+    `dropout_p` > 0 drops attention weights (training)."""
     scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
     if causal:
         t, s = scores.shape[-2], scores.shape[-1]
-        mask = torch.ones(t, s, dtype=torch.bool, device=q.device).tril() if mask is None else mask
+        past = torch.ones(t, s, dtype=torch.bool, device=q.device).tril()
+        mask = past if mask is None else mask & past
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    return torch.matmul(torch.softmax(scores, dim=-1), v)
+    weights = torch.softmax(scores, dim=-1)
+    if dropout_p > 0:
+        weights = dropout(weights, dropout_p, training=True)
+    return torch.matmul(weights, v)
 
 
 class MultiheadAttention(nn.Module):
@@ -134,17 +144,14 @@ class MultiheadAttention(nn.Module):
     ) -> torch.Tensor:
         """Attention of q (N, H, t, hd) over k, v, through the output projection: (N, t, D).
         `decoding`: an inference step (plain matmuls, faster there on CPU)."""
-        if self.fused and (self.training or not decoding):
+        dropout_p = self.dropout if self.training else 0.0
+        cpu_dropout = dropout_p > 0 and not q.is_cuda  # plain matmuls: 1.1x faster (benchmarks)
+        if self.fused and (self.training or not decoding) and not cpu_dropout:
             out = F.scaled_dot_product_attention(
-                q,
-                k,
-                v,
-                attn_mask=mask,
-                is_causal=causal,
-                dropout_p=self.dropout if self.training else 0.0,
+                q, k, v, attn_mask=mask, is_causal=causal, dropout_p=dropout_p
             )
         else:
-            out = attention_math(q, k, v, mask, causal)
+            out = attention_math(q, k, v, mask, causal, dropout_p)
         n, _, t, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(n, t, self.qkv_dim))
 
