@@ -67,3 +67,18 @@ def test_every_hat_config_loads_unchanged(shared_data: Path):
             [f"--configs={f}", "-s", "en", "-t", "de", "--trainpref", "x"]
         )
         assert args.trainpref == "x"
+
+
+def test_the_study_config_repeats_its_space_and_recipe_exactly():
+    """configs/multi30k/study.yml repeats space1.yml's SuperTransformer and search space and the
+    references' recipe (a pipeline reads one --configs file): the copies must not drift."""
+    configs = Path(__file__).resolve().parents[1] / "configs/multi30k"
+    study = load_yaml(configs / "study.yml")
+    space = load_yaml(configs / "supertransformer/space1.yml")
+    recipe = load_yaml(configs / "subtransformer/common.yml")
+    space_keys = [k for k in space if k.endswith(("-choice", "-dim", "-layers", "-heads"))]
+    recipe_keys = ["dropout", "attention-dropout", "label-smoothing", "max-tokens", "lr"]
+    recipe_keys += ["weight-decay", "warmup-updates"]
+    assert len(space_keys) >= 19
+    for key, source in [(k, space) for k in space_keys] + [(k, recipe) for k in recipe_keys]:
+        assert study.get(key) == source[key], f"study.yml's {key} differs from its source"
