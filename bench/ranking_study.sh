@@ -6,16 +6,19 @@
 # uniform supernet at FEWSHOT_FROM updates and trained FEWSHOT_UPDATES on its depth alone:
 # equal updates in all when FEWSHOT_FROM + depths x FEWSHOT_UPDATES = UNIFORM_UPDATES); then the
 # ranking of every finished reference by each supernet and the free proxies. Every step
-# resumes after a kill; a finished reference is taken from the ledger.
+# resumes after a kill; a finished reference is taken from the ledger. The supernets train in
+# stages of STAGE updates, each stage's checkpoint scoring all 18 references into the SCORES
+# ledger at once (as NAME_UPDATES: uniform_2000, ...), so the ranking needs no supernet
+# checkpoint: one that did not survive to the session that ranks is ranked from its scores.
 #
 #   bench/ranking_study.sh                         # this CPU: 2 jobs, one thread each, nice 19
 #   DEVICE=cuda JOBS=16 bench/ranking_study.sh     # a GPU machine: everything side by side
 #   STEPS=references bench/ranking_study.sh        # some steps (references supernets fewshot ranking)
 #
-# Settings (environment): SPACE DATA WORK LEDGER DEVICE JOBS THREADS NICE UNIFORM_UPDATES
-# SANDWICH_UPDATES FEWSHOT_FROM FEWSHOT_UPDATES STEPS; and, passed on only when set (else bench/supernet_ranking.py's and
-# train.py's defaults, which are the study's), PER_DEPTH UPDATES VALIDATE_EVERY MAX_LEN_B
-# PRECISION. DATA is made by `hat preprocess` of Multi30k when missing (needs
+# Settings (environment): SPACE DATA WORK LEDGER SCORES DEVICE JOBS THREADS NICE UNIFORM_UPDATES
+# SANDWICH_UPDATES STAGE SUPERNETS FEWSHOT_FROM FEWSHOT_UPDATES STEPS; and, passed on only when
+# set (else bench/supernet_ranking.py's and train.py's defaults, which are the study's),
+# PER_DEPTH UPDATES VALIDATE_EVERY MAX_LEN_B PRECISION. DATA is made by `hat preprocess` of Multi30k when missing (needs
 # ../shared/data/multi30k). Logs: WORK/logs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,12 +27,15 @@ SPACE=${SPACE:-configs/multi30k/supertransformer/space1.yml}
 DATA=${DATA:-runs/study15/data}
 WORK=${WORK:-runs/study15}
 LEDGER=${LEDGER:-docs/results/multi30k_study/references.jsonl}
+SCORES=${SCORES:-docs/results/multi30k_study/supernet_scores.jsonl}
 DEVICE=${DEVICE:-cpu}
 JOBS=${JOBS:-2}
 THREADS=${THREADS:-1}
 NICE=${NICE:-19}
 UNIFORM_UPDATES=${UNIFORM_UPDATES:-24000}
 SANDWICH_UPDATES=${SANDWICH_UPDATES:-6000}
+STAGE=${STAGE:-2000}  # updates between two scorings of a supernet
+SUPERNETS=${SUPERNETS:-uniform sandwich}  # the supernets step's (side by side)
 FEWSHOT_FROM=${FEWSHOT_FROM:-12000}  # a checkpoint of the uniform run (saved every SANDWICH_UPDATES)
 FEWSHOT_UPDATES=${FEWSHOT_UPDATES:-2000}
 STEPS=${STEPS:-references supernets fewshot ranking}
@@ -60,19 +66,44 @@ refs=(bench/supernet_ranking.py --data "$DATA" --work-dir "$WORK/refs" --ledger 
 pids=()
 if step references; then
     for ((i = 0; i < JOBS; i++)); do
-        run "${refs[@]}" --supernet "init=$init" --shard "$i/$JOBS" >>"$WORK/logs/refs$i.log" 2>&1 &
+        run "${refs[@]}" --space-from "$init" --shard "$i/$JOBS" >>"$WORK/logs/refs$i.log" 2>&1 &
         pids+=($!)
     done
 fi
+score() {  # NAME=CHECKPOINT[,CHECKPOINT...]: every reference's loss into the SCORES ledger
+    run "${refs[@]}" --space-from "$init" --scores-ledger "$SCORES" --score-only \
+        --supernet "$1" >>"$WORK/logs/scores.log" 2>&1 ||
+        { echo "error: scoring $1 failed: see $WORK/logs/scores.log" >&2 && return 1; }
+}
+updates_of() {  # the updates a checkpoint was saved at; 0 if there is none
+    [[ -f $1 ]] || { echo 0 && return; }
+    "$PYTHON" -c "import sys, torch
+print(torch.load(sys.argv[1], map_location='cpu', mmap=True, weights_only=True)['train_state']['updates'])" "$1"
+}
+supernet() {  # NAME SAMPLING CAP: trained to CAP in stages of STAGE updates, scored after each
+    local dir=$WORK/super_$1 m done
+    for m in $(seq "$STAGE" "$STAGE" "$3") $(($3 % STAGE ? $3 : 0)); do
+        ((m)) || continue
+        done=$(updates_of "$dir/checkpoint_last.pt")
+        ((done > m)) && continue # scored before it went on
+        if ((done < m)); then
+            run train.py --configs="$SPACE" --data "$DATA" --keep-last-epochs 1 \
+                --save-interval-updates "$SANDWICH_UPDATES" "${cpu_flag[@]}" "${precision[@]}" \
+                --sampling "$2" --max-update "$m" --save-dir "$dir" >>"$WORK/logs/super_$1.log" 2>&1 ||
+                return 1
+        fi
+        score "$1_$m=$dir/checkpoint_last.pt" || return 1
+    done
+}
 if step supernets; then
-    common=(train.py --configs="$SPACE" --data "$DATA" --keep-last-epochs 1
-        --save-interval-updates "$SANDWICH_UPDATES" "${cpu_flag[@]}" "${precision[@]}")
-    run "${common[@]}" --sampling uniform --max-update "$UNIFORM_UPDATES" \
-        --save-dir "$WORK/super_uniform" >>"$WORK/logs/super_uniform.log" 2>&1 &
-    pids+=($!)
-    run "${common[@]}" --sampling sandwich --max-update "$SANDWICH_UPDATES" \
-        --save-dir "$WORK/super_sandwich" >>"$WORK/logs/super_sandwich.log" 2>&1 &
-    pids+=($!)
+    for sampling in $SUPERNETS; do
+        case $sampling in
+        uniform) supernet uniform uniform "$UNIFORM_UPDATES" & ;;
+        sandwich) supernet sandwich sandwich "$SANDWICH_UPDATES" & ;;
+        *) echo "error: SUPERNETS: $sampling is not uniform or sandwich" >&2 && exit 2 ;;
+        esac
+        pids+=($!)
+    done
 fi
 failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
@@ -109,21 +140,14 @@ if step fewshot; then
             exit 1
         fi
     done
+    parts=()
+    for d in "${depths[@]}"; do
+        parts+=($(ls "$WORK"/fewshot_d"$d"/checkpoint_*_"$FEWSHOT_UPDATES".pt | head -1))
+    done
+    score "fewshot=$(IFS=, && echo "${parts[*]}")" || exit 1
 fi
 
-if step ranking; then
-    # uniform at the sandwich's updates (equal updates) and at its own cap (about equal time)
-    equal=$(ls "$WORK"/super_uniform/checkpoint_*_"$SANDWICH_UPDATES".pt 2>/dev/null | head -1)
-    supernets=(--supernet "uniform=$WORK/super_uniform/checkpoint_last.pt"
-        --supernet "sandwich=$WORK/super_sandwich/checkpoint_last.pt")
-    [[ -n $equal ]] && supernets+=(--supernet "uniform_equal_updates=$equal")
-    parts=()  # the few-shot supernet, when every part has finished
-    for d in "${depths[@]}"; do
-        parts+=($(ls "$WORK"/fewshot_d"$d"/checkpoint_*_"$FEWSHOT_UPDATES".pt 2>/dev/null | head -1))
-    done
-    if ((${#parts[@]} == ${#depths[@]})); then
-        supernets+=(--supernet "fewshot=$(IFS=, && echo "${parts[*]}")")
-    fi
-    run "${refs[@]}" "${supernets[@]}" --no-train --out "$WORK/ranking.json" \
-        2>>"$WORK/logs/ranking.log"
+if step ranking; then  # every supernet scored in the SCORES ledger, at each of its stages
+    run "${refs[@]}" --space-from "$init" --scores-ledger "$SCORES" --no-train \
+        --out "$WORK/ranking.json" 2>>"$WORK/logs/ranking.log"
 fi

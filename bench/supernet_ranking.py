@@ -26,6 +26,15 @@ is reused only when its recipe matches. On a GPU they are launch-bound: train th
 processes with `--shard I/K` (each trains every K-th reference and exits), then run once
 without it (`--no-train` ranks over the references finished so far).
 
+Supernet scores can outlive their checkpoints too: with `--scores-ledger FILE` every supernet
+named scores all the references (finished or not) and appends the losses there, keyed by the
+checkpoints' contents, the arch and the data; the ranking then uses every supernet in that
+ledger (the latest of each name) next to those named. `--score-only` scores and exits, so a
+supernet trained in stages is scored at each stage (bench/ranking_study.sh) and ranked in a
+later session, after its references have finished and its checkpoints are gone. `--space-from
+CHECKPOINT` takes the space and model settings from any checkpoint of the space (a 1-update
+run) where no supernet is named.
+
 `--finetune NAME` also trains a few references (`--finetune-refs`) from supernet NAME's
 inherited weights, with the same recipe and criterion, and reports their BLEU, loss and updates
 next to the from-scratch runs: whether the pipeline's --finetune-inherited reaches the same
@@ -41,6 +50,7 @@ import logging
 import random
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -141,6 +151,93 @@ def few_shot_member(name: str, nets: list[SuperTransformer], arch: ArchConfig) -
             f"{depth} (a few-shot supernet needs exactly one per depth)"
         )
     return holding[0]
+
+
+FITNESS_MAX_TOKENS = 4096  # the supernets' validation batches (the search's default)
+
+
+def score_inputs(checkpoints: list[str], arch: ArchConfig, data_sha: str) -> dict:
+    """What a supernet's score of `arch` depends on: the supernet's checkpoints (contents),
+    the arch, the data (contents) and the validation batches."""
+    return {
+        "supernet": checkpoints,
+        "arch": arch.to_dict(),
+        "data": data_sha,
+        "max_tokens": FITNESS_MAX_TOKENS,
+    }
+
+
+def supernet_facts(name: str, payloads: list[dict]) -> dict:
+    """A supernet's name and training: updates and wall seconds summed over its parts (a
+    few-shot supernet's own, not those of the supernet they started from)."""
+    return {
+        "name": name,
+        "updates": sum(p["train_state"]["updates"] for p in payloads),
+        "wall_s": round(sum(p["train_state"]["wall_seconds"] for p in payloads), 1),
+        "parts": len(payloads),
+    }
+
+
+def score_supernets(
+    loaded: dict[str, list[tuple[SuperTransformer, dict]]],
+    paths: dict[str, list[str]],
+    archs: list[ArchConfig],
+    indices: Iterable[int],
+    data: DataDir,
+    args: argparse.Namespace,
+) -> dict[str, tuple[dict[int, float], dict]]:
+    """Each named supernet's validation loss of `archs[i]` with inherited weights (lower =
+    predicted better) for i in `indices`, by i, and its facts. With --scores-ledger, scores
+    recorded there are reused and new ones appended."""
+    ledger = Ledger(args.scores_ledger) if args.scores_ledger else None
+    data_sha = data.content_sha256("train", "valid")
+    valid, out = data.split("valid"), {}
+    for name, group in loaded.items():
+        nets, facts = [net for net, _ in group], supernet_facts(name, [p for _, p in group])
+        shas = [file_sha256(path) for path in paths[name]]
+        fitness: dict[int, Fitness] = {}  # by part, built at its first unscored arch
+        losses = {}
+        for i in indices:
+            arch = archs[i]
+            inputs = score_inputs(shas, arch, data_sha)
+            found = ledger.find(inputs) if ledger else None
+            if found is None:
+                net = few_shot_member(name, nets, arch)
+                if id(net) not in fitness:
+                    fitness[id(net)] = Fitness(
+                        net, valid, max_tokens=FITNESS_MAX_TOKENS, device=args.device
+                    )
+                losses[i] = fitness[id(net)].loss(arch)
+            else:
+                losses[i] = found["valid_loss"]
+            if ledger and (found is None or found.get("name") != name):  # new, or renamed
+                ledger.add(inputs, {**facts, "valid_loss": losses[i]})
+        out[name] = (losses, facts)
+    return out
+
+
+def recorded_supernets(
+    ledger: Ledger, archs: list[ArchConfig], data: DataDir
+) -> dict[str, tuple[dict[int, float], dict]]:
+    """The supernets scored in `ledger` on these archs and data: for each name, the losses (by
+    arch index) and facts of the checkpoints scored last under it."""
+    index = {json.dumps(a.to_dict(), sort_keys=True): i for i, a in enumerate(archs)}
+    data_sha = data.content_sha256("train", "valid")
+    groups: dict[tuple, tuple[dict[int, float], dict]] = {}
+    latest: dict[str, tuple] = {}
+    for record in ledger.entries():
+        inputs, result = record["inputs"], record["result"]
+        i = index.get(json.dumps(inputs.get("arch"), sort_keys=True))
+        if i is None or inputs.get("data") != data_sha:
+            continue
+        if inputs.get("max_tokens") != FITNESS_MAX_TOKENS:
+            continue
+        key = tuple(inputs["supernet"])
+        losses = groups[key][0] if key in groups else {}
+        losses[i] = result["valid_loss"]
+        groups[key] = (losses, {k: v for k, v in result.items() if k != "valid_loss"})
+        latest[result["name"]] = key
+    return {name: groups[key] for name, key in latest.items()}
 
 
 def add_to_ledger(ledger: Ledger, result: dict) -> None:
@@ -286,7 +383,30 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--data", required=True)
-    p.add_argument("--supernet", action="append", required=True, metavar="NAME=CHECKPOINT")
+    p.add_argument(
+        "--supernet",
+        action="append",
+        default=[],
+        metavar="NAME=CHECKPOINT",
+        help="a supernet to rank with (a few-shot one: its parts' checkpoints, comma-separated)",
+    )
+    p.add_argument(
+        "--space-from",
+        metavar="CHECKPOINT",
+        help="the space and model settings: any checkpoint of the space (default: the first "
+        "--supernet of the whole space)",
+    )
+    p.add_argument(
+        "--scores-ledger",
+        metavar="FILE",
+        help="supernet scores: every --supernet scores all the references and appends the "
+        "losses here; the ranking also uses the supernets scored here before",
+    )
+    p.add_argument(
+        "--score-only",
+        action="store_true",
+        help="score the --supernet checkpoints into --scores-ledger and exit",
+    )
     p.add_argument("--per-depth", type=int, default=3, help="references per decoder depth")
     p.add_argument("--updates", type=int, default=12000, help="cap on a reference's updates")
     p.add_argument(
@@ -332,18 +452,30 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     data = DataDir(args.data)
+    if any("=" not in s for s in args.supernet):
+        sys.exit("error: --supernet takes NAME=CHECKPOINT")
     given = dict(s.split("=", 1) for s in args.supernet)
     if args.finetune and args.finetune not in given:
         sys.exit(f"error: --finetune {args.finetune}: no --supernet of that name")
     if args.finetune and "," in given[args.finetune]:
         sys.exit(f"error: --finetune {args.finetune}: a few-shot supernet (name one checkpoint)")
-    loaded = {name: [load_supernet(p) for p in paths.split(",")] for name, paths in given.items()}
+    if args.score_only and not (given and args.scores_ledger):
+        sys.exit("error: --score-only needs --supernet and --scores-ledger")
+    paths = {name: joined.split(",") for name, joined in given.items()}
+    loaded = {name: [load_supernet(p) for p in group] for name, group in paths.items()}
     supernets = {name: [net for net, _ in group] for name, group in loaded.items()}
     whole = [group[0] for group in supernets.values() if len(group) == 1]  # the whole space
+    if args.space_from:
+        whole.insert(0, load_supernet(args.space_from)[0])
     if not whole:
-        sys.exit("error: name at least one supernet of the whole space (one checkpoint)")
+        sys.exit("error: name --space-from or a --supernet of the whole space (one checkpoint)")
     space, settings = whole[0].space, whole[0].settings
     archs = reference_configs(space, args.per_depth, args.seed)
+    if args.score_only:
+        scored = score_supernets(loaded, paths, archs, range(len(archs)), data, args)
+        for losses, about in scored.values():
+            print(json.dumps({**about, "scored": len(losses)}))
+        return
     work = Path(args.work_dir)
     if args.shard:
         shard, shards = map(int, args.shard.split("/"))
@@ -369,13 +501,19 @@ def main() -> None:
     if not refs:
         sys.exit("error: no finished reference to rank (train them first)")
     depths = [a.decoder_layer_num for a in kept]
-    scores = {}
-    valid = data.split("valid")
-    for name, nets in supernets.items():  # inherited weights: lower loss = predicted better
-        fitness = {id(n): Fitness(n, valid, max_tokens=4096, device=args.device) for n in nets}
-        scores[f"supernet_{name}"] = [
-            -fitness[id(few_shot_member(name, nets, a))].loss(a) for a in kept
-        ]
+    # with a ledger every reference is scored, so that later references rank without the net
+    indices = range(len(archs)) if args.scores_ledger else list(refs_by_index)
+    scored = score_supernets(loaded, paths, archs, indices, data, args)
+    if args.scores_ledger:
+        scored = {**recorded_supernets(Ledger(args.scores_ledger), archs, data), **scored}
+    scores, facts = {}, {}
+    for name, (losses, about) in scored.items():  # lower loss = predicted better
+        missing = [i for i in refs_by_index if i not in losses]
+        if missing:
+            print(f"supernet {name}: references {missing} not scored: left out", file=sys.stderr)
+            continue
+        scores[f"supernet_{name}"] = [-losses[i] for i in refs_by_index]
+        facts[name] = {k: about[k] for k in ("updates", "wall_s", "parts")}
     scores["proxy_params"] = [float(analytic_params(a, space.qkv_dim)) for a in kept]
     scores["proxy_depth"] = [float(d) for d in depths]
     truths = {"bleu": [r["valid_bleu"] for r in refs], "loss": [-r["valid_loss"] for r in refs]}
@@ -391,14 +529,7 @@ def main() -> None:
             truth: {name: rank_agreement(s, values, depths) for name, s in scores.items()}
             for truth, values in truths.items()
         },
-        "supernets": {
-            name: {  # a few-shot supernet: its parts' (not the supernet they started from)
-                "updates": sum(payload["train_state"]["updates"] for _, payload in group),
-                "wall_s": round(sum(p["train_state"]["wall_seconds"] for _, p in group), 1),
-                "parts": len(group),
-            }
-            for name, group in loaded.items()
-        },
+        "supernets": facts,
     }
     if args.finetune:
         summary["finetune"] = finetune_comparison(

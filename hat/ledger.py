@@ -54,10 +54,14 @@ class Ledger:
         """Fail in one line now if the file is not a ledger (not hours later, at its first use)."""
         self._read()
 
+    def entries(self) -> list[dict]:
+        """Every record, oldest first."""
+        return self._read()[0]
+
     def records(self, inputs: dict) -> list[dict]:
         """Every record of exactly these inputs, oldest first."""
         inputs = json.loads(json.dumps(inputs))  # as read back (tuples become lists)
-        return [r for r in self._read()[0] if r["inputs"] == inputs]
+        return [r for r in self.entries() if r["inputs"] == inputs]
 
     def find(self, inputs: dict) -> dict | None:
         """The result recorded for exactly these inputs (the last one), or None."""

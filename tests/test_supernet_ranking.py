@@ -39,6 +39,10 @@ def test_ranking_study_converges_references_and_ranks_within_depths(tmp_path: Pa
     def run_bench(*flags: str) -> subprocess.CompletedProcess:
         return subprocess.run([*bench, *flags], capture_output=True, text=True, timeout=600)
 
+    lone = run_bench("--score-only")  # scores that would be lost: refused
+    assert (
+        lone.returncode == 1 and "--score-only needs --supernet and --scores-ledger" in lone.stderr
+    )
     run = run_bench("--converge", "0.5")
     assert run.returncode == 0, run.stderr
     lines = [json.loads(x) for x in run.stdout.splitlines()]
@@ -107,25 +111,28 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
     tmp_path: Path, toy_bin: Path
 ):
     """bench/ranking_study.sh: the references (two shards side by side), both supernets beside
-    them, the few-shot supernet's parts (one per depth), then the ranking; rerun without its
-    work dir's references, nothing trains again."""
+    them in stages, each stage scored into the scores ledger, the few-shot supernet's parts (one
+    per depth), then the ranking; rerun without its work dir's references and supernets, nothing
+    trains again and the ranking comes from the two ledgers."""
     space = tiny_space(decoder_layers=2, decoder_layer_num_choice=[2, 1])
     cfg = tmp_path / "space.yml"
     keys = {k: v for k, v in TRAIN_KEYS.items() if k != "cpu"}  # the script passes --cpu
     cfg.write_text(yaml.safe_dump({**space.to_hat_dict(), **keys}, sort_keys=False))
-    work, ledger = tmp_path / "work", tmp_path / "ledger.jsonl"
+    work, ledger, scores = tmp_path / "work", tmp_path / "ledger.jsonl", tmp_path / "scores.jsonl"
     env = {
         **os.environ,
         "SPACE": str(cfg),
         "DATA": str(toy_bin),
         "WORK": str(work),
         "LEDGER": str(ledger),
+        "SCORES": str(scores),
         "PER_DEPTH": "2",
         "UPDATES": "12",
         "VALIDATE_EVERY": "4",
         "MAX_LEN_B": "12",
         "UNIFORM_UPDATES": "8",
         "SANDWICH_UPDATES": "4",
+        "STAGE": "4",  # the uniform supernet scored at 4 and 8 updates
         "FEWSHOT_FROM": "4",  # the uniform supernet's checkpoint at 4 updates, then 2 per depth
         "FEWSHOT_UPDATES": "2",
         "NICE": "0",
@@ -146,14 +153,17 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
     summary = json.loads(first.stdout.splitlines()[-1])
     assert summary["references"] == 4 and len(ledger.read_text().splitlines()) == 4
     assert set(summary["rank_by"]["loss"]) == {
-        "supernet_uniform",
-        "supernet_sandwich",
-        "supernet_uniform_equal_updates",  # the uniform supernet's checkpoint at 4 updates
+        "supernet_uniform_4",
+        "supernet_uniform_8",
+        "supernet_sandwich_4",
         "supernet_fewshot",
         "proxy_params",
         "proxy_depth",
     }
-    assert summary["supernets"]["uniform"]["updates"] == 8
+    assert summary["supernets"]["uniform_8"]["updates"] == 8
+    assert summary["supernets"]["uniform_4"]["updates"] == 4
+    # every stage of every supernet scored each of the 4 references once
+    assert len(scores.read_text().splitlines()) == 4 * 4
     assert summary["supernets"]["fewshot"] == {
         "updates": 4,  # 2 per part, from the uniform supernet's weights at 4 (not counted)
         "wall_s": summary["supernets"]["fewshot"]["wall_s"],
@@ -164,11 +174,14 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
         assert part["space"]["decoder-layer-num-choice"] == [depth]
         log = (work / f"logs/fewshot_d{depth}.log").read_text()
         assert re.search(r"resumed from .*checkpoint_last.pt: epoch 1, update 0\n", log)
-    assert summary["supernets"]["uniform_equal_updates"]["updates"] == 4
     assert json.loads((work / "ranking.json").read_text()) == summary
     assert "ref3: training" in (work / "logs/refs1.log").read_text()  # shard 1: refs 1, 3
+    resumed = study(STEPS="supernets fewshot")  # all finished: nothing trained or scored again
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(scores.read_text().splitlines()) == 16
 
-    shutil.rmtree(work / "refs")
+    for gone in ("refs", "super_uniform", "super_sandwich", "fewshot_d1", "fewshot_d2"):
+        shutil.rmtree(work / gone)
     again = study(STEPS="references ranking")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout.splitlines()[-1]) == summary
