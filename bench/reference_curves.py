@@ -5,8 +5,9 @@ where the convergence criterion stops it with and without smoothing (`--converge
     python bench/reference_curves.py --work-dir runs/study15/refs \\
         --out docs/results/multi30k_study/reference_curves.png
 
-The curves come from each reference's latest checkpoint (its validation history), so this
-draws the references whose work dir is still there, finished or not.
+The curves come from each reference's latest checkpoint (its validation history), finished
+or not, and, with `--ledger`, from the finished references recorded there with their history
+(bench/supernet_ranking.py keeps it), whose work dirs may be gone.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from hat.checkpoint import load_checkpoint  # noqa: E402
 from hat.fsutil import atomic_write  # noqa: E402
+from hat.ledger import Ledger  # noqa: E402
 from hat.train.trainer import loss_change  # noqa: E402
 
 
@@ -34,19 +36,36 @@ def first_stop(history: list[list[float]], smoothing: int, tolerance: float) -> 
     return None
 
 
+def histories(work_dir: str, ledger: str | None) -> list[tuple[str, dict, list[list[float]]]]:
+    """(name, arch, validation history) of each reference: those in the work dir's checkpoints,
+    then the last record of each other arch in the ledger that has a history (named by its
+    line, `ledger#N` from 0)."""
+    refs = sorted(Path(work_dir).glob("ref*/checkpoint_last.pt"), key=lambda f: f.parent.name)
+    found = []
+    for checkpoint in refs:
+        payload = load_checkpoint(checkpoint)
+        found.append(
+            (checkpoint.parent.name, payload["arch"], payload["train_state"]["valid_losses"])
+        )
+    seen = [json.dumps(arch, sort_keys=True) for _, arch, _ in found]
+    recorded = {}  # arch -> (name, arch, history): the last record of each arch
+    for n, record in enumerate(Ledger(ledger).entries() if ledger else []):
+        arch, history = record["inputs"].get("arch"), record["result"].get("valid_history")
+        if history and json.dumps(arch, sort_keys=True) not in seen:
+            recorded[json.dumps(arch, sort_keys=True)] = (f"ledger#{n}", arch, history)
+    found += recorded.values()
+    return found
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work-dir", default="runs/study15/refs")
+    p.add_argument("--ledger", help="also the finished references of this results ledger")
     p.add_argument("--tolerance", type=float, default=0.01)
     p.add_argument("--out", default="reference_curves.png")
     args = p.parse_args()
-    refs = sorted(Path(args.work_dir).glob("ref*/checkpoint_last.pt"), key=lambda f: f.parent.name)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for k, checkpoint in enumerate(refs):
-        payload = load_checkpoint(checkpoint)
-        history = payload["train_state"]["valid_losses"]
-        arch = payload["arch"]
-        name = checkpoint.parent.name
+    for k, (name, arch, history) in enumerate(histories(args.work_dir, args.ledger)):
         label = f"{name}: depth {arch['decoder_layer_num']}, embed {arch['encoder_embed_dim']}"
         updates, losses = [u for u, _ in history], [v for _, v in history]
         ax.plot(updates, losses, "-", c=f"C{k}", lw=1, label=label)

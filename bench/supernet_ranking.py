@@ -301,6 +301,7 @@ def train_reference(
         "updates": trainer.state.updates,
         "converged": converged,
         "last_change": change,
+        "valid_history": trainer.state.valid_losses,  # [update, loss]: its curve outlives out/
     }
     log.info(
         "%s: %d updates, converged %s, valid loss %.3f, BLEU %.2f",

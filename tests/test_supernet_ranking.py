@@ -15,6 +15,7 @@ import yaml
 from conftest import REPO, tiny_space
 from test_train import TRAIN_KEYS
 
+from hat.ledger import Ledger
 from hat.profile import analytic_params
 from hat.space import ArchConfig
 
@@ -54,6 +55,8 @@ def test_ranking_study_converges_references_and_ranks_within_depths(tmp_path: Pa
     # converged well before the cap: the loss moved < 50% since the validation at <= 80%
     assert all(r["converged"] and r["updates"] < 40 and r["last_change"] < 0.5 for r in refs)
     assert all(0 <= r["valid_bleu"] <= 100 and r["valid_loss"] > 0 for r in refs)
+    # the validation curve, kept with the result: it ends where the reference stopped
+    assert all(r["valid_history"][-1] == [r["updates"], r["valid_loss"]] for r in refs)
     assert summary["references"] == 4 and summary["converged"] == 4
     for truth in ("bleu", "loss"):
         ranks = summary["rank_by"][truth]
@@ -226,11 +229,22 @@ def test_reference_curves_mark_where_each_criterion_stops(tmp_path: Path):
         (tmp_path / name).mkdir()
         state = {"train_state": {"valid_losses": history}, "arch": arch}
         torch.save(state, tmp_path / name / "checkpoint_last.pt")
+    # a finished reference whose work dir is gone, recorded twice (the last counts), one
+    # without a history, and ref0's arch (its work dir counts)
+    other = tiny_space().homogeneous(max, decoder_layers=2).to_dict()
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    ledger.add({"arch": other, "v": 1}, {"valid_history": falling[:2]})
+    ledger.add({"arch": other, "v": 2}, {"valid_history": falling})
+    ledger.add({"arch": tiny_space().smallest().to_dict()}, {"valid_history": falling})
+    ledger.add({"arch": tiny_space().homogeneous(min, decoder_layers=2).to_dict()}, {})
     out = tmp_path / "curves.png"
     cmd = [sys.executable, str(REPO / "bench/reference_curves.py"), "--work-dir", str(tmp_path)]
-    run = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=120)
+    cmd += ["--ledger", str(ledger.path), "--out", str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     rows = {r["ref"]: r for r in map(json.loads, run.stdout.splitlines())}
+    assert set(rows) == {"ref0", "ref1", "ledger#1"} and rows["ledger#1"]["arch"] == other
+    assert rows["ledger#1"]["validations"] == 7
     # at 1,000 the last validation moved 0.5% since 800, the means of three 2.6%
     assert rows["ref0"]["stops"] == {"1": {"update": 1000, "loss": 4.28}, "3": None}
     assert rows["ref1"]["stops"] == {"1": None, "3": None} and rows["ref1"]["validations"] == 3
