@@ -178,6 +178,17 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
         log = (work / f"logs/fewshot_d{depth}.log").read_text()
         assert re.search(r"resumed from .*checkpoint_last.pt: epoch 1, update 0\n", log)
     assert json.loads((work / "ranking.json").read_text()) == summary
+    plot = tmp_path / "taus.png"  # tau against each supernet's updates
+    cmd = [sys.executable, str(REPO / "bench/ranking_curves.py"), "--out", str(plot)]
+    drawn = subprocess.run(
+        [*cmd, "--ranking", str(work / "ranking.json")], capture_output=True, text=True
+    )
+    assert drawn.returncode == 0, drawn.stderr
+    points = {r["supernet"]: r for r in map(json.loads, drawn.stdout.splitlines())}
+    assert set(points) == {"uniform_4", "uniform_8", "sandwich_4", "fewshot"}
+    assert points["uniform_8"]["updates"] == 8 and plot.read_bytes().startswith(b"\x89PNG")
+    tau = summary["rank_by"]["bleu"]["supernet_sandwich_4"]["overall"]
+    assert points["sandwich_4"]["tau"]["bleu"] == tau
     assert "ref3: training" in (work / "logs/refs1.log").read_text()  # shard 1: refs 1, 3
     resumed = study(STEPS="supernets fewshot")  # all finished: nothing trained or scored again
     assert resumed.returncode == 0, resumed.stderr

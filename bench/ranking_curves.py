@@ -1,0 +1,79 @@
+"""The ranking study's taus against supernet training (issue #15, "more updates"): Kendall tau
+of each supernet's order of the references against their validation loss and BLEU, over all
+references and within decoder depths (the mean), at each scored stage of each supernet (named
+NAME_UPDATES by bench/ranking_study.sh), next to the free proxies: one plot, one JSON line a
+supernet.
+
+    python bench/ranking_curves.py --ranking runs/study15/ranking.json \\
+        --out docs/results/multi30k_study/ranking_curves.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from hat.fsutil import atomic_write  # noqa: E402
+
+TRUTHS = {"loss": "validation loss", "bleu": "validation BLEU"}
+PROXIES = {"proxy_params": "proxy: #params", "proxy_depth": "proxy: decoder depth"}
+
+
+def family(name: str) -> str:
+    """A supernet's name without its stage: uniform_4000 -> uniform."""
+    return re.sub(r"_\d+$", "", name)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--ranking", required=True, help="bench/supernet_ranking.py's --out")
+    p.add_argument("--out", default="ranking_curves.png")
+    args = p.parse_args()
+    with open(args.ranking) as f:
+        study = json.load(f)
+    supernets = study["supernets"]
+    fig, axes = plt.subplots(1, len(TRUTHS), figsize=(11, 4), sharey=True)
+    for ax, (truth, title) in zip(axes, TRUTHS.items(), strict=True):
+        ranks = study["rank_by"][truth]
+        families = sorted({family(n) for n in supernets})
+        for k, fam in enumerate(families):
+            names = sorted(
+                (n for n in supernets if family(n) == fam), key=lambda n: supernets[n]["updates"]
+            )
+            updates = [supernets[n]["updates"] for n in names]
+            for key, style in (("overall", "o-"), ("within_depth_mean", "s--")):
+                taus = [ranks[f"supernet_{n}"][key] for n in names]
+                taus = [float("nan") if t is None else t for t in taus]  # undefined: a gap
+                label = f"{fam}: {'all' if key == 'overall' else 'within depths (mean)'}"
+                ax.plot(updates, taus, style, c=f"C{k}", ms=4, label=label)
+        for j, (proxy, label) in enumerate(PROXIES.items()):
+            for key, style in (("overall", "-"), ("within_depth_mean", "--")):
+                tau = ranks[proxy][key]
+                if tau is not None:
+                    ax.axhline(tau, ls=style, c=f"C{len(families) + j}", lw=0.8, alpha=0.7)
+            ax.plot([], [], c=f"C{len(families) + j}", lw=0.8, label=label)
+        ax.axhline(0.8, c="k", lw=0.5, ls=":")
+        ax.set_title(f"against the references' {title}", fontsize=9)
+        ax.set_xlabel("supernet updates")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("Kendall tau")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(
+        f"{study['references']} references: how supernets rank them (dotted: the goal, 0.8)",
+        fontsize=10,
+    )
+    for name, facts in supernets.items():
+        taus = {t: study["rank_by"][t][f"supernet_{name}"]["overall"] for t in TRUTHS}
+        print(json.dumps({"supernet": name, "updates": facts["updates"], "tau": taus}))
+    with atomic_write(args.out, "wb", encoding=None) as f:
+        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
+
+
+if __name__ == "__main__":
+    main()
