@@ -30,6 +30,13 @@ def family(name: str) -> str:
     return re.sub(r"_\d+$", "", name)
 
 
+def trained(name: str, facts: dict) -> int:
+    """A supernet's updates in all: its stage (`fewshot_24000` counts the updates of the
+    supernet its parts started from), else those it records."""
+    stage = re.search(r"_(\d+)$", name)
+    return int(stage.group(1)) if stage else facts["updates"]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ranking", required=True, help="bench/supernet_ranking.py's --out")
@@ -44,9 +51,9 @@ def main() -> None:
         families = sorted({family(n) for n in supernets})
         for k, fam in enumerate(families):
             names = sorted(
-                (n for n in supernets if family(n) == fam), key=lambda n: supernets[n]["updates"]
+                (n for n in supernets if family(n) == fam), key=lambda n: trained(n, supernets[n])
             )
-            updates = [supernets[n]["updates"] for n in names]
+            updates = [trained(n, supernets[n]) for n in names]
             for key, style in (("overall", "o-"), ("within_depth_mean", "s--")):
                 taus = [ranks[f"supernet_{n}"][key] for n in names]
                 taus = [float("nan") if t is None else t for t in taus]  # undefined: a gap
@@ -70,7 +77,7 @@ def main() -> None:
     )
     for name, facts in supernets.items():
         taus = {t: study["rank_by"][t][f"supernet_{name}"]["overall"] for t in TRUTHS}
-        print(json.dumps({"supernet": name, "updates": facts["updates"], "tau": taus}))
+        print(json.dumps({"supernet": name, "updates": trained(name, facts), "tau": taus}))
     with atomic_write(args.out, "wb", encoding=None) as f:
         fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
 

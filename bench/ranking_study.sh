@@ -7,19 +7,21 @@
 # equal updates in all when FEWSHOT_FROM + depths x FEWSHOT_UPDATES = UNIFORM_UPDATES); then the
 # ranking of every finished reference by each supernet and the free proxies. Every step
 # resumes after a kill; a finished reference is taken from the ledger. The supernets train in
-# stages of STAGE updates, each stage's checkpoint scoring all 18 references into the SCORES
-# ledger at once (as NAME_UPDATES: uniform_2000, ...), so the ranking needs no supernet
-# checkpoint: one that did not survive to the session that ranks is ranked from its scores.
+# stages of STAGE updates (one run: the spaces' inverse-sqrt schedule does not depend on the
+# cap), each stage's checkpoint scoring every reference into the SCORES ledger at once (as
+# NAME_UPDATES: uniform_2000, ...; the few-shot supernet as fewshot_TOTAL, its start's updates
+# included), so the ranking needs no supernet checkpoint: one that did not survive to the
+# session that ranks is ranked from its scores.
 #
 #   bench/ranking_study.sh                         # this CPU: 2 jobs, one thread each, nice 19
 #   DEVICE=cuda JOBS=16 bench/ranking_study.sh     # a GPU machine: everything side by side
-#   STEPS=references bench/ranking_study.sh        # some steps (references supernets fewshot ranking)
+#   STEPS=references bench/ranking_study.sh        # some of: references supernets fewshot ranking
 #
-# Settings (environment): SPACE DATA WORK LEDGER SCORES DEVICE JOBS THREADS NICE UNIFORM_UPDATES
-# SANDWICH_UPDATES STAGE SUPERNETS FEWSHOT_FROM FEWSHOT_UPDATES STEPS; and, passed on only when
-# set (else bench/supernet_ranking.py's and train.py's defaults, which are the study's),
-# PER_DEPTH UPDATES VALIDATE_EVERY MAX_LEN_B PRECISION. DATA is made by `hat preprocess` of Multi30k when missing (needs
-# ../shared/data/multi30k). Logs: WORK/logs/.
+# Settings (environment): SPACE DATA WORK LEDGER SCORES DEVICE JOBS THREADS NICE
+# UNIFORM_UPDATES SANDWICH_UPDATES STAGE SUPERNETS FEWSHOT_FROM FEWSHOT_UPDATES STEPS; and,
+# passed on only when set (else bench/supernet_ranking.py's and train.py's defaults, which are
+# the study's), PER_DEPTH UPDATES VALIDATE_EVERY MAX_LEN_B PRECISION. DATA is made by `hat
+# preprocess` of Multi30k when missing (needs ../shared/data/multi30k). Logs: WORK/logs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,11 +38,19 @@ UNIFORM_UPDATES=${UNIFORM_UPDATES:-24000}
 SANDWICH_UPDATES=${SANDWICH_UPDATES:-6000}
 STAGE=${STAGE:-2000}  # updates between two scorings of a supernet
 SUPERNETS=${SUPERNETS:-uniform sandwich}  # the supernets step's (side by side)
-FEWSHOT_FROM=${FEWSHOT_FROM:-12000}  # a checkpoint of the uniform run (saved every SANDWICH_UPDATES)
+FEWSHOT_FROM=${FEWSHOT_FROM:-12000}  # a uniform checkpoint (saved every SANDWICH_UPDATES)
 FEWSHOT_UPDATES=${FEWSHOT_UPDATES:-2000}
 STEPS=${STEPS:-references supernets fewshot ranking}
 PYTHON=${PYTHON:-python}
 
+if ! [[ $STAGE =~ ^[1-9][0-9]*$ ]]; then
+    echo "error: STAGE=$STAGE: not a positive number of updates" >&2 && exit 2
+fi
+for sampling in $SUPERNETS; do
+    if [[ $sampling != uniform && $sampling != sandwich ]]; then
+        echo "error: SUPERNETS: $sampling is not uniform or sandwich" >&2 && exit 2
+    fi
+done
 mkdir -p "$WORK/logs"
 run() { OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS nice -n "$NICE" "$PYTHON" "$@"; }
 step() { [[ " $STEPS " == *" $1 "* ]]; }
@@ -77,31 +87,32 @@ score() {  # NAME=CHECKPOINT[,CHECKPOINT...]: every reference's loss into the SC
 }
 updates_of() {  # the updates a checkpoint was saved at; 0 if there is none
     [[ -f $1 ]] || { echo 0 && return; }
-    "$PYTHON" -c "import sys, torch
-print(torch.load(sys.argv[1], map_location='cpu', mmap=True, weights_only=True)['train_state']['updates'])" "$1"
+    "$PYTHON" -c "import sys; from hat.checkpoint import load_checkpoint
+print(load_checkpoint(sys.argv[1])['train_state']['updates'])" "$1"
 }
 supernet() {  # NAME SAMPLING CAP: trained to CAP in stages of STAGE updates, scored after each
-    local dir=$WORK/super_$1 m done
-    for m in $(seq "$STAGE" "$STAGE" "$3") $(($3 % STAGE ? $3 : 0)); do
-        ((m)) || continue
-        done=$(updates_of "$dir/checkpoint_last.pt")
-        ((done > m)) && continue # scored before it went on
-        if ((done < m)); then
+    local dir=$WORK/super_$1 m reached
+    for ((m = STAGE; m < $3 + STAGE; m += STAGE)); do
+        ((m > $3)) && m=$3 # the last stage ends at the cap
+        reached=$(updates_of "$dir/checkpoint_last.pt")
+        if ((reached > m)); then # scored before it went on, unless the scores went elsewhere
+            grep -q "\"name\": \"$1_$m\"" "$SCORES" 2>/dev/null ||
+                echo "warning: $1 is past stage $m, which $SCORES has no score of" >&2
+            continue
+        fi
+        if ((reached < m)); then
             run train.py --configs="$SPACE" --data "$DATA" --keep-last-epochs 1 \
                 --save-interval-updates "$SANDWICH_UPDATES" "${cpu_flag[@]}" "${precision[@]}" \
-                --sampling "$2" --max-update "$m" --save-dir "$dir" >>"$WORK/logs/super_$1.log" 2>&1 ||
-                return 1
+                --sampling "$2" --max-update "$m" --save-dir "$dir" \
+                >>"$WORK/logs/super_$1.log" 2>&1 || return 1
         fi
         score "$1_$m=$dir/checkpoint_last.pt" || return 1
     done
 }
+declare -A caps=([uniform]=$UNIFORM_UPDATES [sandwich]=$SANDWICH_UPDATES)
 if step supernets; then
     for sampling in $SUPERNETS; do
-        case $sampling in
-        uniform) supernet uniform uniform "$UNIFORM_UPDATES" & ;;
-        sandwich) supernet sandwich sandwich "$SANDWICH_UPDATES" & ;;
-        *) echo "error: SUPERNETS: $sampling is not uniform or sandwich" >&2 && exit 2 ;;
-        esac
+        supernet "$sampling" "$sampling" "${caps[$sampling]}" &
         pids+=($!)
     done
 fi
@@ -142,9 +153,15 @@ if step fewshot; then
     done
     parts=()
     for d in "${depths[@]}"; do
-        parts+=($(ls "$WORK"/fewshot_d"$d"/checkpoint_*_"$FEWSHOT_UPDATES".pt | head -1))
+        part=$(ls "$WORK"/fewshot_d"$d"/checkpoint_*_"$FEWSHOT_UPDATES".pt 2>/dev/null | head -1)
+        if [[ -z $part ]]; then
+            echo "error: the few-shot part of depth $d has no checkpoint at $FEWSHOT_UPDATES" >&2
+            exit 1
+        fi
+        parts+=("$part")
     done
-    score "fewshot=$(IFS=, && echo "${parts[*]}")" || exit 1
+    total=$((FEWSHOT_FROM + ${#depths[@]} * FEWSHOT_UPDATES))
+    score "fewshot_$total=$(IFS=, && echo "${parts[*]}")" || exit 1
 fi
 
 if step ranking; then  # every supernet scored in the SCORES ledger, at each of its stages

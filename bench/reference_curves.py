@@ -38,8 +38,8 @@ def first_stop(history: list[list[float]], smoothing: int, tolerance: float) -> 
 
 def histories(work_dir: str, ledger: str | None) -> list[tuple[str, dict, list[list[float]]]]:
     """(name, arch, validation history) of each reference: those in the work dir's checkpoints,
-    then the last record of each other arch in the ledger that has a history (named by its
-    line, `ledger#N` from 0)."""
+    then the last record of each other arch in the ledger that has a history and was trained
+    from scratch (named `ledger#N`, N its record's index from 0)."""
     refs = sorted(Path(work_dir).glob("ref*/checkpoint_last.pt"), key=lambda f: f.parent.name)
     found = []
     for checkpoint in refs:
@@ -51,6 +51,8 @@ def histories(work_dir: str, ledger: str | None) -> list[tuple[str, dict, list[l
     recorded = {}  # arch -> (name, arch, history): the last record of each arch
     for n, record in enumerate(Ledger(ledger).entries() if ledger else []):
         arch, history = record["inputs"].get("arch"), record["result"].get("valid_history")
+        if "inherited_from" in record["inputs"]:  # a fine-tuned reference
+            continue
         if history and json.dumps(arch, sort_keys=True) not in seen:
             recorded[json.dumps(arch, sort_keys=True)] = (f"ledger#{n}", arch, history)
     found += recorded.values()

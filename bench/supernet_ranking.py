@@ -65,7 +65,7 @@ from hat.generate import MAX_LEN_B
 from hat.latency.metrics import kendall_tau, spearman
 from hat.ledger import Ledger
 from hat.profile import analytic_params
-from hat.search.fitness import Fitness
+from hat.search.fitness import Fitness, fitness_settings
 from hat.settings import from_flags
 from hat.space import ArchConfig, SearchSpace
 from hat.supernet import SuperTransformer
@@ -153,18 +153,16 @@ def few_shot_member(name: str, nets: list[SuperTransformer], arch: ArchConfig) -
     return holding[0]
 
 
-FITNESS_MAX_TOKENS = 4096  # the supernets' validation batches (the search's default)
+def score_settings(data: DataDir) -> dict:
+    """The fitness settings of every supernet score: the validation split's contents and the
+    search's validation batches and loss (hat.search.fitness's defaults)."""
+    return fitness_settings(data, "valid")
 
 
-def score_inputs(checkpoints: list[str], arch: ArchConfig, data_sha: str) -> dict:
-    """What a supernet's score of `arch` depends on: the supernet's checkpoints (contents),
-    the arch, the data (contents) and the validation batches."""
-    return {
-        "supernet": checkpoints,
-        "arch": arch.to_dict(),
-        "data": data_sha,
-        "max_tokens": FITNESS_MAX_TOKENS,
-    }
+def score_inputs(checkpoints: list[str], arch: ArchConfig, settings: dict) -> dict:
+    """What a supernet's score of `arch` depends on: the supernet's checkpoints (sha256 of
+    their contents), the arch and the fitness settings."""
+    return {"supernet": checkpoints, "arch": arch.to_dict(), **settings}
 
 
 def supernet_facts(name: str, payloads: list[dict]) -> dict:
@@ -180,7 +178,7 @@ def supernet_facts(name: str, payloads: list[dict]) -> dict:
 
 def score_supernets(
     loaded: dict[str, list[tuple[SuperTransformer, dict]]],
-    paths: dict[str, list[str]],
+    shas: dict[str, list[str]],
     archs: list[ArchConfig],
     indices: Iterable[int],
     data: DataDir,
@@ -188,24 +186,29 @@ def score_supernets(
 ) -> dict[str, tuple[dict[int, float], dict]]:
     """Each named supernet's validation loss of `archs[i]` with inherited weights (lower =
     predicted better) for i in `indices`, by i, and its facts. With --scores-ledger, scores
-    recorded there are reused and new ones appended."""
+    recorded there are reused and new ones appended (a checkpoint scored before under another
+    name: its scores again, under this one)."""
     ledger = Ledger(args.scores_ledger) if args.scores_ledger else None
-    data_sha = data.content_sha256("train", "valid")
-    valid, out = data.split("valid"), {}
+    settings = score_settings(data)
+    valid, out = data.split(settings["valid_subset"]), {}
     for name, group in loaded.items():
         nets, facts = [net for net, _ in group], supernet_facts(name, [p for _, p in group])
-        shas = [file_sha256(path) for path in paths[name]]
         fitness: dict[int, Fitness] = {}  # by part, built at its first unscored arch
         losses = {}
         for i in indices:
             arch = archs[i]
-            inputs = score_inputs(shas, arch, data_sha)
+            inputs = score_inputs(shas[name], arch, settings)
             found = ledger.find(inputs) if ledger else None
             if found is None:
                 net = few_shot_member(name, nets, arch)
                 if id(net) not in fitness:
                     fitness[id(net)] = Fitness(
-                        net, valid, max_tokens=FITNESS_MAX_TOKENS, device=args.device
+                        net,
+                        valid,
+                        settings["max_tokens"],
+                        settings["valid_cnt_max"],
+                        settings["label_smoothing"],
+                        device=args.device,
                     )
                 losses[i] = fitness[id(net)].loss(arch)
             else:
@@ -219,25 +222,29 @@ def score_supernets(
 def recorded_supernets(
     ledger: Ledger, archs: list[ArchConfig], data: DataDir
 ) -> dict[str, tuple[dict[int, float], dict]]:
-    """The supernets scored in `ledger` on these archs and data: for each name, the losses (by
-    arch index) and facts of the checkpoints scored last under it."""
+    """The supernets scored in `ledger` on these archs with this data's fitness settings: for
+    each name, the losses (by arch index) and facts of the checkpoints scored last under it
+    that scored every arch (a scoring cut by a kill counts only where no other did)."""
     index = {json.dumps(a.to_dict(), sort_keys=True): i for i, a in enumerate(archs)}
-    data_sha = data.content_sha256("train", "valid")
+    settings = score_settings(data)
     groups: dict[tuple, tuple[dict[int, float], dict]] = {}
-    latest: dict[str, tuple] = {}
+    order: dict[str, list[tuple]] = {}  # name -> its checkpoints' keys, last scored last
     for record in ledger.entries():
         inputs, result = record["inputs"], record["result"]
         i = index.get(json.dumps(inputs.get("arch"), sort_keys=True))
-        if i is None or inputs.get("data") != data_sha:
-            continue
-        if inputs.get("max_tokens") != FITNESS_MAX_TOKENS:
+        if i is None or any(inputs.get(k) != v for k, v in settings.items()):
             continue
         key = tuple(inputs["supernet"])
         losses = groups[key][0] if key in groups else {}
         losses[i] = result["valid_loss"]
         groups[key] = (losses, {k: v for k, v in result.items() if k != "valid_loss"})
-        latest[result["name"]] = key
-    return {name: groups[key] for name, key in latest.items()}
+        keys = order.setdefault(result["name"], [])
+        keys[:] = [k for k in keys if k != key] + [key]
+    chosen = {}
+    for name, keys in order.items():
+        whole = [k for k in keys if len(groups[k][0]) == len(archs)]
+        chosen[name] = groups[(whole or keys)[-1]]
+    return chosen
 
 
 def add_to_ledger(ledger: Ledger, result: dict) -> None:
@@ -462,8 +469,14 @@ def main() -> None:
         sys.exit(f"error: --finetune {args.finetune}: a few-shot supernet (name one checkpoint)")
     if args.score_only and not (given and args.scores_ledger):
         sys.exit("error: --score-only needs --supernet and --scores-ledger")
+    for path in (args.ledger, args.scores_ledger):
+        if path:
+            Ledger(path).check()  # a broken ledger fails now, not after hours of training
     paths = {name: joined.split(",") for name, joined in given.items()}
+    shas = {name: [file_sha256(p) for p in group] for name, group in paths.items()}
     loaded = {name: [load_supernet(p) for p in group] for name, group in paths.items()}
+    if shas != {name: [file_sha256(p) for p in group] for name, group in paths.items()}:
+        sys.exit("error: a --supernet checkpoint changed while it was loaded (still training?)")
     supernets = {name: [net for net, _ in group] for name, group in loaded.items()}
     whole = [group[0] for group in supernets.values() if len(group) == 1]  # the whole space
     if args.space_from:
@@ -473,7 +486,7 @@ def main() -> None:
     space, settings = whole[0].space, whole[0].settings
     archs = reference_configs(space, args.per_depth, args.seed)
     if args.score_only:
-        scored = score_supernets(loaded, paths, archs, range(len(archs)), data, args)
+        scored = score_supernets(loaded, shas, archs, range(len(archs)), data, args)
         for losses, about in scored.values():
             print(json.dumps({**about, "scored": len(losses)}))
         return
@@ -504,7 +517,7 @@ def main() -> None:
     depths = [a.decoder_layer_num for a in kept]
     # with a ledger every reference is scored, so that later references rank without the net
     indices = range(len(archs)) if args.scores_ledger else list(refs_by_index)
-    scored = score_supernets(loaded, paths, archs, indices, data, args)
+    scored = score_supernets(loaded, shas, archs, indices, data, args)
     if args.scores_ledger:
         scored = {**recorded_supernets(Ledger(args.scores_ledger), archs, data), **scored}
     scores, facts = {}, {}

@@ -159,7 +159,7 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
         "supernet_uniform_4",
         "supernet_uniform_8",
         "supernet_sandwich_4",
-        "supernet_fewshot",
+        "supernet_fewshot_8",  # 4 updates of the uniform supernet, then 2 per depth
         "proxy_params",
         "proxy_depth",
     }
@@ -167,9 +167,9 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
     assert summary["supernets"]["uniform_4"]["updates"] == 4
     # every stage of every supernet scored each of the 4 references once
     assert len(scores.read_text().splitlines()) == 4 * 4
-    assert summary["supernets"]["fewshot"] == {
-        "updates": 4,  # 2 per part, from the uniform supernet's weights at 4 (not counted)
-        "wall_s": summary["supernets"]["fewshot"]["wall_s"],
+    assert summary["supernets"]["fewshot_8"] == {
+        "updates": 4,  # its parts' own: 2 each, from the uniform supernet's weights at 4
+        "wall_s": summary["supernets"]["fewshot_8"]["wall_s"],
         "parts": 2,
     }
     for depth in (1, 2):  # each part trained its own depth only
@@ -185,8 +185,9 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
     )
     assert drawn.returncode == 0, drawn.stderr
     points = {r["supernet"]: r for r in map(json.loads, drawn.stdout.splitlines())}
-    assert set(points) == {"uniform_4", "uniform_8", "sandwich_4", "fewshot"}
-    assert points["uniform_8"]["updates"] == 8 and plot.read_bytes().startswith(b"\x89PNG")
+    assert set(points) == {"uniform_4", "uniform_8", "sandwich_4", "fewshot_8"}
+    assert points["uniform_8"]["updates"] == points["fewshot_8"]["updates"] == 8
+    assert plot.read_bytes().startswith(b"\x89PNG")
     tau = summary["rank_by"]["bleu"]["supernet_sandwich_4"]["overall"]
     assert points["sandwich_4"]["tau"]["bleu"] == tau
     assert "ref3: training" in (work / "logs/refs1.log").read_text()  # shard 1: refs 1, 3
@@ -248,6 +249,8 @@ def test_reference_curves_mark_where_each_criterion_stops(tmp_path: Path):
     ledger.add({"arch": other, "v": 2}, {"valid_history": falling})
     ledger.add({"arch": tiny_space().smallest().to_dict()}, {"valid_history": falling})
     ledger.add({"arch": tiny_space().homogeneous(min, decoder_layers=2).to_dict()}, {})
+    fine_tuned = {"arch": tiny_space().homogeneous(min, decoder_layers=1).to_dict()}
+    ledger.add({**fine_tuned, "inherited_from": "ab12"}, {"valid_history": falling})
     out = tmp_path / "curves.png"
     cmd = [sys.executable, str(REPO / "bench/reference_curves.py"), "--work-dir", str(tmp_path)]
     cmd += ["--ledger", str(ledger.path), "--out", str(out)]
@@ -260,3 +263,36 @@ def test_reference_curves_mark_where_each_criterion_stops(tmp_path: Path):
     assert rows["ref0"]["stops"] == {"1": {"update": 1000, "loss": 4.28}, "3": None}
     assert rows["ref1"]["stops"] == {"1": None, "3": None} and rows["ref1"]["validations"] == 3
     assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_recorded_supernets_take_each_names_last_complete_scoring(tmp_path: Path, toy_bin: Path):
+    """The scores ledger: for each name, the checkpoints scored last under it that scored every
+    reference (a scoring cut by a kill counts only where there is no other); scores of other
+    fitness settings are not mixed in."""
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from supernet_ranking import recorded_supernets, score_inputs, score_settings
+    finally:
+        sys.path.pop(0)
+    from hat.data.dataset import DataDir
+
+    data, space = DataDir(toy_bin), tiny_space()
+    archs = [space.smallest(), space.largest(), space.homogeneous(max, decoder_layers=1)]
+    settings = score_settings(data)
+    ledger = Ledger(tmp_path / "scores.jsonl")
+
+    def score(sha: str, name: str, losses: list[float], **changed) -> None:
+        for arch, loss in zip(archs, losses, strict=False):
+            inputs = score_inputs([sha], arch, {**settings, **changed})
+            ledger.add(inputs, {"name": name, "updates": 1, "valid_loss": loss})
+
+    score("a", "uniform_2000", [5.0, 4.0, 4.5])
+    score("b", "uniform_2000", [6.0])  # the same stage again, cut by a kill after one
+    score("c", "sandwich_2000", [5.5, 4.5])  # only ever cut
+    score("d", "uniform_4000", [4.0, 3.0, 3.5], max_tokens=123)  # other fitness settings
+    found = recorded_supernets(ledger, archs, data)
+    assert set(found) == {"uniform_2000", "sandwich_2000"}
+    assert found["uniform_2000"][0] == {0: 5.0, 1: 4.0, 2: 4.5}
+    assert found["sandwich_2000"][0] == {0: 5.5, 1: 4.5}
+    score("e", "uniform_2000", [5.2, 4.1, 4.4])  # scored anew, whole: the latest counts
+    assert recorded_supernets(ledger, archs, data)["uniform_2000"][0] == {0: 5.2, 1: 4.1, 2: 4.4}

@@ -61,14 +61,18 @@ class FunctionLoss(CachedLoss):
         return self.fn(arch)
 
 
+VALID_MAX_TOKENS = 4096  # tokens a validation batch of the fitness holds, by default
+LABEL_SMOOTHING = 0.1  # of the fitness's loss, by default (the training recipes')
+
+
 class Fitness(CachedLoss):
     def __init__(
         self,
         supernet: SuperTransformer,
         valid: ParallelDataset,
-        max_tokens: int = 4096,
+        max_tokens: int = VALID_MAX_TOKENS,
         valid_cnt_max: int | None = None,
-        label_smoothing: float = 0.1,
+        label_smoothing: float = LABEL_SMOOTHING,
         device: str | torch.device = "cpu",
         cache: bool = True,
     ):
@@ -97,21 +101,35 @@ class Fitness(CachedLoss):
         return total.item() / tokens / math.log(2)
 
 
+def fitness_settings(
+    data: DataDir,
+    subset: str,
+    max_tokens: int = VALID_MAX_TOKENS,
+    valid_cnt_max: int | None = None,
+    label_smoothing: float = LABEL_SMOOTHING,
+) -> dict:
+    """What decides a fitness value besides the supernet: the validation split's contents
+    (sha256) and the validation settings."""
+    return {
+        "data": [file_sha256(f) for f in data.split_files(subset)],
+        "valid_subset": subset,
+        "max_tokens": max_tokens,
+        "valid_cnt_max": valid_cnt_max,
+        "label_smoothing": label_smoothing,
+    }
+
+
 def fitness_inputs(
     supernet_file: str | Path,
     data: DataDir,
     subset: str,
     max_tokens: int,
     valid_cnt_max: int | None,
-    label_smoothing: float = 0.1,
+    label_smoothing: float = LABEL_SMOOTHING,
 ) -> dict:
-    """What decides a fitness value: the supernet's and the validation split's contents
-    (sha256) and the validation settings. A search resumes only when these are unchanged."""
+    """What decides a fitness value: the supernet's contents (sha256) and the fitness settings.
+    A search resumes only when these are unchanged."""
     return {
         "supernet": file_sha256(supernet_file),
-        "data": [file_sha256(f) for f in data.split_files(subset)],
-        "valid_subset": subset,
-        "max_tokens": max_tokens,
-        "valid_cnt_max": valid_cnt_max,
-        "label_smoothing": label_smoothing,
+        **fitness_settings(data, subset, max_tokens, valid_cnt_max, label_smoothing),
     }
