@@ -47,14 +47,13 @@ def histories(work_dir: str, ledger: str | None) -> list[tuple[str, dict, list[l
         found.append(
             (checkpoint.parent.name, payload["arch"], payload["train_state"]["valid_losses"])
         )
-    seen = [json.dumps(arch, sort_keys=True) for _, arch, _ in found]
+    seen = {json.dumps(arch, sort_keys=True) for _, arch, _ in found}
     recorded = {}  # arch -> (name, arch, history): the last record of each arch
     for n, record in enumerate(Ledger(ledger).entries() if ledger else []):
         arch, history = record["inputs"].get("arch"), record["result"].get("valid_history")
-        if "inherited_from" in record["inputs"]:  # a fine-tuned reference
-            continue
-        if history and json.dumps(arch, sort_keys=True) not in seen:
-            recorded[json.dumps(arch, sort_keys=True)] = (f"ledger#{n}", arch, history)
+        key = json.dumps(arch, sort_keys=True)
+        if history and key not in seen and "inherited_from" not in record["inputs"]:
+            recorded[key] = (f"ledger#{n}", arch, history)  # from scratch, not fine-tuned
     found += recorded.values()
     return found
 

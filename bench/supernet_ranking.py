@@ -28,8 +28,9 @@ without it (`--no-train` ranks over the references finished so far).
 
 Supernet scores can outlive their checkpoints too: with `--scores-ledger FILE` every supernet
 named scores all the references (finished or not) and appends the losses there, keyed by the
-checkpoints' contents, the arch and the data; the ranking then uses every supernet in that
-ledger (the latest of each name) next to those named. `--score-only` scores and exits, so a
+checkpoints' contents, the arch and the fitness settings (validation data included); the
+ranking then uses every supernet in that ledger (of each name, the checkpoints scored last on
+every reference) next to those named. `--score-only` scores and exits, so a
 supernet trained in stages is scored at each stage (bench/ranking_study.sh) and ranked in a
 later session, after its references have finished and its checkpoints are gone. `--space-from
 CHECKPOINT` takes the space and model settings from any checkpoint of the space (a 1-update
