@@ -1,8 +1,9 @@
 """The ranking study's taus against supernet training (issue #15, "more updates"): Kendall tau
 of each supernet's order of the references against their validation loss and BLEU, over all
 references and within decoder depths (the mean), at each scored stage of each supernet (named
-NAME_UPDATES by bench/ranking_study.sh), next to the free proxies: one plot, one JSON line a
-supernet.
+NAME_UPDATES by bench/ranking_study.sh), next to the free proxies; and, for the last stage of
+each supernet, each reference's loss with inherited weights against its loss trained alone (the
+pairs behind the taus): one plot, one JSON line a supernet.
 
     python bench/ranking_curves.py --ranking runs/study15/ranking.json \\
         --out docs/results/multi30k_study/ranking_curves.png
@@ -37,6 +38,27 @@ def trained(name: str, facts: dict) -> int:
     return int(stage.group(1)) if stage else facts["updates"]
 
 
+def draw_pairs(ax, table: list[dict], supernets: dict, families: list[str]) -> None:
+    """Each reference's validation loss with the inherited weights of each family's last stage
+    (y) against its own trained alone (x), labelled by decoder depth."""
+    truth = [r["valid_loss"] for r in table]
+    for k, fam in enumerate(families):
+        last = max(
+            (n for n in supernets if family(n) == fam), key=lambda n: trained(n, supernets[n])
+        )
+        inherited = [r["inherited_loss"][last] for r in table]
+        ax.scatter(truth, inherited, c=f"C{k}", s=14, label=last)
+        for x, y, r in zip(truth, inherited, table, strict=True):
+            ax.annotate(
+                str(r["depth"]), (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points"
+            )
+    ax.set_title("each reference (label: decoder depth), each supernet's last stage", fontsize=9)
+    ax.set_xlabel("validation loss trained alone (bits)")
+    ax.set_ylabel("validation loss, inherited weights (bits)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ranking", required=True, help="bench/supernet_ranking.py's --out")
@@ -45,10 +67,10 @@ def main() -> None:
     with open(args.ranking) as f:
         study = json.load(f)
     supernets = study["supernets"]
-    fig, axes = plt.subplots(1, len(TRUTHS), figsize=(11, 4), sharey=True)
-    for ax, (truth, title) in zip(axes, TRUTHS.items(), strict=True):
+    families = sorted({family(n) for n in supernets})
+    fig, axes = plt.subplots(1, len(TRUTHS) + 1, figsize=(16, 4))
+    for ax, (truth, title) in zip(axes, TRUTHS.items(), strict=False):
         ranks = study["rank_by"][truth]
-        families = sorted({family(n) for n in supernets})
         for k, fam in enumerate(families):
             names = sorted(
                 (n for n in supernets if family(n) == fam), key=lambda n: trained(n, supernets[n])
@@ -71,6 +93,8 @@ def main() -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("Kendall tau")
     axes[0].legend(fontsize=7)
+    axes[1].sharey(axes[0])
+    draw_pairs(axes[-1], study["table"], supernets, families)
     fig.suptitle(
         f"{study['references']} references: how supernets rank them (dotted: the goal, 0.8)",
         fontsize=10,

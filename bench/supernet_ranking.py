@@ -521,7 +521,7 @@ def main() -> None:
     scored = score_supernets(loaded, shas, archs, indices, data, args)
     if args.scores_ledger:
         scored = {**recorded_supernets(Ledger(args.scores_ledger), archs, data), **scored}
-    scores, facts = {}, {}
+    scores, facts, inherited = {}, {}, {}
     for name, (losses, about) in scored.items():  # lower loss = predicted better
         missing = [i for i in refs_by_index if i not in losses]
         if missing:
@@ -529,6 +529,7 @@ def main() -> None:
             continue
         scores[f"supernet_{name}"] = [-losses[i] for i in refs_by_index]
         facts[name] = {k: about[k] for k in ("updates", "wall_s", "parts")}
+        inherited[name] = losses
     scores["proxy_params"] = [float(analytic_params(a, space.qkv_dim)) for a in kept]
     scores["proxy_depth"] = [float(d) for d in depths]
     truths = {"bleu": [r["valid_bleu"] for r in refs], "loss": [-r["valid_loss"] for r in refs]}
@@ -545,6 +546,16 @@ def main() -> None:
             for truth, values in truths.items()
         },
         "supernets": facts,
+        "table": [  # each reference: what it scored trained alone, and with inherited weights
+            {
+                "ref": i,
+                "depth": arch.decoder_layer_num,
+                "params": analytic_params(arch, space.qkv_dim),
+                **{k: ref[k] for k in ("valid_loss", "valid_bleu", "updates", "converged")},
+                "inherited_loss": {name: losses[i] for name, losses in inherited.items()},
+            }
+            for (i, ref), arch in zip(refs_by_index.items(), kept, strict=True)
+        ],
     }
     if args.finetune:
         summary["finetune"] = finetune_comparison(

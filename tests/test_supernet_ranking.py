@@ -178,6 +178,24 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
         log = (work / f"logs/fewshot_d{depth}.log").read_text()
         assert re.search(r"resumed from .*checkpoint_last.pt: epoch 1, update 0\n", log)
     assert json.loads((work / "ranking.json").read_text()) == summary
+    # the table: each reference's own loss (references' ledger) beside its inherited ones
+    trained = {
+        json.dumps(e["inputs"]["arch"]): e["result"]
+        for e in map(json.loads, ledger.read_text().splitlines())
+    }
+    inherited = {}
+    for e in map(json.loads, scores.read_text().splitlines()):
+        inherited.setdefault(json.dumps(e["inputs"]["arch"]), {})[e["result"]["name"]] = e[
+            "result"
+        ]["valid_loss"]
+    rows = summary["table"]
+    assert [r["ref"] for r in rows] == [0, 1, 2, 3] and {r["depth"] for r in rows} == {1, 2}
+    assert sorted(r["valid_loss"] for r in rows) == sorted(
+        r["valid_loss"] for r in trained.values()
+    )
+    assert sorted(tuple(sorted(r["inherited_loss"].items())) for r in rows) == sorted(
+        tuple(sorted(v.items())) for v in inherited.values()
+    )
     plot = tmp_path / "taus.png"  # tau against each supernet's updates
     cmd = [sys.executable, str(REPO / "bench/ranking_curves.py"), "--out", str(plot)]
     drawn = subprocess.run(
