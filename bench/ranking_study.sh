@@ -11,7 +11,8 @@
 # cap), each stage's checkpoint scoring every reference into the SCORES ledger at once (as
 # NAME_UPDATES: uniform_2000, ...; the few-shot supernet as fewshot_TOTAL, its start's updates
 # included), so the ranking needs no supernet checkpoint: one that did not survive to the
-# session that ranks is ranked from its scores.
+# session that ranks is ranked from its scores. Each stage's checkpoint is kept
+# (checkpoint_EPOCH_UPDATES.pt), for the search in the winning stage while it survives.
 #
 #   bench/ranking_study.sh                         # this CPU: 2 jobs, one thread each, nice 19
 #   DEVICE=cuda JOBS=16 bench/ranking_study.sh     # a GPU machine: everything side by side
@@ -38,7 +39,7 @@ UNIFORM_UPDATES=${UNIFORM_UPDATES:-24000}
 SANDWICH_UPDATES=${SANDWICH_UPDATES:-6000}
 STAGE=${STAGE:-2000}  # updates between two scorings of a supernet
 SUPERNETS=${SUPERNETS:-uniform sandwich}  # the supernets step's (side by side)
-FEWSHOT_FROM=${FEWSHOT_FROM:-12000}  # a uniform checkpoint (saved every SANDWICH_UPDATES)
+FEWSHOT_FROM=${FEWSHOT_FROM:-12000}  # a uniform stage (each stage's checkpoint is kept)
 FEWSHOT_UPDATES=${FEWSHOT_UPDATES:-2000}
 STEPS=${STEPS:-references supernets fewshot ranking}
 PYTHON=${PYTHON:-python}
@@ -102,7 +103,7 @@ supernet() {  # NAME SAMPLING CAP: trained to CAP in stages of STAGE updates, sc
         fi
         if ((reached < m)); then
             run train.py --configs="$SPACE" --data "$DATA" --keep-last-epochs 1 \
-                --save-interval-updates "$SANDWICH_UPDATES" "${cpu_flag[@]}" "${precision[@]}" \
+                --save-interval-updates "$STAGE" "${cpu_flag[@]}" "${precision[@]}" \
                 --sampling "$2" --max-update "$m" --save-dir "$dir" \
                 >>"$WORK/logs/super_$1.log" 2>&1 || return 1
         fi

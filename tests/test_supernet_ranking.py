@@ -165,6 +165,8 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
     }
     assert summary["supernets"]["uniform_8"]["updates"] == 8
     assert summary["supernets"]["uniform_4"]["updates"] == 4
+    for stage in (4, 8):  # each stage's checkpoint is kept, for a search in the winner
+        assert len(list((work / "super_uniform").glob(f"checkpoint_*_{stage}.pt"))) == 1
     # every stage of every supernet scored each of the 4 references once
     assert len(scores.read_text().splitlines()) == 4 * 4
     assert summary["supernets"]["fewshot_8"] == {
