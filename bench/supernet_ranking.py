@@ -39,7 +39,8 @@ run) where no supernet is named.
 `--finetune NAME` also trains a few references (`--finetune-refs`) from supernet NAME's
 inherited weights, with the same recipe and criterion, and reports their BLEU, loss and updates
 next to the from-scratch runs: whether the pipeline's --finetune-inherited reaches the same
-BLEU (issue #15, item 4).
+BLEU (issue #15, item 4). It trains them under `--no-train` too (which leaves the from-scratch
+references as they are), so it runs beside the shards that train those.
 """
 
 from __future__ import annotations
@@ -346,9 +347,6 @@ def finetune_comparison(
     for i in (i for i in picked if i in scratch):
         out = Path(args.work_dir) / f"ref{i}_finetune_{args.finetune}"
         sub = settings.for_subtransformer(archs[i])
-        recipe = reference_recipe(archs[i], sub, data, args, supernet[0])
-        if args.no_train and finished_reference(out, recipe, args) is None:
-            continue
         tuned = train_reference(archs[i], sub, data, out, args, supernet)
         rows.append(
             {

@@ -69,7 +69,10 @@ def test_ranking_study_converges_references_and_ranks_within_depths(tmp_path: Pa
     again = run_bench("--converge", "0.5", "--no-train", f"--out={out}")
     assert again.returncode == 0 and json.loads(again.stdout.splitlines()[-1]) == summary
     assert json.loads(out.read_text()) == summary  # what hat pipeline --ranking-study reads
-    tuned = run_bench("--converge", "0.5", "--finetune", "a", "--finetune-refs", "0", "3")
+    # --no-train leaves the from-scratch references alone; --finetune still trains its runs
+    tuned = run_bench(
+        "--converge", "0.5", "--no-train", "--finetune", "a", "--finetune-refs", "0", "3"
+    )
     assert tuned.returncode == 0, tuned.stderr
     finetune = json.loads(tuned.stdout.splitlines()[-1])["finetune"]
     assert finetune["supernet"] == "a" and [r["ref"] for r in finetune["refs"]] == [0, 3]
