@@ -489,6 +489,16 @@ def test_loss_change_takes_the_larger_of_the_single_and_the_smoothed_change():
     plateau = [[10, 9.0], [20, 9.0], [30, 9.0], [35, 9.0], [36, 9.2], [38, 8.8]]
     assert loss_change(plateau, 3) == pytest.approx(0.2 / 9.0)
     assert loss_change(history[1:], 3) is None  # two validations at or before update 30.4
+    # a short run (a fine-tuning's first 600 updates): its window (480-600] holds one
+    # validation, so the means of three would share two and say 0.54%: too early to judge
+    short = [[200, 4.582], [237, 4.580], [400, 4.572], [474, 4.522], [600, 4.506]]
+    assert loss_change(short, 3) is None and loss_change(short, 1) < 0.01
+    longer = [*short, [711, 4.47], [800, 4.45], [900, 4.44]]
+    assert loss_change(longer, 3) is None  # two in (720, 900]
+    before, now = (4.506 + 4.47 + 4.45) / 3, (4.44 + 4.43 + 4.42) / 3  # three in (800, 1000]
+    assert loss_change([*longer, [948, 4.43], [1000, 4.42]], 3) == pytest.approx(
+        (before - now) / before
+    )
 
 
 def test_training_stops_once_the_validation_loss_converged(tmp_path: Path, toy_bin: Path):

@@ -176,12 +176,14 @@ def loss_change(
     """Relative change of the validation loss over the last `window` of the updates, the larger
     of two: the last validation (at update u) against the latest one at or before
     (1 - window) x u, and the mean of the last `smoothing` validations against the mean of the
-    `smoothing` ending at that earlier one. None while there are too few validations that early."""
+    `smoothing` ending at that earlier one. None while there are fewer than `smoothing`
+    validations before the window or within it (a short run's window is narrower than the
+    validation interval: the two means would share validations and hide the change)."""
     if not valid_losses:
         return None
     losses = [loss for _, loss in valid_losses]
     early = sum(u <= (1 - window) * valid_losses[-1][0] for u, _ in valid_losses)  # a prefix
-    if early < smoothing:
+    if early < smoothing or len(losses) - early < smoothing:
         return None
 
     def change(before: list[float], now: list[float]) -> float:
