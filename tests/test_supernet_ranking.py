@@ -34,7 +34,7 @@ def test_ranking_study_converges_references_and_ranks_within_depths(tmp_path: Pa
     )
     bench = [sys.executable, str(REPO / "bench/supernet_ranking.py"), "--data", str(toy_bin)]
     bench += [f"--supernet=a={supernet / 'checkpoint_last.pt'}", "--per-depth", "2"]
-    bench += ["--updates", "40", "--validate-every", "4", "--max-len-b", "12"]
+    bench += ["--updates", "40", "--validate-every", "2", "--max-len-b", "12"]
     bench += ["--work-dir", str(tmp_path / "refs")]
 
     def run_bench(*flags: str) -> subprocess.CompletedProcess:
