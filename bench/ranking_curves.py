@@ -69,6 +69,7 @@ def main() -> None:
     supernets = study["supernets"]
     families = sorted({family(n) for n in supernets})
     fig, axes = plt.subplots(1, len(TRUTHS) + 1, figsize=(16, 4))
+    axes[1].sharey(axes[0])  # before drawing: the taus' panels scale to both
     for ax, (truth, title) in zip(axes, TRUTHS.items(), strict=False):
         ranks = study["rank_by"][truth]
         for k, fam in enumerate(families):
@@ -93,7 +94,6 @@ def main() -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("Kendall tau")
     axes[0].legend(fontsize=7)
-    axes[1].sharey(axes[0])
     draw_pairs(axes[-1], study["table"], supernets, families)
     fig.suptitle(
         f"{study['references']} references: how supernets rank them (dotted: the goal, 0.8)",
