@@ -190,9 +190,8 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
     }
     inherited = {}
     for e in map(json.loads, scores.read_text().splitlines()):
-        inherited.setdefault(json.dumps(e["inputs"]["arch"]), {})[e["result"]["name"]] = e[
-            "result"
-        ]["valid_loss"]
+        name, loss = e["result"]["name"], e["result"]["valid_loss"]
+        inherited.setdefault(json.dumps(e["inputs"]["arch"]), {})[name] = loss
     rows = summary["table"]
     assert [r["ref"] for r in rows] == [0, 1, 2, 3] and {r["depth"] for r in rows} == {1, 2}
     assert sorted(r["valid_loss"] for r in rows) == sorted(

@@ -110,7 +110,8 @@ class TrainConfig:
         3,
         "--convergence-tolerance also holds for the mean of the last N validations against the "
         "N ending 20%% of the updates earlier, so one lucky validation does not stop a run that "
-        "still improves (1: the single validations alone)",
+        "still improves; no verdict until N validations lie before and N within the last 20%% "
+        "(1: the single validations alone)",
     )
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     adam_betas: tuple[float, float] = setting(
