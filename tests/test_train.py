@@ -25,9 +25,10 @@ from hat.errors import HatError
 from hat.train import criterion
 from hat.train.checkpoints import load_model
 from hat.train.criterion import (
-    distillation_loss,
     label_smoothed_nll,
+    projected_distillation_loss,
     projected_label_smoothed_nll,
+    projected_teacher_loss,
 )
 from hat.train.sampling import ConfigSampler
 from hat.train.schedule import ScheduleConfig, lr_function
@@ -91,8 +92,6 @@ def test_label_smoothed_loss_matches_torch():
     assert loss.item() == pytest.approx(ref.item(), rel=1e-5) and nll.item() == pytest.approx(
         ref_nll.item(), rel=1e-5
     )
-    assert distillation_loss(logits, logits, target).item() == pytest.approx(0.0, abs=1e-5)
-    assert distillation_loss(logits, logits.flip(0), target).item() > 0
 
 
 @pytest.mark.parametrize("block_rows", [1, 4, 100])
@@ -124,6 +123,49 @@ def test_projected_loss_matches_logits_loss_and_gradients(monkeypatch, block_row
     assert quiet_loss.grad_fn is None
 
 
+@pytest.mark.parametrize("block_rows", [1, 4, 100])
+def test_projected_distillation_matches_kl_div_and_its_gradients(monkeypatch, block_rows):
+    """The teacher's loss is the projected loss and its distribution softmax(logits) at the
+    non-pad tokens; a student's blockwise KL(teacher || student) and its gradients are those of
+    F.kl_div on the logits; pads add nothing; a student equal to its teacher scores 0."""
+    vocab, dim = 11, 6
+    monkeypatch.setattr(criterion, "BLOCK_BYTES", 4 * vocab * block_rows)
+    torch.manual_seed(0)
+    target = torch.randint(4, vocab, (3, 5))
+    target[0, 3:] = 1  # pad
+    keep = target.view(-1).ne(1)
+    teacher_features = torch.randn(3, 5, dim, requires_grad=True)
+    teacher_weight = torch.randn(vocab, dim)
+    loss, nll, probs = projected_teacher_loss(teacher_features, teacher_weight, target, 0.1)
+    want_loss, want_nll = label_smoothed_nll(
+        F.linear(teacher_features, teacher_weight), target, 0.1
+    )
+    assert (loss.item(), nll.item()) == pytest.approx((want_loss.item(), want_nll.item()), rel=1e-6)
+    teacher_logits = F.linear(teacher_features, teacher_weight).detach().view(-1, vocab)[keep]
+    torch.testing.assert_close(probs, teacher_logits.softmax(-1))
+    assert not probs.requires_grad and probs.shape == (int(keep.sum()), vocab)
+
+    features = torch.randn(3, 5, dim - 2, requires_grad=True)  # a narrower student
+    weight = torch.randn(vocab, dim - 2, requires_grad=True)
+    want = F.kl_div(
+        F.linear(features, weight).view(-1, vocab)[keep].log_softmax(-1),
+        teacher_logits.log_softmax(-1),
+        log_target=True,
+        reduction="sum",
+    )
+    (0.5 * want).backward()
+    want_grads = features.grad.clone(), weight.grad.clone()
+    features.grad = weight.grad = None
+    got = projected_distillation_loss(features, weight, probs, target)
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+    (0.5 * got).backward()
+    torch.testing.assert_close(features.grad, want_grads[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(weight.grad, want_grads[1], rtol=1e-5, atol=1e-6)
+    assert features.grad[0, 3:].abs().sum() == 0
+    same = projected_distillation_loss(teacher_features, teacher_weight, probs, target)
+    assert same.item() == pytest.approx(0.0, abs=1e-5)
+
+
 def test_projected_loss_under_bf16_autocast_tracks_fp32():
     torch.manual_seed(1)
     features = torch.randn(40, 16, requires_grad=True)
@@ -139,6 +181,18 @@ def test_projected_loss_under_bf16_autocast_tracks_fp32():
     assert got.dtype == torch.float32 and got.item() == pytest.approx(loss.item(), rel=2e-2)
     assert features.grad.dtype == torch.float32
     assert torch.nn.functional.cosine_similarity(features.grad.view(-1), want.view(-1), 0) > 0.99
+
+    teacher = torch.randn(40, 50).softmax(-1)  # distillation: the same, KL's value in fp32
+    features.grad = None
+    kl = projected_distillation_loss(features, weight, teacher, target)
+    kl.backward()
+    want = kl.item(), features.grad.clone()
+    features.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = projected_distillation_loss(features, weight, teacher, target)
+    got.backward()
+    assert got.dtype == torch.float32 and got.item() == pytest.approx(want[0], rel=2e-2)
+    assert torch.nn.functional.cosine_similarity(features.grad.view(-1), want[1].view(-1), 0) > 0.99
 
 
 def test_sampler_is_a_function_of_seed_and_update():

@@ -32,9 +32,9 @@ from hat.space import ArchConfig
 from hat.supernet import SuperTransformer
 from hat.train.checkpoints import TRAIN_FORMAT, CheckpointManager, move_optimizer_state
 from hat.train.criterion import (
-    distillation_loss,
-    label_smoothed_nll,
+    projected_distillation_loss,
     projected_label_smoothed_nll,
+    projected_teacher_loss,
 )
 from hat.train.distributed import DistInfo, all_reduce_gradients, all_reduce_sum, barrier
 from hat.train.sampling import ConfigSampler
@@ -475,24 +475,19 @@ class Trainer:
         t0 = time.time()
         self.model.train()
         configs = self.sampler.configs(self.state.updates) if self.sampler else [None]
-        distill = len(configs) > 1 and self.cfg.distill_weight > 0  # needs the logits
+        distill = len(configs) > 1 and self.cfg.distill_weight > 0
         loss_sum = nll_sum = ntokens = 0.0
         self.optimizer.zero_grad(set_to_none=True)
         for indices, weight in group:
             batch = self.train_set.collate(indices.tolist()).to(self.device)
             teacher = None
             for j, arch in enumerate(configs):
-                logits, loss, nll = self._forward(batch, arch, logits=distill)
-                if j == 0:
-                    loss_sum, nll_sum = (
-                        loss_sum + weight * loss.item(),
-                        nll_sum + weight * nll.item(),
-                    )
-                    if distill:
-                        teacher = logits.detach()
-                elif distill:
-                    kd = distillation_loss(logits, teacher, batch.target)
-                    loss = self.cfg.distill_weight * kd + (1 - self.cfg.distill_weight) * loss
+                if j == 0:  # the largest in sandwich sampling: learns from the data alone
+                    loss, nll, teacher = self._forward(batch, arch, teach=distill)
+                    loss_sum += weight * loss.item()
+                    nll_sum += weight * nll.item()
+                else:
+                    loss, _, _ = self._forward(batch, arch, teacher=teacher)
                 self._backward(loss * weight)
             ntokens += weight * batch.ntokens
         loss_sum, nll_sum, ntokens = all_reduce_sum([loss_sum, nll_sum, ntokens], self.world)
@@ -513,24 +508,32 @@ class Trainer:
         }
 
     def _forward(
-        self, batch: Batch, arch: ArchConfig | None, logits: bool = False
-    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-        """(logits or None, loss, nll); without `logits` the loss is projected a block of tokens
-        at a time (`projected_label_smoothed_nll`: less memory, fewer passes)."""
+        self,
+        batch: Batch,
+        arch: ArchConfig | None,
+        teach: bool = False,
+        teacher: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(loss, nll, distribution), projected a block of target tokens at a time (criterion.py:
+        logits never held whole). With `teach`, the distribution is this model's over the
+        vocabulary at each non-pad target token, for students' `teacher` (else None). A
+        student's loss is distill-weight x KL(teacher || student) + the rest x its
+        label-smoothed loss, and its nll None."""
         if arch is not None:
             self.model.set_config(arch)
-        smoothing = self.cfg.label_smoothing
+        smoothing, share = self.cfg.label_smoothing, self.cfg.distill_weight
         with self.autocast():
-            if logits:
-                out = self.model(batch.src_tokens, batch.prev_output_tokens)
-            else:
-                features, weight = self.model.output_inputs(
-                    batch.src_tokens, batch.prev_output_tokens
-                )
-                return None, *projected_label_smoothed_nll(
-                    features, weight, batch.target, smoothing
-                )
-        return out, *label_smoothed_nll(out, batch.target, smoothing)
+            features, weight = self.model.output_inputs(batch.src_tokens, batch.prev_output_tokens)
+            if teach:
+                return projected_teacher_loss(features, weight, batch.target, smoothing)
+            if teacher is None:
+                loss, nll = projected_label_smoothed_nll(features, weight, batch.target, smoothing)
+                return loss, nll, None
+            loss = projected_distillation_loss(features, weight, teacher, batch.target)
+            if share < 1:
+                ce, _ = projected_label_smoothed_nll(features, weight, batch.target, smoothing)
+                loss = share * loss + (1 - share) * ce
+            return loss, None, None
 
     def _backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler else loss).backward()
@@ -578,7 +581,7 @@ class Trainer:
                 loss = nll = tokens = 0.0
                 for indices in self.valid_batches:
                     batch = self.valid_set.collate(indices.tolist()).to(self.device)
-                    _, batch_loss, batch_nll = self._forward(batch, arch)
+                    batch_loss, batch_nll, _ = self._forward(batch, arch)
                     loss += batch_loss.item()
                     nll += batch_nll.item()
                     tokens += batch.ntokens
