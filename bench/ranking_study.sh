@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue #15's ranking study (docs/benchmarks.md, "The ranking study on the CPU", steps 1-3) as
 # one command for any machine: the reference SubTransformers not yet in the ledger, JOBS side by
-# side, and the two supernets beside them (uniform sampling as HAT, sandwich + in-place
-# distillation); then a few-shot supernet (one part per decoder depth, each started from the
+# side, and the supernets beside them (uniform sampling as HAT, sandwich + in-place
+# distillation, and `sandwich-ce`: the sandwich rule with label-smoothed CE for every
+# SubTransformer, --distill-weight 0); then a few-shot supernet (one part per decoder depth, each started from the
 # uniform supernet at FEWSHOT_FROM updates and trained FEWSHOT_UPDATES on its depth alone:
 # equal updates in all when FEWSHOT_FROM + depths x FEWSHOT_UPDATES = UNIFORM_UPDATES); then the
 # ranking of every finished reference by each supernet and the free proxies. Every step
@@ -38,7 +39,9 @@ NICE=${NICE:-19}
 UNIFORM_UPDATES=${UNIFORM_UPDATES:-24000}
 SANDWICH_UPDATES=${SANDWICH_UPDATES:-6000}
 STAGE=${STAGE:-2000}  # updates between two scorings of a supernet
-SUPERNETS=${SUPERNETS:-uniform sandwich}  # the supernets step's (side by side)
+SUPERNETS=${SUPERNETS:-uniform sandwich sandwich-ce}  # the supernets step's (side by side)
+declare -A sampling_of=([uniform]=uniform [sandwich]=sandwich [sandwich-ce]=sandwich)
+declare -A distill_of=([uniform]=1 [sandwich]=1 [sandwich-ce]=0)  # --distill-weight
 FEWSHOT_FROM=${FEWSHOT_FROM:-12000}  # a uniform stage (each stage's checkpoint is kept)
 FEWSHOT_UPDATES=${FEWSHOT_UPDATES:-2000}
 STEPS=${STEPS:-references supernets fewshot ranking}
@@ -47,9 +50,9 @@ PYTHON=${PYTHON:-python}
 if ! [[ $STAGE =~ ^[1-9][0-9]*$ ]]; then
     echo "error: STAGE=$STAGE: not a positive number of updates" >&2 && exit 2
 fi
-for sampling in $SUPERNETS; do
-    if [[ $sampling != uniform && $sampling != sandwich ]]; then
-        echo "error: SUPERNETS: $sampling is not uniform or sandwich" >&2 && exit 2
+for name in $SUPERNETS; do
+    if [[ -z ${sampling_of[$name]:-} ]]; then
+        echo "error: SUPERNETS: $name is not uniform, sandwich or sandwich-ce" >&2 && exit 2
     fi
 done
 mkdir -p "$WORK/logs"
@@ -91,10 +94,10 @@ updates_of() {  # the updates a checkpoint was saved at; 0 if there is none
     "$PYTHON" -c "import sys; from hat.checkpoint import load_checkpoint
 print(load_checkpoint(sys.argv[1])['train_state']['updates'])" "$1"
 }
-supernet() {  # NAME SAMPLING CAP: trained to CAP in stages of STAGE updates, scored after each
+supernet() {  # NAME CAP: trained to CAP in stages of STAGE updates, scored after each
     local dir=$WORK/super_$1 m reached
-    for ((m = STAGE; m < $3 + STAGE; m += STAGE)); do
-        ((m > $3)) && m=$3 # the last stage ends at the cap
+    for ((m = STAGE; m < $2 + STAGE; m += STAGE)); do
+        ((m > $2)) && m=$2 # the last stage ends at the cap
         reached=$(updates_of "$dir/checkpoint_last.pt")
         if ((reached > m)); then # scored before it went on, unless the scores went elsewhere
             grep -q "\"name\": \"$1_$m\"" "$SCORES" 2>/dev/null ||
@@ -104,16 +107,18 @@ supernet() {  # NAME SAMPLING CAP: trained to CAP in stages of STAGE updates, sc
         if ((reached < m)); then
             run train.py --configs="$SPACE" --data "$DATA" --keep-last-epochs 1 \
                 --save-interval-updates "$STAGE" "${cpu_flag[@]}" "${precision[@]}" \
-                --sampling "$2" --max-update "$m" --save-dir "$dir" \
+                --sampling "${sampling_of[$1]}" --distill-weight "${distill_of[$1]}" \
+                --max-update "$m" --save-dir "$dir" \
                 >>"$WORK/logs/super_$1.log" 2>&1 || return 1
         fi
         score "$1_$m=$dir/checkpoint_last.pt" || return 1
     done
 }
-declare -A caps=([uniform]=$UNIFORM_UPDATES [sandwich]=$SANDWICH_UPDATES)
+declare -A caps=([uniform]=$UNIFORM_UPDATES [sandwich]=$SANDWICH_UPDATES
+    [sandwich-ce]=$SANDWICH_UPDATES)
 if step supernets; then
-    for sampling in $SUPERNETS; do
-        supernet "$sampling" "$sampling" "${caps[$sampling]}" &
+    for name in $SUPERNETS; do
+        supernet "$name" "${caps[$name]}" &
         pids+=($!)
     done
 fi

@@ -2,7 +2,7 @@
 # Issue #15's references and supernets on a lent GPU machine, as one prepared command for the
 # `device` tool: hat's packages missing from that machine's image installed from .whl/ (fetched
 # here first: docs/benchmarks.md, "On a lent GPU"), every reference not yet in the committed
-# ledger trained side by side (JOBS, one CPU thread each) beside the two supernets in stages, and
+# ledger trained side by side (JOBS, one CPU thread each) beside the three supernets in stages, and
 # both ledgers kept under $OUT, where each finished reference and each scored supernet stage is
 # appended at once: what finished before the lease's limit comes back. Then copy
 # $OUT/references.jsonl and $OUT/supernet_scores.jsonl over the committed ledgers (their extra

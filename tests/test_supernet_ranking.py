@@ -116,10 +116,11 @@ def test_ranking_study_converges_references_and_ranks_within_depths(tmp_path: Pa
 def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
     tmp_path: Path, toy_bin: Path
 ):
-    """bench/ranking_study.sh: the references (two shards side by side), both supernets beside
-    them in stages, each stage scored into the scores ledger, the few-shot supernet's parts (one
-    per depth), then the ranking; rerun without its work dir's references and supernets, nothing
-    trains again and the ranking comes from the two ledgers."""
+    """bench/ranking_study.sh: the references (two shards side by side), the three supernets
+    beside them in stages (sandwich-ce: no distillation), each stage scored into the scores
+    ledger, the few-shot supernet's parts (one per depth), then the ranking; rerun without its
+    work dir's references and supernets, nothing trains again and the ranking comes from the two
+    ledgers."""
     space = tiny_space(decoder_layers=2, decoder_layer_num_choice=[2, 1])
     cfg = tmp_path / "space.yml"
     keys = {k: v for k, v in TRAIN_KEYS.items() if k != "cpu"}  # the script passes --cpu
@@ -138,6 +139,7 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
         "MAX_LEN_B": "12",
         "UNIFORM_UPDATES": "8",
         "SANDWICH_UPDATES": "4",
+        "SUPERNETS": "uniform sandwich sandwich-ce",
         "STAGE": "4",  # the uniform supernet scored at 4 and 8 updates
         "FEWSHOT_FROM": "4",  # the uniform supernet's checkpoint at 4 updates, then 2 per depth
         "FEWSHOT_UPDATES": "2",
@@ -162,6 +164,7 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
         "supernet_uniform_4",
         "supernet_uniform_8",
         "supernet_sandwich_4",
+        "supernet_sandwich-ce_4",
         "supernet_fewshot_8",  # 4 updates of the uniform supernet, then 2 per depth
         "proxy_params",
         "proxy_depth",
@@ -170,8 +173,11 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
     assert summary["supernets"]["uniform_4"]["updates"] == 4
     for stage in (4, 8):  # each stage's checkpoint is kept, for a search in the winner
         assert len(list((work / "super_uniform").glob(f"checkpoint_*_{stage}.pt"))) == 1
+    for name, distill in (("sandwich", 1.0), ("sandwich-ce", 0.0)):
+        args = torch.load(work / f"super_{name}/checkpoint_last.pt", weights_only=True)["args"]
+        assert (args["sampling"], args["distill_weight"]) == ("sandwich", distill)
     # every stage of every supernet scored each of the 4 references once
-    assert len(scores.read_text().splitlines()) == 4 * 4
+    assert len(scores.read_text().splitlines()) == 4 * 5
     assert summary["supernets"]["fewshot_8"] == {
         "updates": 4,  # its parts' own: 2 each, from the uniform supernet's weights at 4
         "wall_s": summary["supernets"]["fewshot_8"]["wall_s"],
@@ -207,7 +213,7 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
     )
     assert drawn.returncode == 0, drawn.stderr
     points = {r["supernet"]: r for r in map(json.loads, drawn.stdout.splitlines())}
-    assert set(points) == {"uniform_4", "uniform_8", "sandwich_4", "fewshot_8"}
+    assert set(points) == {"uniform_4", "uniform_8", "sandwich_4", "sandwich-ce_4", "fewshot_8"}
     assert points["uniform_8"]["updates"] == points["fewshot_8"]["updates"] == 8
     assert plot.read_bytes().startswith(b"\x89PNG")
     tau = summary["rank_by"]["bleu"]["supernet_sandwich_4"]["overall"]
@@ -215,9 +221,16 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
     assert "ref3: training" in (work / "logs/refs1.log").read_text()  # shard 1: refs 1, 3
     resumed = study(STEPS="supernets fewshot")  # all finished: nothing trained or scored again
     assert resumed.returncode == 0, resumed.stderr
-    assert len(scores.read_text().splitlines()) == 16
+    assert len(scores.read_text().splitlines()) == 4 * 5
 
-    for gone in ("refs", "super_uniform", "super_sandwich", "fewshot_d1", "fewshot_d2"):
+    for gone in (
+        "refs",
+        "super_uniform",
+        "super_sandwich",
+        "super_sandwich-ce",
+        "fewshot_d1",
+        "fewshot_d2",
+    ):
         shutil.rmtree(work / gone)
     again = study(STEPS="references ranking")
     assert again.returncode == 0, again.stderr
