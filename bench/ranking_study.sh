@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# Issue #15's ranking study (docs/benchmarks.md, "The ranking study on the CPU", steps 1-3) as
-# one command for any machine: the reference SubTransformers not yet in the ledger, JOBS side by
-# side, and the supernets beside them (uniform sampling as HAT, sandwich + in-place
-# distillation, and `sandwich-ce`: the sandwich rule with label-smoothed CE for every
-# SubTransformer, --distill-weight 0); then a few-shot supernet (one part per decoder depth, each started from the
-# uniform supernet at FEWSHOT_FROM updates and trained FEWSHOT_UPDATES on its depth alone:
-# equal updates in all when FEWSHOT_FROM + depths x FEWSHOT_UPDATES = UNIFORM_UPDATES); then the
-# ranking of every finished reference by each supernet and the free proxies. Every step
-# resumes after a kill; a finished reference is taken from the ledger. The supernets train in
-# stages of STAGE updates (one run: the spaces' inverse-sqrt schedule does not depend on the
-# cap), each stage's checkpoint scoring every reference into the SCORES ledger at once (as
-# NAME_UPDATES: uniform_2000, ...; the few-shot supernet as fewshot_TOTAL, its start's updates
-# included), so the ranking needs no supernet checkpoint: one that did not survive to the
-# session that ranks is ranked from its scores. Each stage's checkpoint is kept
-# (checkpoint_EPOCH_UPDATES.pt), for the search in the winning stage while it survives.
+# Issue #15's ranking study (docs/benchmarks.md, "The ranking study on the CPU", steps 1-3) as one
+# command for any machine: the reference SubTransformers not yet in the ledger, JOBS side by side,
+# and the supernets beside them (uniform sampling as HAT, sandwich + in-place distillation, and
+# `sandwich-ce`: the sandwich rule with label-smoothed CE for every SubTransformer, --distill-weight
+# 0); then a few-shot supernet (one part per decoder depth, each started from the uniform supernet
+# at FEWSHOT_FROM updates and trained FEWSHOT_UPDATES on its depth alone: equal updates in all when
+# FEWSHOT_FROM + depths x FEWSHOT_UPDATES = UNIFORM_UPDATES); then the ranking of every finished
+# reference by each supernet and the free proxies. Every step resumes after a kill; a finished
+# reference is taken from the ledger. The supernets train in stages of STAGE updates (one run: the
+# spaces' inverse-sqrt schedule does not depend on the cap), each stage's checkpoint scoring every
+# reference into the SCORES ledger at once (as NAME_UPDATES: uniform_2000, ...; the few-shot
+# supernet as fewshot_TOTAL, its start's updates included), so the ranking needs no supernet
+# checkpoint: one that did not survive to the session that ranks is ranked from its scores. Each
+# stage's checkpoint is kept (checkpoint_EPOCH_UPDATES.pt), for the search in the winning stage
+# while it survives.
 #
 #   bench/ranking_study.sh                         # this CPU: 2 jobs, one thread each, nice 19
 #   DEVICE=cuda JOBS=16 bench/ranking_study.sh     # a GPU machine: everything side by side
@@ -41,7 +41,8 @@ SANDWICH_UPDATES=${SANDWICH_UPDATES:-6000}
 STAGE=${STAGE:-2000}  # updates between two scorings of a supernet
 SUPERNETS=${SUPERNETS:-uniform sandwich sandwich-ce}  # the supernets step's (side by side)
 declare -A sampling_of=([uniform]=uniform [sandwich]=sandwich [sandwich-ce]=sandwich)
-declare -A distill_of=([uniform]=1 [sandwich]=1 [sandwich-ce]=0)  # --distill-weight
+# --distill-weight of each (unused by uniform)
+declare -A distill_of=([uniform]=1 [sandwich]=1 [sandwich-ce]=0)
 FEWSHOT_FROM=${FEWSHOT_FROM:-12000}  # a uniform stage (each stage's checkpoint is kept)
 FEWSHOT_UPDATES=${FEWSHOT_UPDATES:-2000}
 STEPS=${STEPS:-references supernets fewshot ranking}
