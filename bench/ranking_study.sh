@@ -53,7 +53,7 @@ if ! [[ $STAGE =~ ^[1-9][0-9]*$ ]]; then
 fi
 for name in $SUPERNETS; do
     if [[ -z ${sampling_of[$name]:-} ]]; then
-        echo "error: SUPERNETS: $name is not uniform, sandwich or sandwich-ce" >&2 && exit 2
+        echo "error: SUPERNETS: $name is not one of: ${!sampling_of[*]}" >&2 && exit 2
     fi
 done
 mkdir -p "$WORK/logs"

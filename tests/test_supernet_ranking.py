@@ -139,7 +139,6 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
         "MAX_LEN_B": "12",
         "UNIFORM_UPDATES": "8",
         "SANDWICH_UPDATES": "4",
-        "SUPERNETS": "uniform sandwich sandwich-ce",
         "STAGE": "4",  # the uniform supernet scored at 4 and 8 updates
         "FEWSHOT_FROM": "4",  # the uniform supernet's checkpoint at 4 updates, then 2 per depth
         "FEWSHOT_UPDATES": "2",
