@@ -436,6 +436,25 @@ def test_command_line_stops_after_the_predictor(tmp_path: Path, capsys):
     assert not (tmp_path / "run/report.md").exists()
 
 
+def test_the_baselines_train_first_before_anything_is_timed(tmp_path: Path, caplog):
+    """--stop-after baselines trains them into the results ledger with no device timing and no
+    SuperTransformer; a later run, in a new run directory, takes them from the ledger."""
+    run, ledger = tmp_path / "run", tmp_path / "ledger.jsonl"
+    assert run_pipeline(run, f"--results-ledger={ledger}", "--stop-after=baselines") is None
+    names = {b.name for b in baselines(tiny_space(), 2)}
+    assert {d.name for d in (run / "models").iterdir()} == names
+    assert all((run / "models" / n / "done.json").exists() for n in names)
+    assert not (run / "latency").exists() and not (run / "supernet").exists()
+    records = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert len(records) == len(names) and all("test_bleu" in r["result"] for r in records)
+    with caplog.at_level("INFO"):
+        later = tmp_path / "later"
+        assert run_pipeline(later, f"--results-ledger={ledger}", "--stop-after=supernet") is None
+    assert caplog.text.count("trained before, taken from") == len(names)
+    assert (later / "predictor/done.json").exists() and (later / "supernet/done.json").exists()
+    assert len(ledger.read_text().splitlines()) == len(names)  # nothing trained again
+
+
 def test_a_results_ledger_keeps_the_trained_models_beyond_the_run_dir(tmp_path: Path, caplog):
     run, ledger = tmp_path / "run", tmp_path / "ledger.jsonl"
     first = run_pipeline(run, f"--results-ledger={ledger}", "--seeds", "2")  # not --seed's 1

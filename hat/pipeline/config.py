@@ -38,7 +38,7 @@ PER_JOB = (
     "stop_time_hours",
     *RUN_POLICY,
 )
-STOP_POINTS = ("predictor", "supernet", "search")  # where --stop-after may end a run
+STOP_POINTS = ("baselines", "predictor", "supernet", "search")  # where --stop-after may end a run
 RAW_KEYS = ("source_lang", "target_lang", "trainpref", "validpref", "testpref")
 
 
@@ -142,9 +142,10 @@ class PipelineConfig:
     baselines: int = setting(4, "plain Transformers scaled down from the largest")
     stop_after: str | None = setting(
         None,
-        "stop once this stage is done: predictor (the device timed, nothing trained yet), "
-        "supernet (the SuperTransformer and the baselines trained) or search; the same "
-        "command without it goes on from there",
+        "stop once this stage is done: baselines (the baselines trained first, before "
+        "anything is timed: they need neither the device nor a search), predictor (the device "
+        "timed, nothing else trained yet), supernet (the SuperTransformer and the baselines "
+        "trained) or search; the same command without it goes on from there",
         choices=STOP_POINTS,
     )
     results_ledger: str | None = setting(

@@ -142,6 +142,11 @@ class Pipeline:
             },
             ("data",),
         )
+        plain = baselines(c.space, c.baselines)
+        base = {b.name: b.arch.to_dict() for b in plain}
+        if c.stop_after == "baselines":  # they need neither the device nor a search
+            self.train_jobs(self._model_jobs(base, recipe))
+            return {**results, "stopped_after": "baselines"}
         search_inputs = self._search_inputs(model, supernet)
         kept = self._kept_search(search_inputs)
         needs_supernet = kept is None or c.finetune_inherited
@@ -163,8 +168,6 @@ class Pipeline:
         )
         if c.stop_after == "predictor":
             return {**results, "stopped_after": "predictor"}
-        plain = baselines(c.space, c.baselines)
-        base = {b.name: b.arch.to_dict() for b in plain}
         if not needs_supernet:
             trained = self.train_jobs(self._model_jobs(base, recipe))
         elif c.supernet_checkpoint:
