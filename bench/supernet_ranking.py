@@ -57,12 +57,13 @@ from pathlib import Path
 
 import torch
 
+from hat.checkpoint import load_checkpoint
 from hat.cli import setup_logging
 from hat.cli.train import build_parser
 from hat.data.dataset import DataDir
 from hat.errors import HatError
 from hat.evaluate import translate_dataset
-from hat.fsutil import atomic_write, file_sha256
+from hat.fsutil import atomic_write, changed_keys, file_sha256
 from hat.generate import MAX_LEN_B
 from hat.latency.metrics import kendall_tau, spearman
 from hat.ledger import Ledger
@@ -126,12 +127,12 @@ def reference_recipe(
 ) -> dict:
     """What a reference's result depends on (as JSON reads it back): its arch and model
     settings, the training settings, the data's contents (not their paths), the supernet it
-    starts from and the BLEU test's output length."""
+    starts from (its checkpoint's sha256) and the BLEU test's output length."""
     train = dataclasses.asdict(reference_train_config(args))
     del train["save_dir"]
     recipe = {
         "arch": arch.to_dict(),
-        **({"inherited_from": file_sha256(inherited_from)} if inherited_from else {}),
+        **({"inherited_from": inherited_from} if inherited_from else {}),
         "model": settings.to_dict(),
         "train": train,
         "max_len_b": args.max_len_b,
@@ -270,6 +271,48 @@ def finished_reference(out: Path, recipe: dict, args: argparse.Namespace) -> dic
     return None if found is None else {"recipe": recipe, **found}
 
 
+def _resumable(recipe: dict) -> dict:
+    """A recipe as far as a run may resume under another: the cap on updates left out (it
+    may be raised; the standard recipe's inverse-sqrt schedule does not depend on it)."""
+    train = {k: v for k, v in recipe["train"].items() if k != "max_update"}
+    train["schedule"] = {k: v for k, v in train["schedule"].items() if k != "max_update"}
+    return {**recipe, "train": train}
+
+
+def claim_work_dir(out: Path, recipe: dict, data: DataDir) -> None:
+    """Record `recipe` in `out` before training there; refuse (a one-line error) an unfinished
+    run of another recipe, which the trainer would otherwise resume. A checkpoint from before
+    recipes were recorded must at least hold this arch, these model settings and vocabulary."""
+    stamp, last = out / "recipe.json", out / "checkpoint_last.pt"
+    if stamp.exists():
+        before, now = _resumable(json.loads(stamp.read_text())), _resumable(recipe)
+        differ = [
+            f"train.{k}" if key == "train" else key
+            for key in changed_keys(before, now)
+            for k in (changed_keys(before[key], now[key]) if key == "train" else [key])
+        ]
+        if differ:
+            sys.exit(
+                f"error: {out} holds a run of another recipe ({', '.join(differ)} differ): "
+                "use another --work-dir, or delete it"
+            )
+    elif last.exists():
+        payload = load_checkpoint(last)
+        held = json.loads(json.dumps([payload.get("arch"), payload.get("settings")]))
+        spm = payload.get("spm_model")
+        if (
+            held != [recipe["arch"], recipe["model"]]
+            or spm != (data.path / "spm.model").read_bytes()
+        ):
+            sys.exit(
+                f"error: {last} holds another arch, model settings or vocabulary: use another "
+                "--work-dir, or delete it"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(stamp) as f:
+        json.dump(recipe, f)
+
+
 def train_reference(
     arch: ArchConfig,
     settings: ModelSettings,
@@ -279,13 +322,15 @@ def train_reference(
     inherit: tuple[str, SuperTransformer] | None = None,
 ) -> dict:
     """Train `arch` until converged (or --updates): from scratch, or from the weights it
-    inherits from `inherit` (its checkpoint's name and the supernet); its validation loss and
-    BLEU. A run finished before (work dir or --ledger) is reused, not trained again."""
+    inherits from `inherit` (its checkpoint's sha256 and the supernet); its validation loss and
+    BLEU. A run finished before (work dir or --ledger) is reused, not trained again; an
+    unfinished one in `out` is resumed only under the same recipe."""
     recipe = reference_recipe(arch, settings, data, args, inherit[0] if inherit else None)
     result = finished_reference(out, recipe, args)
     if result is not None:
         log.info("%s: finished before (valid BLEU %.2f)", out.name, result["valid_bleu"])
         return result
+    claim_work_dir(out, recipe, data)
     log.info("%s: training %s into %s", out.name, arch, out)
     torch.manual_seed(args.seed)
     cfg = dataclasses.replace(reference_train_config(args), save_dir=str(out))
@@ -559,7 +604,7 @@ def main() -> None:
         summary["finetune"] = finetune_comparison(
             archs,
             refs_by_index,
-            (given[args.finetune], supernets[args.finetune][0]),
+            (shas[args.finetune][0], supernets[args.finetune][0]),
             settings,
             data,
             args,

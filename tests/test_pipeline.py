@@ -537,3 +537,27 @@ def test_a_kept_search_outlives_the_supernet(tmp_path: Path, default_run, caplog
     other = run_pipeline(run, f"--search-result={kept}", "--evo-iter=1", "--stop-after=search")
     assert other is None and (run / "supernet/done.json").exists()  # trained, then searched
     assert len(kept.read_text().splitlines()) == 2
+    shutil.rmtree(run / "search")  # fine-tuning needs the SuperTransformer: the run's own is here
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        again = run_pipeline(
+            run,
+            f"--search-result={kept}",
+            "--evo-iter=1",
+            "--finetune-inherited",
+            "--stop-after=search",
+        )
+    assert again is None and "not searched again" in caplog.text
+
+    # a given SuperTransformer is named by its path: a search kept for another path is not taken
+    given, kept_given = tmp_path / "given.pt", tmp_path / "given.jsonl"
+    shutil.copy(run / "supernet/checkpoint_last.pt", given)
+    flags = (f"--search-result={kept_given}", "--evo-iter=1", "--stop-after=search")
+    assert run_pipeline(run, f"--supernet-checkpoint={given}", *flags) is None
+    given.unlink()  # gone: its kept search is taken
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert run_pipeline(run, f"--supernet-checkpoint={given}", *flags) is None
+    assert "not searched again" in caplog.text
+    with pytest.raises(HatError, match="checkpoint not found: .*elsewhere.pt"):
+        run_pipeline(run, f"--supernet-checkpoint={tmp_path / 'elsewhere.pt'}", *flags)

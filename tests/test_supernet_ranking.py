@@ -242,6 +242,44 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
     assert failed.stderr == f"error: the init run failed: see {log}\n" and log.stat().st_size
 
 
+def test_an_unfinished_reference_resumes_only_under_its_own_recipe(tmp_path: Path, toy_bin: Path):
+    """A reference's work dir records its recipe before training; a run of another recipe there
+    is refused instead of resumed (a raised cap on updates is not another recipe)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from supernet_ranking import claim_work_dir
+    finally:
+        sys.path.pop(0)
+    from hat.data.dataset import DataDir
+
+    data, arch = DataDir(toy_bin), tiny_space().smallest().to_dict()
+    train = {"seed": 1, "max_update": 40, "schedule": {"lr": 0.001, "max_update": 40}}
+    recipe = {"arch": arch, "model": {"dropout": 0.1}, "train": train, "data": "ab12"}
+    out = tmp_path / "ref0"
+    claim_work_dir(out, recipe, data)  # a new run: its recipe recorded
+    assert json.loads((out / "recipe.json").read_text()) == recipe
+    raised = {**train, "max_update": 80, "schedule": {**train["schedule"], "max_update": 80}}
+    claim_work_dir(out, {**recipe, "train": raised}, data)  # resumes
+    other = {**recipe, "train": {**raised, "seed": 2}, "data": "cd34"}
+    with pytest.raises(SystemExit, match=r"another recipe \(data, train.seed differ\)"):
+        claim_work_dir(out, other, data)
+    # a checkpoint from before recipes were recorded: its arch, settings and vocabulary checked
+    legacy = tmp_path / "ref1"
+    legacy.mkdir()
+    spm = (toy_bin / "spm.model").read_bytes()
+    held = {"arch": arch, "settings": recipe["model"], "spm_model": spm}
+    torch.save(held, legacy / "checkpoint_last.pt")
+    claim_work_dir(legacy, recipe, data)
+    (legacy / "recipe.json").unlink()
+    largest = {**recipe, "arch": tiny_space().largest().to_dict()}
+    with pytest.raises(SystemExit, match="checkpoint_last.pt holds another arch"):
+        claim_work_dir(legacy, largest, data)
+    torch.save({**held, "spm_model": b"other"}, legacy / "checkpoint_last.pt")
+    with pytest.raises(SystemExit, match="or vocabulary"):
+        claim_work_dir(legacy, recipe, data)
+    assert not (legacy / "recipe.json").exists()
+
+
 def test_a_few_shot_supernet_scores_each_depth_with_its_own_part():
     sys.path.insert(0, str(REPO / "bench"))
     try:

@@ -245,7 +245,11 @@ class Pipeline:
             "space": c.space.to_hat_dict(),
             "model": model,
             "data": self._data().content_sha256("train", "valid"),
-            "supernet": "supernet-checkpoint" if c.supernet_checkpoint else supernet.settings,
+            "supernet": (  # given: by its path (a kept search is taken when the file is gone)
+                {"checkpoint": c.supernet_checkpoint}
+                if c.supernet_checkpoint
+                else supernet.settings
+            ),
             "search": {
                 "evolution": dataclasses.asdict(c.evolution),
                 "budgets_ms": c.budgets_ms,
@@ -253,13 +257,14 @@ class Pipeline:
                 "verify_top": c.verify_top,
                 "measure": dataclasses.asdict(c.measure),
                 "max_tokens": c.train.max_tokens,
+                "valid_subset": c.train.valid_subset,
             },
         }
 
     def _kept_search(self, inputs: dict) -> dict | None:
-        """The result `search-result` keeps for these inputs (the latest; with a
-        `supernet-checkpoint` that is here, the latest searched in it), with where it came
-        from; None when it keeps none (or the setting is off)."""
+        """The result `search-result` keeps for these inputs (the latest; while the
+        SuperTransformer is here, `supernet-checkpoint` or this run's own, the latest searched
+        in it), with where it came from; None when it keeps none (or the setting is off)."""
         if not self.cfg.search_result:
             return None
         records = Ledger(self.cfg.search_result).records(inputs)
@@ -271,9 +276,10 @@ class Pipeline:
                     f"by hat pipeline?)"
                 )
         given = self.cfg.supernet_checkpoint
-        present = bool(given) and Path(given).is_file()
+        supernet = Path(given) if given else self.dir / "supernet/checkpoint_last.pt"
+        present = supernet.is_file()
         if present:
-            sha = file_sha256(given)
+            sha = file_sha256(supernet)
             records = [r for r in records if r["result"]["supernet_sha256"] == sha]
         if not records:
             return None
