@@ -95,8 +95,20 @@ updates_of() {  # the updates a checkpoint was saved at; 0 if there is none
     "$PYTHON" -c "import sys; from hat.checkpoint import load_checkpoint
 print(load_checkpoint(sys.argv[1])['train_state']['updates'])" "$1"
 }
+claim() {  # DIR SETTING...: a run directory trains on only under the settings it began with
+    local stamp=$1/study_settings.txt want
+    want=$(printf '%s\n' "${@:2}")
+    if [[ -f $stamp && $(<"$stamp") != "$want" ]]; then
+        echo "error: $1 began with other settings ($(paste -sd ' ' "$stamp")), not" \
+            "$(paste -sd ' ' <<<"$want"): use another WORK, or delete it" >&2
+        return 2
+    fi
+    mkdir -p "$1" && printf '%s\n' "$want" >"$stamp"
+}
 supernet() {  # NAME CAP: trained to CAP in stages of STAGE updates, scored after each
     local dir=$WORK/super_$1 m reached
+    claim "$dir" "space=$SPACE" "data=$DATA" "sampling=${sampling_of[$1]}" \
+        "distill=${distill_of[$1]}" "precision=${PRECISION:-default}" || return 2
     for ((m = STAGE; m < $2 + STAGE; m += STAGE)); do
         ((m > $2)) && m=$2 # the last stage ends at the cap
         reached=$(updates_of "$dir/checkpoint_last.pt")
@@ -142,6 +154,8 @@ if step fewshot; then
         pids=()
         for d in "${depths[@]:i:JOBS}"; do
             part=$WORK/fewshot_d$d
+            claim "$part" "space=$SPACE" "data=$DATA" "from=$start" \
+                "precision=${PRECISION:-default}" || exit 2
             if [[ ! -f $part/checkpoint_last.pt ]]; then  # the weights alone: from update 0
                 mkdir -p "$part"
                 run -m hat average --inputs "$start" --output "$part/checkpoint_last.pt" >/dev/null

@@ -221,6 +221,12 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
     resumed = study(STEPS="supernets fewshot")  # all finished: nothing trained or scored again
     assert resumed.returncode == 0, resumed.stderr
     assert len(scores.read_text().splitlines()) == 4 * 5
+    # a supernet's directory trains on only under the settings it began with
+    other = study(STEPS="supernets", SUPERNETS="uniform", PRECISION="bf16")
+    assert other.returncode == 1 and "precision=default), not " in other.stderr
+    assert "precision=bf16: use another WORK, or delete it" in other.stderr
+    assert f"error: {work}/super_uniform began with other settings (space=" in other.stderr
+    assert len(scores.read_text().splitlines()) == 4 * 5
 
     for gone in (
         "refs",
