@@ -13,7 +13,8 @@
 # supernet as fewshot_TOTAL, its start's updates included), so the ranking needs no supernet
 # checkpoint: one that did not survive to the session that ranks is ranked from its scores. Each
 # stage's checkpoint is kept (checkpoint_EPOCH_UPDATES.pt), for the search in the winning stage
-# while it survives.
+# while it survives. A supernet's or few-shot part's directory records the settings it began
+# with (study_settings.txt) and trains on only under them; a reference's records its recipe.
 #
 #   bench/ranking_study.sh                         # this CPU: 2 jobs, one thread each, nice 19
 #   DEVICE=cuda JOBS=16 bench/ranking_study.sh     # a GPU machine: everything side by side
