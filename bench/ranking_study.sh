@@ -158,7 +158,6 @@ if step fewshot; then
             claim "$part" "space=$SPACE" "data=$DATA" "from=$start" \
                 "precision=${PRECISION:-default}" || exit 2
             if [[ ! -f $part/checkpoint_last.pt ]]; then  # the weights alone: from update 0
-                mkdir -p "$part"
                 run -m hat average --inputs "$start" --output "$part/checkpoint_last.pt" >/dev/null
             fi
             run train.py --configs="$SPACE" --data "$DATA" --decoder-layer-num-choice "$d" \

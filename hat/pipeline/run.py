@@ -68,6 +68,11 @@ class Pipeline:
         self.world = DistInfo(device=self.device)
         self._identity: dict[str, str] = {}  # stage -> sha256 of its done record
 
+    @property
+    def supernet_file(self) -> Path:
+        """The run's own SuperTransformer (trained here, or `supernet-checkpoint` copied in)."""
+        return self.dir / "supernet/checkpoint_last.pt"
+
     # --- stage bookkeeping ----------------------------------------------------------------
     def _inputs(self, settings: dict, upstream: Sequence[str]) -> dict[str, str]:
         """What a stage's results depend on: its settings and its upstream stages' records."""
@@ -276,7 +281,7 @@ class Pipeline:
                     f"by hat pipeline?)"
                 )
         given = self.cfg.supernet_checkpoint
-        supernet = Path(given) if given else self.dir / "supernet/checkpoint_last.pt"
+        supernet = Path(given) if given else self.supernet_file
         present = supernet.is_file()
         if present:
             sha = file_sha256(supernet)
@@ -497,7 +502,7 @@ class Pipeline:
 
     def search(self, out: Path) -> dict:
         supernet_file, predictor_file = (
-            self.dir / "supernet/checkpoint_last.pt",
+            self.supernet_file,
             self.dir / "predictor/predictor.pt",
         )
         net, _ = load_supernet(supernet_file)
@@ -561,7 +566,7 @@ class Pipeline:
         torch.manual_seed(job.seed)
         updates = self.cfg.subtransformer_max_update
         if job.inherited:
-            model = load_supernet(self.dir / "supernet/checkpoint_last.pt")[0].export(arch)
+            model = load_supernet(self.supernet_file)[0].export(arch)
             updates = max(1, math.ceil(updates * self.cfg.finetune_fraction))
         else:
             model = Transformer(arch, settings)
@@ -579,7 +584,7 @@ class Pipeline:
     def _ledger_inputs(self, job: TrainingJob) -> dict:
         """What a trained model's ledger record depends on: its training settings (arch, seed,
         recipe), the data's contents, the supernet it starts from and the test settings."""
-        supernet = self.dir / "supernet/checkpoint_last.pt"
+        supernet = self.supernet_file
         return {
             "training": job.settings,
             "data": self._data().content_sha256("train", "valid", "test"),
