@@ -496,6 +496,25 @@ def test_a_results_ledger_keeps_the_trained_models_beyond_the_run_dir(tmp_path: 
     assert not (tmp_path / "new").exists()
 
 
+def test_a_kept_searchs_inputs_hold_the_validation_subset_and_the_checkpoints_path(
+    tmp_path: Path, default_run
+):
+    """What a kept search is looked up by: the split its fitness is scored on, and a given
+    SuperTransformer's path (its contents are checked by sha256 while the file is there)."""
+    run, given = tmp_path / "run", default_run[0] / "supernet/checkpoint_last.pt"
+    run.mkdir()
+    (run / "data").symlink_to(default_run[0] / "data")  # the inputs name the data's contents
+
+    def inputs(*extra: str) -> dict:
+        flags = tiny_args(run) + [f"--supernet-checkpoint={given}", *extra]
+        pipeline = Pipeline(pipeline_config(build_parser().parse_args(flags)), timer=fake_timer)
+        return pipeline._search_inputs({}, None)
+
+    assert inputs()["search"]["valid_subset"] == "valid" and inputs() == inputs()
+    assert inputs("--valid-subset=test")["search"]["valid_subset"] == "test"
+    assert inputs()["supernet"] == {"checkpoint": str(given)}
+
+
 def test_a_kept_search_outlives_the_supernet(tmp_path: Path, default_run, caplog):
     """--search-result keeps each search with its inputs: a run directory that lost its
     SuperTransformer and search takes the found models from it (nothing trained or searched
