@@ -16,6 +16,7 @@ from conftest import REPO, tiny_space
 from test_train import TRAIN_KEYS
 
 from hat.ledger import Ledger
+from hat.pipeline.baselines import baselines
 from hat.profile import analytic_params
 from hat.space import ArchConfig
 
@@ -246,6 +247,69 @@ def test_ranking_study_script_trains_every_step_and_resumes_from_the_ledger(
     assert failed.returncode == 1
     log = tmp_path / "other/logs/init.log"
     assert failed.stderr == f"error: the init run failed: see {log}\n" and log.stat().st_size
+
+
+def test_the_device_script_brings_back_the_references_and_the_baselines(
+    tmp_path: Path, toy_raw: Path, toy_bin: Path
+):
+    """bench/ranking_study_on_device.sh (run here on the CPU): the references and, beside them,
+    the comparison's baselines (`hat pipeline --stop-after baselines` on raw text carried under
+    Multi30k's file names), each appended to its ledger under $OUT, after the kept lines."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for split, name in (("train", "train"), ("valid", "val"), ("test", "test_2016_flickr")):
+        for lang in ("en", "de"):
+            shutil.copy(toy_raw / f"{split}.{lang}", raw / f"{name}.{lang}")
+    space = tiny_space(decoder_layers=2, decoder_layer_num_choice=[2, 1])
+    cfg = tmp_path / "space.yml"
+    keys = {k: v for k, v in TRAIN_KEYS.items() if k != "cpu"}
+    cfg.write_text(yaml.safe_dump({**space.to_hat_dict(), **keys}, sort_keys=False))
+    pipeline = tmp_path / "pipeline.yml"
+    recipe = {"toy": False, "source-lang": "en", "target-lang": "de", "trainpref": "elsewhere"}
+    recipe |= {"vocab-size": 400, "max-tokens": 1500, "subtransformer-max-update": 6}
+    recipe |= {"warmup-updates": 5, "max-len-b": 12, "gen-beam": 2, "baselines": 1}
+    recipe |= {"seeds": [1, 2]}
+    pipeline.write_text(yaml.safe_dump({**recipe, **space.to_hat_dict()}, sort_keys=False))
+    kept = tmp_path / "kept.jsonl"
+    Ledger(kept).add({"a reference": "finished before"}, {"valid_loss": 1.0})
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {
+        **os.environ,
+        "OUT": str(out),
+        "KEPT": str(kept),
+        "KEPT_SCORES": str(tmp_path / "none.jsonl"),
+        "KEPT_MODELS": str(tmp_path / "none.jsonl"),
+        "BASELINES": str(pipeline),
+        "BASELINE_JOBS": "2",
+        "RAW": str(raw),
+        "WHEELS": "",
+        "DEVICE": "cpu",
+        "JOBS": "1",
+        "SPACE": str(cfg),
+        "DATA": str(toy_bin),
+        "WORK": str(tmp_path / "work"),
+        "PER_DEPTH": "1",
+        "UPDATES": "8",
+        "VALIDATE_EVERY": "4",
+        "MAX_LEN_B": "12",
+        "PYTHON": sys.executable,
+    }
+    script = [str(REPO / "bench/ranking_study_on_device.sh")]
+    nowhere = {**env, "RAW": str(tmp_path / "nowhere")}
+    missing = subprocess.run(script, env=nowhere, text=True, capture_output=True, timeout=60)
+    assert missing.returncode == 2 and "no train.en there" in missing.stderr
+    done = subprocess.run(script, env=env, text=True, capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    references = (out / "references.jsonl").read_text().splitlines()
+    assert len(references) == 1 + 2  # the kept line, then one reference per decoder depth
+    models = [json.loads(line) for line in (out / "models.jsonl").read_text().splitlines()]
+    assert len(models) == 2 * len(baselines(space, 1))  # two seeds each, tested
+    assert all("test_bleu" in m["result"] for m in models)
+    assert {m["inputs"]["training"]["train"]["seed"] for m in models} == {1, 2}
+    assert f"baselines in the ledger: {len(models)} (0 before)" in done.stdout
+    assert "references in the ledger: 3 (1 before)" in done.stdout
+    assert (out / "logs.tgz").exists()
 
 
 def test_an_unfinished_reference_resumes_only_under_its_own_recipe(tmp_path: Path, toy_bin: Path):
