@@ -265,10 +265,20 @@ def test_the_device_script_brings_back_the_references_and_the_baselines(
     keys = {k: v for k, v in TRAIN_KEYS.items() if k != "cpu"}
     cfg.write_text(yaml.safe_dump({**space.to_hat_dict(), **keys}, sort_keys=False))
     pipeline = tmp_path / "pipeline.yml"
-    recipe = {"toy": False, "source-lang": "en", "target-lang": "de", "trainpref": "elsewhere"}
-    recipe |= {"vocab-size": 400, "max-tokens": 1500, "subtransformer-max-update": 6}
-    recipe |= {"warmup-updates": 5, "max-len-b": 12, "gen-beam": 2, "baselines": 1}
-    recipe |= {"seeds": [1, 2]}
+    recipe = {
+        "toy": False,
+        "source-lang": "en",
+        "target-lang": "de",
+        "trainpref": "elsewhere",  # the script passes RAW's
+        "vocab-size": 400,
+        "max-tokens": 1500,
+        "subtransformer-max-update": 6,
+        "warmup-updates": 5,
+        "max-len-b": 12,
+        "gen-beam": 2,
+        "baselines": 1,
+        "seeds": [1, 2],
+    }
     pipeline.write_text(yaml.safe_dump({**recipe, **space.to_hat_dict()}, sort_keys=False))
     kept = tmp_path / "kept.jsonl"
     Ledger(kept).add({"a reference": "finished before"}, {"valid_loss": 1.0})
